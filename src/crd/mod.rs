@@ -1,0 +1,13 @@
+//! The custom resources: what users write (`ImagePipelineQuery`) and what the operator writes
+//! (`ImagePipeline`).
+
+pub mod pipeline;
+
+pub use pipeline::{ImagePipeline, ImagePipelineSpec, PipelineTagSpec};
+
+/// The API group of both resources.
+pub const GROUP: &str = "ecs.mirror.io";
+/// The API version of both resources.
+pub const VERSION: &str = "v1alpha1";
+/// The `kubectl get` category shared by both resources (`kubectl get imagepipeline-mirror`).
+pub const CATEGORY: &str = "imagepipeline-mirror";

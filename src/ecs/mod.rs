@@ -1,0 +1,20 @@
+//! Everything that talks to Alibaba Cloud ECS `DescribeImagePipelines`: signing, the typed
+//! filter, lenient decoding, credentials, errors and the paging client.
+
+pub mod credentials;
+pub mod error;
+pub mod filter;
+pub mod listing;
+pub mod model;
+pub mod sign;
+
+pub use credentials::{Credentials, CredentialsError, CredentialsProvider, SharedProvider};
+pub use error::{ApiError, EcsError};
+pub use filter::{PipelineFilter, TagFilter};
+pub use listing::{CallObserver, Listing, ListingError, SharedObserver};
+pub use model::{ImagePipelineItem, PipelinePage, PipelineTag};
+
+/// The API version of ECS.
+pub const ECS_API_VERSION: &str = "2014-05-26";
+/// The action this operator calls.
+pub const DESCRIBE_IMAGE_PIPELINES: &str = "DescribeImagePipelines";
