@@ -1,0 +1,1 @@
+//! The ImagePipelineQuery controller (filled in by the controller work).

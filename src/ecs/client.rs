@@ -1,0 +1,1 @@
+//! The paging ECS client (filled in by the client work).

@@ -1,0 +1,1 @@
+//! Local simulator of the ECS endpoint (filled in by the simulator work).
