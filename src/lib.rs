@@ -5,3 +5,4 @@ pub mod controller;
 pub mod crd;
 pub mod ecs;
 pub mod sim;
+pub mod telemetry;

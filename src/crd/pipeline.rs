@@ -1,5 +1,8 @@
 //! `ImagePipeline`: the read-only mirror of one ECS image pipeline (image template).
 
+// Repeated `printcolumn(type_ = ...)` keys are separate columns, not duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use kube::api::ObjectMeta;
 use schemars::JsonSchema;

@@ -260,7 +260,8 @@ mod tests {
 
     #[test]
     fn out_of_range_filters_are_refused() {
-        let cases: Vec<(Box<dyn Fn(&mut PipelineFilter)>, FilterError)> = vec![
+        type Mutation = Box<dyn Fn(&mut PipelineFilter)>;
+        let cases: Vec<(Mutation, FilterError)> = vec![
             (
                 Box::new(|f| f.region_id = "Hangzhou".into()),
                 FilterError::Region("Hangzhou".into()),

@@ -1,6 +1,7 @@
 //! Everything that talks to Alibaba Cloud ECS `DescribeImagePipelines`: signing, the typed
 //! filter, lenient decoding, credentials, errors and the paging client.
 
+pub mod ambient;
 pub mod client;
 pub mod credentials;
 pub mod error;

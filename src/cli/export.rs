@@ -1,0 +1,151 @@
+//! `imagepipeline-operator export`: one listing without a cluster, printed as the
+//! ImagePipeline manifests the controller would write.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::CliError;
+use super::output::{Format, render};
+use crate::crd::ImagePipeline;
+use crate::crd::pipeline::mirror_object;
+use crate::ecs::credentials::{EnvProvider, SharedProvider};
+use crate::ecs::{ClientConfig, EcsClient, ImagePipelineItem, PipelineFilter, TagFilter};
+
+/// Flags of `export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Region to list, e.g. cn-hangzhou (API `RegionId`).
+    #[arg(long = "region", env = "ALIBABA_CLOUD_REGION_ID")]
+    pub region: String,
+    /// Only pipelines of this resource group (API `ResourceGroupId`).
+    #[arg(long)]
+    pub resource_group_id: Option<String>,
+    /// Only the pipeline with this name (API `Name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only these pipeline IDs (API `ImagePipelineId.N`); repeat up to 20 times.
+    #[arg(long = "id", value_name = "ip-...")]
+    pub ids: Vec<String>,
+    /// Only pipelines with this tag (API `Tag.N`): `KEY=VALUE`, or `KEY` for any value; repeat
+    /// up to 20 times, all must match.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<TagFilter>,
+    /// Pipelines per call (API `MaxResults`, 1..500).
+    #[arg(long, default_value_t = crate::ecs::filter::MAX_PAGE_SIZE)]
+    pub page_size: u32,
+    /// ECS endpoint base URL; default `https://ecs.<region>.aliyuncs.com`.
+    #[arg(long, env = "ALIBABA_CLOUD_ECS_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Namespace written into the manifests.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+}
+
+/// Parses `KEY=VALUE` (or `KEY`) into a tag condition; the value may itself contain `=`.
+pub fn parse_tag(raw: &str) -> Result<TagFilter, String> {
+    let (key, value) = match raw.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (raw, None),
+    };
+    if key.is_empty() {
+        return Err(format!("tag {raw:?} has an empty key; use KEY=VALUE"));
+    }
+    Ok(TagFilter {
+        key: key.to_string(),
+        value,
+    })
+}
+
+impl ExportArgs {
+    /// The API filter these flags describe, validated.
+    pub fn filter(&self) -> Result<PipelineFilter, CliError> {
+        let filter = PipelineFilter {
+            region_id: self.region.clone(),
+            resource_group_id: self.resource_group_id.clone(),
+            name: self.name.clone(),
+            image_pipeline_ids: self.ids.clone(),
+            tags: self.tags.clone(),
+            page_size: self.page_size,
+        };
+        filter.validate().map_err(CliError::Filter)?;
+        Ok(filter)
+    }
+}
+
+/// The manifests of `items`, skipping (with a warning on stderr) IDs that cannot be object
+/// names.
+pub fn manifests(
+    items: &[ImagePipelineItem],
+    region_id: &str,
+    namespace: &str,
+    now: Timestamp,
+) -> Vec<ImagePipeline> {
+    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    items
+        .iter()
+        .filter_map(|item| {
+            let obj = mirror_object(item, region_id, namespace, &stamp);
+            if obj.is_none() {
+                eprintln!(
+                    "warning: skipping pipeline {:?}: its ID is not a valid Kubernetes object name",
+                    item.image_pipeline_id
+                );
+            }
+            obj
+        })
+        .collect()
+}
+
+/// Runs `export` with `provider` (the ambient chain in production).
+pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), CliError> {
+    let filter = args.filter()?;
+    let client = EcsClient::new(ClientConfig {
+        endpoint: args.endpoint.clone(),
+        ..ClientConfig::default()
+    })?;
+    eprintln!(
+        "listing image pipelines in {} from {} (credentials: {})",
+        filter.region_id,
+        client.endpoint_for(&filter.region_id),
+        provider.name()
+    );
+    let listing = client.list_all(&filter, &provider).await?;
+    eprintln!(
+        "listed {} pipelines in {} page(s), {} call(s)",
+        listing.items.len(),
+        listing.pages,
+        listing.calls
+    );
+    let objects = manifests(&listing.items, &filter.region_id, &args.namespace, Timestamp::now());
+    let text = render(&objects, args.output)?;
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(CliError::Io)
+}
+
+/// The provider `export` uses when nothing else is configured: the environment.
+pub fn default_provider() -> SharedProvider {
+    Arc::new(EnvProvider)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_tag("team=a=b").unwrap(),
+            TagFilter { key: "team".into(), value: Some("a=b".into()) }
+        );
+        assert_eq!(parse_tag("env").unwrap(), TagFilter { key: "env".into(), value: None });
+        assert_eq!(parse_tag("k=").unwrap().value.as_deref(), Some(""));
+        assert!(parse_tag("=v").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! The command line: one binary, several subcommands. `main.rs` only parses and dispatches.
+
+pub mod demo;
+pub mod export;
+pub mod output;
+
+use crate::ecs::filter::FilterError;
+use crate::ecs::{EcsError, ListingError};
+
+/// Everything a subcommand can fail with; printed to stderr, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag describes a filter the API would refuse.
+    #[error("invalid filter: {0}")]
+    Filter(#[from] FilterError),
+    /// The ECS client could not be set up.
+    #[error("{0}")]
+    Ecs(#[from] EcsError),
+    /// The listing failed (the message carries the API's Code, Message and RequestId).
+    #[error("{0}")]
+    Listing(#[from] ListingError),
+    /// Output could not be rendered.
+    #[error("{0}")]
+    Render(#[from] output::RenderError),
+    /// Writing to stdout failed.
+    #[error("writing output: {0}")]
+    Io(std::io::Error),
+    /// The simulator failed.
+    #[error("simulator: {0}")]
+    Sim(#[from] crate::sim::SimError),
+    /// The controller failed.
+    #[error("controller: {0}")]
+    Controller(#[from] crate::controller::ControllerError),
+    /// Logging could not be set up.
+    #[error("logging: {0}")]
+    Logging(String),
+}
