@@ -108,6 +108,7 @@ impl fmt::Debug for EcsClient {
 
 impl EcsClient {
     /// Builds a client; refuses an unusable endpoint override or zero limits.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
     pub fn new(config: ClientConfig) -> Result<Self, EcsError> {
         let endpoint = config
             .endpoint

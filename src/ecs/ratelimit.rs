@@ -44,6 +44,7 @@ pub struct KeyedRateLimiter {
 impl KeyedRateLimiter {
     /// A limiter allowing `qps` calls per second per key, `burst` of them at once.
     /// Both must be at least 1.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
     pub fn new(qps: u32, burst: u32) -> Result<Self, EcsError> {
         let qps = NonZeroU32::new(qps)
             .ok_or_else(|| EcsError::Config("rate_limit_qps must be at least 1".into()))?;

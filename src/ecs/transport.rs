@@ -22,6 +22,7 @@ pub fn default_endpoint(region_id: &str) -> String {
 
 /// Checks an endpoint override: an `http` or `https` URL with a host, optionally a port, and
 /// nothing else (no credentials, path, query or fragment). Returns it without a trailing `/`.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn validate_endpoint(raw: &str) -> Result<String, EcsError> {
     let bad = |why: &str| EcsError::Config(format!("endpoint {raw:?} is invalid: {why}"));
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
@@ -104,6 +105,7 @@ pub struct Attempt {
 }
 
 /// Builds the HTTP client: rustls with the ring provider, connect and read timeouts.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn http_client(
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -215,6 +217,7 @@ fn chain(e: &reqwest::Error) -> String {
 /// unless it also carries pipelines); any other non-2xx is an error named `HTTP<status>`; a
 /// 2xx must look like a page (`RequestId`, `ImagePipeline`, `TotalCount` or `NextToken`),
 /// because mistaking garbage for an empty last page would prune everything mirrored.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsError> {
     let decode_error = || EcsError::Decode {
         status,
