@@ -5,6 +5,7 @@
 //! follows `tokio::time::pause()` in tests and waits with `tokio::time::sleep`.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -39,7 +40,12 @@ type Keyed = RateLimiter<
 pub struct KeyedRateLimiter {
     limiter: Keyed,
     clock: TokioClock,
+    checks: AtomicU32,
 }
+
+/// Every this many checks, buckets that are full again (idle keys) are forgotten, so rotated
+/// AccessKeyIds do not accumulate.
+const RETAIN_EVERY: u32 = 1024;
 
 impl KeyedRateLimiter {
     /// A limiter allowing `qps` calls per second per key, `burst` of them at once.
@@ -57,11 +63,15 @@ impl KeyedRateLimiter {
         Ok(Self {
             limiter: RateLimiter::hashmap_with_clock(quota, clock.clone()),
             clock,
+            checks: AtomicU32::new(0),
         })
     }
 
     /// Takes a token for `key` now if one is available; otherwise how long until one is.
     pub fn try_acquire(&self, key: &str) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
         self.limiter
             .check_key(&key.to_string())
             .map(|_| ())
@@ -122,6 +132,19 @@ mod tests {
         assert_eq!(limiter.try_acquire("team-a"), Ok(()));
         assert!(limiter.try_acquire("team-a").is_err());
         assert_eq!(limiter.try_acquire("team-b"), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_keys_are_forgotten() {
+        let limiter = KeyedRateLimiter::new(100, 1).expect("valid quota");
+        for i in 0..10 {
+            assert_eq!(limiter.try_acquire(&format!("old-{i}")), Ok(()));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..RETAIN_EVERY {
+            let _ = limiter.try_acquire("current");
+        }
+        assert_eq!(limiter.limiter.len(), 1);
     }
 
     #[test]
