@@ -10,10 +10,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use imagepipeline_operator::ecs::credentials::StaticProvider;
 use imagepipeline_operator::ecs::{
-    CallObserver, ClientConfig, Credentials, EcsClient, EcsError, PageEvent, PipelineFilter,
-    SharedProvider, TagFilter, sign,
+    CallObserver, ClientConfig, Credentials, CredentialsError, CredentialsProvider, EcsClient,
+    EcsError, Listing, PageEvent, PipelineFilter, SharedProvider, TagFilter, sign,
 };
 use serde_json::json;
 
@@ -222,7 +223,7 @@ fn filter() -> PipelineFilter {
     PipelineFilter::region("cn-hangzhou")
 }
 
-fn ids(listing: &imagepipeline_operator::ecs::Listing) -> Vec<&str> {
+fn ids(listing: &Listing) -> Vec<&str> {
     listing
         .items
         .iter()
@@ -830,4 +831,76 @@ async fn retries_take_rate_limit_tokens_too() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// Hands out STS credentials with a new token on every request, like a refreshing provider.
+#[derive(Debug, Default)]
+struct RotatingProvider {
+    asked: std::sync::atomic::AtomicU32,
+}
+
+impl CredentialsProvider for RotatingProvider {
+    fn name(&self) -> String {
+        "rotating".into()
+    }
+
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
+        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let creds = Credentials::new(KEY_ID, SECRET).with_security_token(format!("token-{n}"));
+        Box::pin(futures::future::ready(Ok(creds)))
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_asked_for_before_every_attempt() {
+    let (script, url) = serve(vec![
+        Reply::error(503, "ServiceUnavailable"),
+        Reply::page(&["ip-1"], Some("t1")),
+        Reply::page(&["ip-2"], None),
+    ])
+    .await;
+    let rotating: SharedProvider = Arc::new(RotatingProvider::default());
+    client(config(&url))
+        .list_all(&filter(), &rotating)
+        .await
+        .expect("listing");
+    let tokens: Vec<String> = script
+        .received()
+        .iter()
+        .map(|r| r.params["SecurityToken"].clone())
+        .collect();
+    assert_eq!(tokens, ["token-0", "token-1", "token-2"]);
+    assert_all_signed_with_fresh_nonces(&script.received());
+}
+
+#[derive(Debug)]
+struct FailingProvider;
+
+impl CredentialsProvider for FailingProvider {
+    fn name(&self) -> String {
+        "failing".into()
+    }
+
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
+        Box::pin(futures::future::ready(Err(CredentialsError::Missing(
+            "no key".into(),
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn a_credentials_failure_makes_no_call() {
+    let (script, url) = serve(vec![Reply::page(&[], None)]).await;
+    let failing: SharedProvider = Arc::new(FailingProvider);
+    let err = client(config(&url))
+        .list_all(&filter(), &failing)
+        .await
+        .expect_err("no credentials");
+    assert!(
+        matches!(err.error, EcsError::Credentials(_)),
+        "{}",
+        err.error
+    );
+    assert_eq!(err.calls, 0);
+    assert!(script.received().is_empty());
 }
