@@ -59,6 +59,10 @@ pub enum EcsError {
     /// The endpoint URL is unusable, or the HTTP client could not be built.
     #[error("configuration: {0}")]
     Config(String),
+    /// The service paginated nonsensically: a `NextToken` came back twice, or the listing
+    /// exceeded the client's page limit.
+    #[error("pagination: {0}")]
+    Pagination(String),
 }
 
 impl EcsError {
@@ -78,7 +82,8 @@ impl EcsError {
             EcsError::Filter(_)
             | EcsError::Credentials(_)
             | EcsError::BodyTooLarge { .. }
-            | EcsError::Config(_) => false,
+            | EcsError::Config(_)
+            | EcsError::Pagination(_) => false,
         }
     }
 
@@ -115,6 +120,7 @@ impl EcsError {
             EcsError::Decode { .. } => "Decode",
             EcsError::BodyTooLarge { .. } => "BodyTooLarge",
             EcsError::Config(_) => "Config",
+            EcsError::Pagination(_) => "Pagination",
         }
     }
 }

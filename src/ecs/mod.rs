@@ -8,8 +8,12 @@ pub mod error;
 pub mod filter;
 pub mod listing;
 pub mod model;
+pub mod ratelimit;
+pub mod retry;
 pub mod sign;
+pub mod transport;
 
+pub use client::{ClientConfig, EcsClient, PageEvent};
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider, SharedProvider};
 pub use error::{ApiError, EcsError};
 pub use filter::{PipelineFilter, TagFilter};

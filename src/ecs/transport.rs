@@ -1,0 +1,376 @@
+//! One HTTP attempt: the endpoint, the signed form body, the bounded response read and its
+//! interpretation as a page or an error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::credentials::Credentials;
+use super::error::{ApiError, EcsError};
+use super::model::{PipelinePage, decode_page};
+use super::retry::{RETRY_AFTER_HEADER, parse_retry_after};
+use super::sign;
+
+/// How many bytes of an undecodable body are quoted in [`EcsError::Decode`].
+pub const SNIPPET_BYTES: usize = 200;
+
+/// The default public endpoint of a region.
+pub fn default_endpoint(region_id: &str) -> String {
+    format!("https://ecs.{region_id}.aliyuncs.com")
+}
+
+/// Checks an endpoint override: an `http` or `https` URL with a host, optionally a port, and
+/// nothing else (no credentials, path, query or fragment). Returns it without a trailing `/`.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+pub fn validate_endpoint(raw: &str) -> Result<String, EcsError> {
+    let bad = |why: &str| EcsError::Config(format!("endpoint {raw:?} is invalid: {why}"));
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(bad("a host is required"));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("user information is not allowed"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("only scheme, host and port are allowed"));
+    }
+    Ok(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// The common RPC parameters of one attempt. `nonce` and `timestamp` must be fresh per attempt.
+pub fn common_params(
+    credentials: &Credentials,
+    action: &str,
+    version: &str,
+    nonce: &str,
+    timestamp: &str,
+) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    let mut put = |k: &str, v: &str| {
+        params.insert(k.to_string(), v.to_string());
+    };
+    put("Action", action);
+    put("Version", version);
+    put("Format", "JSON");
+    put("AccessKeyId", &credentials.access_key_id);
+    put("SignatureMethod", "HMAC-SHA1");
+    put("SignatureVersion", "1.0");
+    put("SignatureNonce", nonce);
+    put("Timestamp", timestamp);
+    if let Some(token) = &credentials.security_token {
+        put("SecurityToken", token);
+    }
+    params
+}
+
+/// Signs `params` for a POST with `secret` and encodes them, `Signature` included, as an
+/// `application/x-www-form-urlencoded` body with the RPC percent-encoding (space as `%20`).
+pub fn signed_form_body(params: &BTreeMap<String, String>, secret: &str) -> String {
+    let signature = sign::sign_params("POST", params, secret);
+    let mut body = sign::canonical_query(params);
+    if !body.is_empty() {
+        body.push('&');
+    }
+    body.push_str("Signature=");
+    body.push_str(&sign::percent_encode(&signature));
+    body
+}
+
+/// A fresh `SignatureNonce`: 32 random hex digits.
+pub fn fresh_nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The current time as the RPC `Timestamp` wants it: `YYYY-MM-DDThh:mm:ssZ` in UTC.
+pub fn timestamp_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The answer to one attempt: the page or error, plus the service's retry hint.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The decoded page, or why the attempt failed.
+    pub result: Result<PipelinePage, EcsError>,
+    /// `x-acs-retry-after`, when the service sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// Builds the HTTP client: rustls with the ring provider, connect and read timeouts.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+pub fn http_client(
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, EcsError> {
+    // Installing fails only when a provider is already installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .read_timeout(read_timeout)
+        .user_agent(concat!(
+            "imagepipeline-operator/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {}", chain(&e))))
+}
+
+/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes`.
+pub async fn post_form(
+    http: &reqwest::Client,
+    endpoint: &str,
+    body: String,
+    max_body_bytes: usize,
+) -> Attempt {
+    let sent = http
+        .post(format!("{endpoint}/"))
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(http::header::ACCEPT, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return Attempt {
+                result: Err(transport_error(&e)),
+                retry_after: None,
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let result = match read_bounded(&mut response, max_body_bytes).await {
+        Ok(bytes) => decode_response(status, &bytes),
+        Err(e) => Err(e),
+    };
+    Attempt {
+        result,
+        retry_after,
+    }
+}
+
+/// Reads the body chunk by chunk, failing as soon as it grows past `limit`.
+async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, EcsError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(EcsError::BodyTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(EcsError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Maps a reqwest error to [`EcsError::Transport`], without the URL.
+fn transport_error(e: &reqwest::Error) -> EcsError {
+    let timeout = e.is_timeout();
+    let mut message = chain(e);
+    if timeout && !message.contains("timed out") {
+        message.push_str(" (timed out)");
+    }
+    EcsError::Transport { message, timeout }
+}
+
+/// An error and its sources, `: `-separated. reqwest's own message carries the URL, which is
+/// dropped: the URL is only the endpoint (the parameters travel in the body), but the message
+/// reads better without it.
+fn chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    if let Some(url) = e.url() {
+        out = out.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Interprets a complete answer. A JSON object with `Code` is an error (even with HTTP 200,
+/// unless it also carries pipelines); any other non-2xx is an error named `HTTP<status>`; a
+/// 2xx must look like a page (`RequestId`, `ImagePipeline`, `TotalCount` or `NextToken`),
+/// because mistaking garbage for an empty last page would prune everything mirrored.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsError> {
+    let decode_error = || EcsError::Decode {
+        status,
+        snippet: String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned(),
+    };
+    let value: Value = serde_json::from_slice(body).map_err(|_| decode_error())?;
+    let Some(obj) = value.as_object() else {
+        return Err(decode_error());
+    };
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+    let success = (200..300).contains(&status);
+    let has_code = text("Code").is_some_and(|c| !c.is_empty());
+    if has_code && !(success && obj.contains_key("ImagePipeline")) {
+        return Err(EcsError::Api(ApiError {
+            status,
+            code: text("Code").unwrap_or_default(),
+            message: text("Message").unwrap_or_default(),
+            request_id: text("RequestId"),
+            host_id: text("HostId"),
+            recommend: text("Recommend"),
+        }));
+    }
+    if !success {
+        return Err(EcsError::Api(ApiError {
+            status,
+            code: format!("HTTP{status}"),
+            message: text("Message").unwrap_or_else(|| "error answer without a Code".into()),
+            request_id: text("RequestId"),
+            host_id: text("HostId"),
+            recommend: text("Recommend"),
+        }));
+    }
+    let looks_like_page = ["RequestId", "ImagePipeline", "TotalCount", "NextToken"]
+        .iter()
+        .any(|k| obj.contains_key(*k));
+    if !looks_like_page {
+        return Err(decode_error());
+    }
+    Ok(decode_page(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_overrides_keep_scheme_host_and_port_only() {
+        assert_eq!(
+            validate_endpoint("http://127.0.0.1:8080/").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            validate_endpoint("https://ecs-vpc.cn-hangzhou.aliyuncs.com").as_deref(),
+            Ok("https://ecs-vpc.cn-hangzhou.aliyuncs.com")
+        );
+        for bad in [
+            "",
+            "ecs.cn-hangzhou.aliyuncs.com",
+            "ftp://host",
+            "http://user:pw@host",
+            "http://host/path",
+            "http://host/?q=1",
+            "http://",
+        ] {
+            assert!(
+                matches!(validate_endpoint(bad), Err(EcsError::Config(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_form_body_is_the_signed_canonical_query() {
+        let creds = Credentials::new("id", "secret");
+        let mut p = common_params(&creds, "A", "V", "n", "2024-01-01T00:00:00Z");
+        p.insert("Tag.1.Value".into(), "a b+c".into());
+        let body = signed_form_body(&p, "secret");
+        let sig = sign::sign_params("POST", &p, "secret");
+        assert!(body.starts_with("AccessKeyId=id&Action=A&"), "{body}");
+        assert!(body.contains("Tag.1.Value=a%20b%2Bc"), "{body}");
+        assert!(body.ends_with(&format!("&Signature={}", sign::percent_encode(&sig))));
+        assert!(!p.contains_key("SecurityToken"));
+    }
+
+    #[test]
+    fn nonces_are_32_hex_digits_and_fresh() {
+        let a = fresh_nonce();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, fresh_nonce());
+    }
+
+    #[test]
+    fn timestamps_are_utc_seconds() {
+        let t = timestamp_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+
+    #[test]
+    fn error_objects_are_api_errors_even_with_http_200() {
+        let body = br#"{"RequestId":"R","HostId":"ecs.aliyuncs.com","Code":"InvalidName.Malformed","Message":"bad","Recommend":"https://diag"}"#;
+        for status in [200, 400] {
+            let Err(EcsError::Api(e)) = decode_response(status, body) else {
+                panic!("expected an API error");
+            };
+            assert_eq!(e.status, status);
+            assert_eq!(e.code, "InvalidName.Malformed");
+            assert_eq!(e.message, "bad");
+            assert_eq!(e.request_id.as_deref(), Some("R"));
+            assert_eq!(e.host_id.as_deref(), Some("ecs.aliyuncs.com"));
+            assert_eq!(e.recommend.as_deref(), Some("https://diag"));
+        }
+    }
+
+    #[test]
+    fn error_statuses_without_a_code_are_named_after_the_status() {
+        let Err(EcsError::Api(e)) = decode_response(502, br#"{"RequestId":"R"}"#) else {
+            panic!("expected an API error");
+        };
+        assert_eq!(e.code, "HTTP502");
+        assert!(EcsError::Api(e).is_transient());
+    }
+
+    #[test]
+    fn pages_decode_and_non_pages_do_not() {
+        let page = decode_response(
+            200,
+            br#"{"RequestId":"R","NextToken":"a+b/c=","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-1"}]}}"#,
+        )
+        .expect("a page");
+        assert_eq!(page.next_token.as_deref(), Some("a+b/c="));
+        assert_eq!(page.items.len(), 1);
+        for body in [&b"{}"[..], b"[1]", b"<html>busy</html>"] {
+            assert!(
+                matches!(
+                    decode_response(200, body),
+                    Err(EcsError::Decode { status: 200, .. })
+                ),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn undecodable_bodies_quote_their_first_bytes() {
+        let body = format!("<html>{}</html>", "x".repeat(500));
+        let Err(EcsError::Decode { status, snippet }) = decode_response(503, body.as_bytes())
+        else {
+            panic!("expected a decode error");
+        };
+        assert_eq!(status, 503);
+        assert_eq!(snippet.len(), SNIPPET_BYTES);
+        assert!(snippet.starts_with("<html>xxx"));
+    }
+}
