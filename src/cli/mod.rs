@@ -15,10 +15,10 @@ pub enum CliError {
     Filter(#[from] FilterError),
     /// The ECS client could not be set up.
     #[error("{0}")]
-    Ecs(#[from] EcsError),
+    Ecs(Box<EcsError>),
     /// The listing failed (the message carries the API's Code, Message and RequestId).
     #[error("{0}")]
-    Listing(#[from] ListingError),
+    Listing(Box<ListingError>),
     /// Output could not be rendered.
     #[error("{0}")]
     Render(#[from] output::RenderError),
@@ -28,4 +28,16 @@ pub enum CliError {
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),
+}
+
+impl From<EcsError> for CliError {
+    fn from(e: EcsError) -> Self {
+        CliError::Ecs(Box::new(e))
+    }
+}
+
+impl From<ListingError> for CliError {
+    fn from(e: ListingError) -> Self {
+        CliError::Listing(Box::new(e))
+    }
 }
