@@ -1602,3 +1602,40 @@ fn readme_documents_the_dockerfile_build_command() {
         "README's docker-build block and the Dockerfile's `RUN cargo build` line differ"
     );
 }
+
+#[test]
+fn install_notes_show_a_sample_secret_and_query_and_how_to_list_pipelines() {
+    let Some(helm) = helm_or_skip("install_notes_show_a_sample_secret_and_query") else {
+        return;
+    };
+    let mut args: Vec<String> = ["install", RELEASE]
+        .into_iter()
+        .map(String::from)
+        .chain([chart_dir().display().to_string()])
+        .chain(["--namespace", NAMESPACE, "--dry-run=client"].map(String::from))
+        .collect();
+    args.extend(set_args(&["watchNamespaces={team-a}"]));
+    let out = run_helm(&helm, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes = stdout
+        .split_once("NOTES:")
+        .map(|(_, n)| n)
+        .expect("install prints NOTES");
+    for expected in [
+        "kubectl -n team-a create secret generic ecs-readonly",
+        "kind: ImagePipelineQuery",
+        "secretRef:",
+        "kubectl -n team-a get ipl",
+        "kubectl -n ops rollout status deployment/rel-imagepipeline-operator",
+    ] {
+        assert!(
+            notes.contains(expected),
+            "NOTES lack `{expected}`:\n{notes}"
+        );
+    }
+}
