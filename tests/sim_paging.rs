@@ -154,7 +154,10 @@ async fn a_next_token_only_works_with_the_filter_it_was_issued_for() {
             ("Tag.1.Key", "team"),
             ("NextToken", &token),
         ]),
-        params(&[("RegionId", "cn-hangzhou"), ("NextToken", "AAAAAdDWBF2****")]),
+        params(&[
+            ("RegionId", "cn-hangzhou"),
+            ("NextToken", "AAAAAdDWBF2****"),
+        ]),
     ] {
         let a = call(&sim.url(), &other).await;
         assert_eq!(a.status, 403, "{}", a.text);
