@@ -101,15 +101,17 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         .collect();
     tracing::info!(url = %handle.url(), credentials = ?ids, "ecs-sim ready");
     if let Some(path) = args.data.clone() {
-        reload_on_hangup(&handle, path);
+        reload_data_on_sighup(&handle, path);
     }
     wait_for_stop().await;
     handle.shutdown().await;
     Ok(())
 }
 
+/// Re-reads `path` into the running simulator on every SIGHUP (a broken file keeps the
+/// previous items and logs why). Needs a Tokio runtime; does nothing off Unix.
 #[cfg(unix)]
-fn reload_on_hangup(handle: &SimHandle, path: PathBuf) {
+pub fn reload_data_on_sighup(handle: &SimHandle, path: PathBuf) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; --data will not be re-read");
@@ -129,8 +131,9 @@ fn reload_on_hangup(handle: &SimHandle, path: PathBuf) {
     });
 }
 
+/// Re-reads `path` on SIGHUP: there is no SIGHUP off Unix.
 #[cfg(not(unix))]
-fn reload_on_hangup(_handle: &SimHandle, _path: PathBuf) {}
+pub fn reload_data_on_sighup(_handle: &SimHandle, _path: PathBuf) {}
 
 async fn wait_for_stop() {
     #[cfg(unix)]

@@ -27,7 +27,7 @@ pub mod v3;
 #[cfg(test)]
 mod v3_tests;
 
-pub use args::{SimArgs, listening_line, run_cli};
+pub use args::{SimArgs, listening_line, reload_data_on_sighup, run_cli};
 pub use credential::{Credential, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 pub use data::{generate, load as load_items, sample_items};
 pub use errors::{ApiFailure, SimError};
