@@ -9,28 +9,28 @@
 
 mod admin;
 mod args;
-pub mod auth;
+mod auth;
 mod credential;
 mod data;
 mod errors;
 mod faults;
-pub mod format;
+mod format;
 mod log;
-pub mod paging;
-pub mod pipelines;
-pub mod request;
-pub mod router;
+mod paging;
+mod pipelines;
+mod request;
+mod router;
 mod server;
-pub mod store;
-pub mod v1;
-pub mod v3;
+mod store;
+mod v1;
+mod v3;
 #[cfg(test)]
 mod v3_tests;
 
 pub use args::{SimArgs, listening_line, reload_data_on_sighup, run_cli};
 pub use credential::{Credential, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 pub use data::{generate, load as load_items, sample_items};
-pub use errors::{ApiFailure, SimError};
+pub use errors::SimError;
 pub use faults::Faults;
 pub use log::LoggedRequest;
-pub use server::{SimConfig, SimHandle, SimState, start};
+pub use server::{SimConfig, SimHandle, start};
