@@ -88,17 +88,18 @@ pub fn listening_line(handle: &SimHandle) -> String {
 
 /// Runs the simulator until SIGINT or SIGTERM.
 pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
-    let handle = start(args.to_config()?).await?;
+    let config = args.to_config()?;
+    let ids: Vec<String> = config
+        .credentials
+        .iter()
+        .map(|c| c.access_key_id.clone())
+        .collect();
+    let handle = start(config).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", listening_line(&handle))?;
         out.flush()?;
     }
-    let ids: Vec<String> = args
-        .credentials
-        .iter()
-        .map(|c| c.access_key_id.clone())
-        .collect();
     tracing::info!(url = %handle.url(), credentials = ?ids, "ecs-sim ready");
     if let Some(path) = args.data.clone() {
         reload_data_on_sighup(&handle, path);
