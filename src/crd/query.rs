@@ -37,6 +37,8 @@ fn default_prune() -> bool {
 /// Mirrors the Alibaba Cloud ECS image pipelines (image templates) that match a filter of the
 /// `DescribeImagePipelines` API into ImagePipeline objects in this namespace, and keeps them
 /// fresh.
+// clippy mistakes the repeated `printcolumn(type_ = ...)` keys for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ecs.mirror.io",
