@@ -2,6 +2,9 @@
 //! an unchanged object (none), of an owner-reference removal, of a deletion with preconditions,
 //! of the status patch, and of a failed listing (a status and no ImagePipeline write).
 
+// The listing seam returns the ECS client's `ListingError` by value, as production does.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
