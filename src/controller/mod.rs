@@ -1,1 +1,47 @@
-//! The ImagePipelineQuery controller (filled in by the controller work).
+//! The ImagePipelineQuery controller: watches queries, lists ECS image pipelines for each, and
+//! mirrors them as ImagePipeline objects.
+//!
+//! The reconcile is a pipeline of named steps, one module each: [`validate`] the spec, resolve
+//! [`credentials`], [`source`] the listing (shared between identical queries), [`plan`] the
+//! writes (pure, from [`desired`] objects and the cache [`view`]), apply them through the
+//! [`writer`], then [`status`] and [`events`]. [`schedule`] decides when a query is due,
+//! [`reconcile`] strings the steps together and [`run`] starts everything.
+//!
+//! Server-side apply and shared objects: every write is one apply under the single field
+//! manager [`FIELD_MANAGER`], carrying the object's complete content, the complete list of
+//! query owner references and the labels/annotations merged from those owners' templates, all
+//! computed from the cache. Concurrent queries cannot clobber each other's owner references
+//! because plans and writes of one namespace are serialized in-process and planned from a view
+//! that already includes this process's latest writes, and because updates carry the
+//! `resourceVersion` they were planned from (any other writer in between turns the apply into
+//! a conflict and a retry). Deletions carry UID and resourceVersion preconditions.
+
+pub mod context;
+pub mod credentials;
+pub mod desired;
+pub mod error;
+pub mod events;
+pub mod plan;
+pub mod reconcile;
+pub mod run;
+pub mod schedule;
+pub mod source;
+pub mod status;
+pub mod sync;
+pub mod validate;
+pub mod view;
+pub mod writer;
+
+pub use context::{Context, NoopObserver, QueryMemory, SyncObserver};
+pub use credentials::{AmbientPolicy, CredentialsResolver};
+pub use error::ControllerError;
+pub use reconcile::{error_policy, reconcile};
+pub use run::{LogFormat, RunArgs, run, run_with};
+pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings};
+pub use writer::Writer;
+
+/// The field manager of every write the operator makes (objects and status).
+pub const FIELD_MANAGER: &str = "imagepipeline-operator";
+
+/// Setting this annotation on a query to a new value (e.g. the current time) syncs it at once.
+pub const REQUESTED_AT_ANNOTATION: &str = "ecs.mirror.io/requested-at";

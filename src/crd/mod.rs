@@ -2,8 +2,14 @@
 //! (`ImagePipeline`).
 
 pub mod pipeline;
+pub mod query;
 
 pub use pipeline::{ImagePipeline, ImagePipelineSpec, PipelineTagSpec};
+pub use query::{
+    ImagePipelineQuery, ImagePipelineQuerySpec, ImagePipelineQueryStatus, MirrorTemplate,
+    QueryCredentials, QueryTag, SecretReference, SyncErrorStatus, SyncResultStatus,
+    TemplateMetadata, crds_yaml,
+};
 
 /// The API group of both resources.
 pub const GROUP: &str = "ecs.mirror.io";

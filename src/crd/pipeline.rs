@@ -24,6 +24,8 @@ pub struct PipelineTagSpec {
 /// An Alibaba Cloud ECS image pipeline (image template), mirrored from the `DescribeImagePipelines`
 /// API by an ImagePipelineQuery in the same namespace. Read-only: edit the query, or the pipeline in
 /// the cloud; the operator overwrites any other change. The object is named by the pipeline ID.
+// clippy mistakes the repeated `printcolumn(type_ = ...)` keys for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[kube(
     group = "ecs.mirror.io",
@@ -32,6 +34,7 @@ pub struct PipelineTagSpec {
     namespaced,
     shortname = "ipl",
     category = "imagepipeline-mirror",
+    derive = "PartialEq",
     doc = "A read-only mirror of one Alibaba Cloud ECS image pipeline (image template), written by the imagepipeline-operator for the ImagePipelineQuery objects that match it.",
     printcolumn(name = "ID", type_ = "string", json_path = ".spec.imagePipelineId"),
     printcolumn(name = "Name", type_ = "string", json_path = ".spec.name"),

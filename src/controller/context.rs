@@ -1,0 +1,112 @@
+//! What every reconcile shares: the client, the writer, the caches, the shared listings, the
+//! credentials resolver, what this process remembers of each query, and the hooks for metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use tokio::time::Instant;
+
+use super::credentials::CredentialsResolver;
+use super::plan::WriteKind;
+use super::source::SharedListings;
+use super::view::{NamespaceLocks, RecentWrites};
+use super::writer::Writer;
+use crate::crd::{ImagePipeline, ImagePipelineQuery};
+use crate::ecs::Listing;
+
+/// Hooks for metrics; every method has an empty default.
+pub trait SyncObserver: Send + Sync + 'static {
+    /// A reconcile ended with a `Ready` reason (`Synced`, `ApiError`, ...) after `elapsed`;
+    /// `matched` is set after a successful sync.
+    fn sync_finished(
+        &self,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+        elapsed: Duration,
+        matched: Option<u32>,
+    ) {
+        let _ = (namespace, name, reason, elapsed, matched);
+    }
+    /// An ImagePipeline was applied.
+    fn object_written(&self, kind: WriteKind) {
+        let _ = kind;
+    }
+    /// An ImagePipeline was deleted.
+    fn object_deleted(&self) {}
+    /// A reconcile failed with a controller error (its `metric_label`).
+    fn reconcile_failed(&self, label: &str) {
+        let _ = label;
+    }
+}
+
+/// An observer that observes nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl SyncObserver for NoopObserver {}
+
+/// What this process remembers of one query (by UID) between reconciles.
+#[derive(Debug, Clone, Default)]
+pub struct QueryMemory {
+    /// The credentials identity (or error) of the last attempt.
+    pub credentials: Option<String>,
+    /// The last complete listing, to notice drift of the mirrored objects.
+    pub listing: Option<Arc<Listing>>,
+    /// Consecutive attempts that ended in a listing or credentials failure.
+    pub failures: u32,
+    /// Consecutive reconciles that failed with a Kubernetes API error.
+    pub errors: u32,
+    /// When the last attempt started.
+    pub last_attempt: Option<Instant>,
+}
+
+/// The controller's shared state.
+pub struct Context {
+    /// The Kubernetes client (reads).
+    pub client: Client,
+    /// The only writer.
+    pub writer: Writer,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// The ImagePipelines of the watched namespaces.
+    pub pipelines: Store<ImagePipeline>,
+    /// The ImagePipelineQueries of the watched namespaces.
+    pub queries: Store<ImagePipelineQuery>,
+    /// Listings, shared between identical queries (of every watched namespace).
+    pub listings: Arc<SharedListings>,
+    /// Credentials of queries.
+    pub credentials: Arc<CredentialsResolver>,
+    /// Writes the caches have not caught up with yet.
+    pub recent: RecentWrites,
+    /// One writer at a time per namespace.
+    pub locks: NamespaceLocks,
+    /// What this process remembers of each query.
+    pub memory: Mutex<HashMap<String, QueryMemory>>,
+    /// Metrics hooks.
+    pub observer: Arc<dyn SyncObserver>,
+}
+
+impl Context {
+    /// What is remembered of the query with `uid`.
+    pub fn remembered(&self, uid: &str) -> Option<QueryMemory> {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.get(uid).cloned()
+    }
+
+    /// Changes what is remembered of the query with `uid`.
+    pub fn remember(&self, uid: &str, update: impl FnOnce(&mut QueryMemory)) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        update(memory.entry(uid.to_string()).or_default());
+    }
+
+    /// Forgets the query with `uid` (it was deleted).
+    pub fn forget(&self, uid: &str) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.remove(uid);
+    }
+}

@@ -1,0 +1,301 @@
+//! Step 2: credentials. A query's Secret (in its own namespace), or the operator's ambient
+//! credentials where the operator allows them. Secret-derived providers are cached per Secret
+//! `resourceVersion`. No message ever contains a secret value.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::ecs::SharedProvider;
+use crate::ecs::credentials::{Credentials, StaticProvider};
+
+/// The Secret key holding the AccessKey ID.
+pub const KEY_ACCESS_KEY_ID: &str = "accessKeyId";
+/// The Secret key holding the AccessKey secret.
+pub const KEY_ACCESS_KEY_SECRET: &str = "accessKeySecret";
+/// The optional Secret key holding an STS token.
+pub const KEY_SECURITY_TOKEN: &str = "securityToken";
+
+/// Why a query has no usable credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The Secret does not exist.
+    #[error(
+        "Secret {name:?} (spec.credentials.secretRef.name) was not found in namespace {namespace:?}"
+    )]
+    SecretNotFound {
+        /// The query's namespace.
+        namespace: String,
+        /// The Secret name.
+        name: String,
+    },
+    /// A required key is missing or empty.
+    #[error(
+        "Secret {name:?} has no {key:?} key (expected {KEY_ACCESS_KEY_ID}, {KEY_ACCESS_KEY_SECRET} and optionally {KEY_SECURITY_TOKEN})"
+    )]
+    SecretKeyMissing {
+        /// The Secret name.
+        name: String,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A key is not UTF-8.
+    #[error("Secret {name:?} key {key:?} is not UTF-8 text")]
+    SecretKeyInvalid {
+        /// The Secret name.
+        name: String,
+        /// The key.
+        key: &'static str,
+    },
+    /// The query has no Secret and its namespace may not use the ambient credentials.
+    #[error(
+        "namespace {namespace:?} is not allowed to use the operator's ambient credentials: set spec.credentials.secretRef to a Secret with {KEY_ACCESS_KEY_ID} and {KEY_ACCESS_KEY_SECRET}, or allow the namespace with the operator flag --ambient-credentials-namespaces (env AMBIENT_CREDENTIALS_NAMESPACES) or --ambient-credentials-namespace-selector"
+    )]
+    AmbientNotAllowed {
+        /// The query's namespace.
+        namespace: String,
+    },
+    /// The operator has no ambient credentials.
+    #[error(
+        "the operator has no ambient credentials configured: set spec.credentials.secretRef to a Secret with {KEY_ACCESS_KEY_ID} and {KEY_ACCESS_KEY_SECRET}"
+    )]
+    AmbientUnavailable,
+    /// The Kubernetes API failed while reading the Secret or Namespace (retried, not reported as
+    /// a credentials problem).
+    #[error("reading credentials from the Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+}
+
+/// Credentials ready for a listing.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The provider to sign with.
+    pub provider: SharedProvider,
+    /// What shares listings: `secret/<namespace>/<name>@<resourceVersion>` or `ambient/<provider>`.
+    pub identity: String,
+    /// What the status shows: `secret/<name>` or `ambient/<provider>`.
+    pub display: String,
+}
+
+/// Reads the credentials of Secret `name` from its data.
+pub fn credentials_from_secret(
+    name: &str,
+    data: Option<&BTreeMap<String, ByteString>>,
+) -> Result<Credentials, ResolveError> {
+    let get = |key: &'static str| -> Result<Option<String>, ResolveError> {
+        match data.and_then(|d| d.get(key)) {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.0.clone())
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|_| ResolveError::SecretKeyInvalid {
+                    name: name.to_string(),
+                    key,
+                }),
+        }
+    };
+    let required = |key: &'static str| {
+        get(key)?.ok_or_else(|| ResolveError::SecretKeyMissing {
+            name: name.to_string(),
+            key,
+        })
+    };
+    let creds = Credentials::new(
+        required(KEY_ACCESS_KEY_ID)?,
+        required(KEY_ACCESS_KEY_SECRET)?,
+    );
+    Ok(match get(KEY_SECURITY_TOKEN)? {
+        Some(token) => creds.with_security_token(token),
+        None => creds,
+    })
+}
+
+/// Which namespaces may use the operator's ambient credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmbientPolicy {
+    /// Namespaces allowed by name.
+    pub namespaces: BTreeSet<String>,
+    /// A label selector on Namespace objects; matching namespaces are allowed too.
+    pub selector: Option<String>,
+}
+
+/// Resolves credentials for queries.
+#[derive(Debug)]
+pub struct CredentialsResolver {
+    ambient: Option<SharedProvider>,
+    policy: AmbientPolicy,
+    cache: Mutex<HashMap<(String, String), (String, SharedProvider)>>,
+}
+
+impl CredentialsResolver {
+    /// A resolver with the operator's `ambient` provider, allowed by `policy`.
+    pub fn new(ambient: Option<SharedProvider>, policy: AmbientPolicy) -> Self {
+        Self {
+            ambient,
+            policy,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The credentials of a query in `namespace` naming `secret` (or none).
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        namespace: &str,
+        secret: Option<&str>,
+    ) -> Result<Resolved, ResolveError> {
+        match secret {
+            Some(name) => self.secret_credentials(client, namespace, name).await,
+            None => self.ambient(client, namespace).await,
+        }
+    }
+
+    async fn secret_credentials(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Resolved, ResolveError> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(ResolveError::Kube)?
+            .ok_or_else(|| ResolveError::SecretNotFound {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })?;
+        let rv = secret.resource_version().unwrap_or_default();
+        let key = (namespace.to_string(), name.to_string());
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(&key)
+                .filter(|(v, _)| *v == rv)
+                .map(|(_, p)| p.clone())
+        };
+        let provider = match cached {
+            Some(p) => p,
+            None => {
+                let creds = credentials_from_secret(name, secret.data.as_ref())?;
+                let p: SharedProvider =
+                    Arc::new(StaticProvider::new(format!("secret/{name}"), creds));
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.insert(key, (rv.clone(), p.clone()));
+                p
+            }
+        };
+        Ok(Resolved {
+            provider,
+            identity: format!("secret/{namespace}/{name}@{rv}"),
+            display: format!("secret/{name}"),
+        })
+    }
+
+    async fn ambient(&self, client: &Client, namespace: &str) -> Result<Resolved, ResolveError> {
+        if !self.ambient_allowed(client, namespace).await? {
+            return Err(ResolveError::AmbientNotAllowed {
+                namespace: namespace.to_string(),
+            });
+        }
+        let provider = self
+            .ambient
+            .clone()
+            .ok_or(ResolveError::AmbientUnavailable)?;
+        let name = format!("ambient/{}", provider.name());
+        Ok(Resolved {
+            provider,
+            identity: name.clone(),
+            display: name,
+        })
+    }
+
+    async fn ambient_allowed(
+        &self,
+        client: &Client,
+        namespace: &str,
+    ) -> Result<bool, ResolveError> {
+        if self.policy.namespaces.contains(namespace) {
+            return Ok(true);
+        }
+        let Some(selector) = &self.policy.selector else {
+            return Ok(false);
+        };
+        let api: Api<Namespace> = Api::all(client.clone());
+        let params = ListParams::default()
+            .fields(&format!("metadata.name={namespace}"))
+            .labels(selector);
+        let found = api
+            .list_metadata(&params)
+            .await
+            .map_err(ResolveError::Kube)?;
+        Ok(!found.items.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &[u8])]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_with_both_keys_gives_credentials_and_an_optional_token() {
+        let d = data(&[
+            (KEY_ACCESS_KEY_ID, b"LTAIid"),
+            (KEY_ACCESS_KEY_SECRET, b"s3cr3t\n"),
+        ]);
+        assert_eq!(
+            credentials_from_secret("ak", Some(&d)).unwrap(),
+            Credentials::new("LTAIid", "s3cr3t")
+        );
+        let d = data(&[
+            (KEY_ACCESS_KEY_ID, b"id"),
+            (KEY_ACCESS_KEY_SECRET, b"s"),
+            (KEY_SECURITY_TOKEN, b"tok"),
+        ]);
+        assert_eq!(
+            credentials_from_secret("ak", Some(&d))
+                .unwrap()
+                .security_token
+                .as_deref(),
+            Some("tok")
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_named_and_no_value_is_shown() {
+        let d = data(&[
+            (KEY_ACCESS_KEY_ID, b"LTAIid"),
+            (KEY_ACCESS_KEY_SECRET, b"  "),
+        ]);
+        let err = credentials_from_secret("team-ak", Some(&d)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"team-ak\"") && msg.contains("\"accessKeySecret\""),
+            "{msg}"
+        );
+        assert!(!msg.contains("LTAIid"), "{msg}");
+        let err = credentials_from_secret("team-ak", None).unwrap_err();
+        assert!(err.to_string().contains("accessKeyId"), "{err}");
+    }
+
+    #[test]
+    fn the_ambient_refusal_says_how_to_allow_the_namespace() {
+        let msg = ResolveError::AmbientNotAllowed {
+            namespace: "team-a".into(),
+        }
+        .to_string();
+        assert!(msg.contains("team-a"));
+        assert!(msg.contains("--ambient-credentials-namespaces"));
+        assert!(msg.contains("secretRef"));
+    }
+}

@@ -1,0 +1,94 @@
+//! Kubernetes Events: one per change of outcome (`Synced` with counts, `SyncFailed` with the API
+//! code, ...), not one per refresh. Publishing is best effort: a failure is logged and never
+//! fails the reconcile.
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use tracing::warn;
+
+use super::status::{Outcome, READY, reason};
+use crate::crd::{ImagePipelineQuery, ImagePipelineQueryStatus};
+
+/// The reason of the Event published when a listing fails.
+pub const SYNC_FAILED: &str = "SyncFailed";
+
+/// The Event to publish for `outcome`, given the status before it; `None` when nothing changed
+/// that a reader of `kubectl describe` would want to see again.
+pub fn event_for(old: Option<&ImagePipelineQueryStatus>, outcome: &Outcome) -> Option<Event> {
+    let old_reason = old
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .map(|c| c.reason.as_str());
+    let old_code = old
+        .and_then(|s| s.last_error.as_ref())
+        .map(|e| e.code.as_str());
+    let new_reason = outcome.reason();
+    let changed = old_reason != Some(new_reason);
+    let (type_, event_reason, note) = match outcome {
+        Outcome::Synced { counts, .. } => {
+            let wrote = counts.created + counts.updated + counts.deleted + counts.released > 0;
+            if !changed && !wrote {
+                return None;
+            }
+            let note = format!(
+                "{}: {} created, {} updated, {} deleted, {} released, {} unchanged",
+                outcome.message(),
+                counts.created,
+                counts.updated,
+                counts.deleted,
+                counts.released,
+                counts.unchanged
+            );
+            (EventType::Normal, reason::SYNCED, note)
+        }
+        Outcome::Suspended => {
+            if !changed {
+                return None;
+            }
+            (EventType::Normal, reason::SUSPENDED, outcome.message())
+        }
+        Outcome::ListingFailed(_) => {
+            let code = outcome.error().map(|e| e.code);
+            if !changed && old_code == code.as_deref() {
+                return None;
+            }
+            let note = format!("{}: {}", code.unwrap_or_default(), outcome.message());
+            (EventType::Warning, SYNC_FAILED, note)
+        }
+        Outcome::InvalidSpec(_) | Outcome::CredentialsError(_) => {
+            let old_message = old
+                .and_then(|s| s.last_error.as_ref())
+                .map(|e| e.message.as_str());
+            let message = outcome.error().map(|e| e.message);
+            if !changed && old_message == message.as_deref() {
+                return None;
+            }
+            (EventType::Warning, new_reason, outcome.message())
+        }
+    };
+    Some(Event {
+        type_,
+        reason: event_reason.to_string(),
+        note: Some(truncate(note, 1024)),
+        action: "Sync".to_string(),
+        secondary: None,
+    })
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Publishes `event` about `query`; a failure is logged, never returned.
+pub async fn publish(recorder: &Recorder, query: &ImagePipelineQuery, event: Event) {
+    let reference = query.object_ref(&());
+    if let Err(e) = recorder.publish(&event, &reference).await {
+        warn!(error = %e, reason = %event.reason, "could not publish an Event");
+    }
+}

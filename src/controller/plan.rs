@@ -1,0 +1,209 @@
+//! Step 4: plan. From a complete listing and the ImagePipelines of the namespace, decide which
+//! objects to create, update, release (drop this query's owner reference) or delete. Pure: no
+//! client, no clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::desired::{
+    Owners, build_object, is_owned_by, merged_template, owner_reference, query_refs, up_to_date,
+};
+use crate::crd::pipeline::object_name;
+use crate::crd::{ImagePipeline, ImagePipelineSpec};
+use crate::ecs::ImagePipelineItem;
+
+/// Everything the plan depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The query's name.
+    pub query_name: &'a str,
+    /// The query's UID.
+    pub query_uid: &'a str,
+    /// The namespace of the query and its objects.
+    pub namespace: &'a str,
+    /// The region the listing covers.
+    pub region_id: &'a str,
+    /// Every pipeline of the complete listing.
+    pub items: &'a [ImagePipelineItem],
+    /// The ImagePipelines of the namespace, by name, as last seen.
+    pub existing: &'a BTreeMap<String, Arc<ImagePipeline>>,
+    /// The queries of the namespace (including this one), for the merged templates.
+    pub owners: &'a Owners,
+    /// Whether objects no query matches any more are deleted.
+    pub prune: bool,
+    /// The time stamped on objects whose content changes (RFC 3339).
+    pub now: &'a str,
+}
+
+/// Why an object is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// The object does not exist yet.
+    Create,
+    /// Its content, labels, annotations or owners changed.
+    Update,
+    /// This query no longer matches it; the object stays for its other owners, or because
+    /// `prune` is false, without this query's owner reference.
+    Release,
+}
+
+/// One server-side apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// Why.
+    pub kind: WriteKind,
+    /// The complete object to apply, with every query owner and, for existing objects, the
+    /// `resourceVersion` it was planned from (a conflict if it changed since).
+    pub object: ImagePipeline,
+}
+
+impl Write {
+    /// The object name.
+    pub fn name(&self) -> &str {
+        self.object.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// One deletion, with the preconditions that keep it from deleting an object that was
+/// re-created or re-claimed since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// The object name.
+    pub name: String,
+    /// The UID it had when planned.
+    pub uid: Option<String>,
+    /// The resourceVersion it had when planned.
+    pub resource_version: Option<String>,
+}
+
+/// Counts of what the plan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanCounts {
+    /// Objects created.
+    pub created: u32,
+    /// Objects updated.
+    pub updated: u32,
+    /// Objects deleted.
+    pub deleted: u32,
+    /// Objects released.
+    pub released: u32,
+    /// Objects already up to date.
+    pub unchanged: u32,
+}
+
+/// The writes of one sync.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// Applies, in name order.
+    pub writes: Vec<Write>,
+    /// Deletions, in name order.
+    pub deletions: Vec<Deletion>,
+    /// Counts.
+    pub counts: PlanCounts,
+    /// Pipelines of the listing that are mirrored.
+    pub matched: u32,
+    /// IDs of the listing that cannot be object names, and are not mirrored.
+    pub unmirrorable: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.deletions.is_empty()
+    }
+}
+
+fn is_terminating(obj: &ImagePipeline) -> bool {
+    obj.metadata.deletion_timestamp.is_some()
+}
+
+/// Plans the writes that make the namespace mirror `input.items` for this query.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let mut out = Plan::default();
+    let mut matched = BTreeSet::new();
+    for item in input.items {
+        let Some(name) = object_name(&item.image_pipeline_id) else {
+            out.unmirrorable.push(item.image_pipeline_id.clone());
+            continue;
+        };
+        if !matched.insert(name.clone()) {
+            continue;
+        }
+        let existing = input.existing.get(&name);
+        if existing.is_some_and(|e| is_terminating(e)) {
+            // Being deleted: recreated once it is gone (its deletion triggers a sync).
+            out.counts.unchanged += 1;
+            continue;
+        }
+        let mut spec = ImagePipelineSpec::from_item(item, input.region_id);
+        let mut owners = existing.map(|e| query_refs(e)).unwrap_or_default();
+        owners.retain(|r| r.uid != input.query_uid);
+        owners.push(owner_reference(input.query_name, input.query_uid));
+        let template = merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners);
+        spec.last_sync_time = match existing {
+            Some(e) if e.spec.same_content(&spec) => e.spec.last_sync_time.clone(),
+            _ => Some(input.now.to_string()),
+        };
+        let rv = existing.and_then(|e| e.metadata.resource_version.clone());
+        let object = build_object(&name, input.namespace, spec, owners, template, rv);
+        match existing {
+            None => {
+                out.counts.created += 1;
+                out.writes.push(Write {
+                    kind: WriteKind::Create,
+                    object,
+                });
+            }
+            Some(e) if up_to_date(e, &object) => out.counts.unchanged += 1,
+            Some(_) => {
+                out.counts.updated += 1;
+                out.writes.push(Write {
+                    kind: WriteKind::Update,
+                    object,
+                });
+            }
+        }
+    }
+    out.matched = matched.len() as u32;
+    for (name, obj) in input.existing {
+        if matched.contains(name) || !is_owned_by(obj, input.query_uid) || is_terminating(obj) {
+            continue;
+        }
+        let all = query_refs(obj);
+        let remaining: Vec<_> = all
+            .iter()
+            .filter(|r| r.uid != input.query_uid)
+            .cloned()
+            .collect();
+        if remaining.is_empty() && input.prune {
+            out.counts.deleted += 1;
+            out.deletions.push(Deletion {
+                name: name.clone(),
+                uid: obj.metadata.uid.clone(),
+                resource_version: obj.metadata.resource_version.clone(),
+            });
+            continue;
+        }
+        // Keep the labels the object had when no owner is left (only the reference goes).
+        let template_from = if remaining.is_empty() {
+            &all
+        } else {
+            &remaining
+        };
+        let template = merged_template(template_from.iter().map(|r| r.uid.as_str()), input.owners);
+        out.counts.released += 1;
+        out.writes.push(Write {
+            kind: WriteKind::Release,
+            object: build_object(
+                name,
+                input.namespace,
+                obj.spec.clone(),
+                remaining,
+                template,
+                obj.metadata.resource_version.clone(),
+            ),
+        });
+    }
+    out.writes.sort_by(|a, b| a.name().cmp(b.name()));
+    out
+}

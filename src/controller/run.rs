@@ -1,0 +1,285 @@
+//! `imagepipeline-operator run`: flags, start-up checks, the watches and the controller loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::context::{Context, NoopObserver, SyncObserver};
+use super::credentials::{AmbientPolicy, CredentialsResolver};
+use super::error::ControllerError;
+use super::reconcile::{error_policy, reconcile};
+use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
+use super::view::{NamespaceLocks, RecentWrites};
+use super::writer::Writer;
+use crate::crd::{ImagePipeline, ImagePipelineQuery};
+use crate::ecs::SharedProvider;
+use crate::ecs::credentials::EnvProvider;
+
+/// Log output format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    /// Watch only this namespace (repeat the flag, or separate with commas). Default: all
+    /// namespaces.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// How many queries are reconciled at the same time.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Namespaces whose queries may omit spec.credentials and use the operator's own (ambient)
+    /// credentials. Default: none.
+    #[arg(long, env = "AMBIENT_CREDENTIALS_NAMESPACES", value_delimiter = ',')]
+    pub ambient_credentials_namespaces: Vec<String>,
+
+    /// Also allow ambient credentials in namespaces whose labels match this selector (e.g.
+    /// `ecs.mirror.io/ambient-credentials=true`).
+    #[arg(long, env = "AMBIENT_CREDENTIALS_NAMESPACE_SELECTOR")]
+    pub ambient_credentials_namespace_selector: Option<String>,
+
+    /// The ECS endpoint URL (default: https://ecs.<region>.aliyuncs.com).
+    #[arg(long, env = "ECS_ENDPOINT")]
+    pub ecs_endpoint: Option<String>,
+
+    /// Most ECS API calls per second per credential.
+    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 10.0)]
+    pub ecs_rate_limit: f64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or tracing filter directive (e.g. `info`, `imagepipeline_operator=debug`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl RunArgs {
+    /// Which namespaces may use ambient credentials.
+    pub fn ambient_policy(&self) -> AmbientPolicy {
+        AmbientPolicy {
+            namespaces: self
+                .ambient_credentials_namespaces
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            selector: self
+                .ambient_credentials_namespace_selector
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+        }
+    }
+
+    /// The watched namespaces; empty means all.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        let mut namespaces: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
+    }
+}
+
+/// Runs the controller with the operator's environment credentials as ambient credentials until
+/// SIGTERM or SIGINT.
+pub async fn run(args: RunArgs, source: Arc<dyn PipelineSource>) -> Result<(), ControllerError> {
+    let ambient: SharedProvider = Arc::new(EnvProvider);
+    run_with(args, source, Some(ambient), Arc::new(NoopObserver)).await
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Fails with a clear message when a CRD is not installed (probing the resources themselves,
+/// which needs no permission on CustomResourceDefinitions).
+pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), ControllerError> {
+    let probe = ListParams::default().limit(1);
+    api::<ImagePipelineQuery>(client, namespace)
+        .list_metadata(&probe)
+        .await
+        .map_err(|source| ControllerError::CrdMissing {
+            crd: "imagepipelinequeries.ecs.mirror.io".into(),
+            source,
+        })?;
+    api::<ImagePipeline>(client, namespace)
+        .list_metadata(&probe)
+        .await
+        .map_err(|source| ControllerError::CrdMissing {
+            crd: "imagepipelines.ecs.mirror.io".into(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Runs the controller with the given ambient credentials and metrics observer until SIGTERM
+/// or SIGINT. One controller per watched namespace (or one for all), sharing listings and
+/// credentials.
+pub async fn run_with(
+    args: RunArgs,
+    source: Arc<dyn PipelineSource>,
+    ambient: Option<SharedProvider>,
+    observer: Arc<dyn SyncObserver>,
+) -> Result<(), ControllerError> {
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
+    let namespaces = args.watched_namespaces();
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    for scope in &scopes {
+        check_crds(&client, scope.as_deref()).await?;
+    }
+    let policy = args.ambient_policy();
+    if let Some(selector) = &policy.selector {
+        Api::<Namespace>::all(client.clone())
+            .list_metadata(&ListParams::default().labels(selector).limit(1))
+            .await
+            .map_err(|e| {
+                ControllerError::Config(format!(
+                    "--ambient-credentials-namespace-selector {selector:?} was refused: {e}"
+                ))
+            })?;
+    }
+    let shared = Shared {
+        client: client.clone(),
+        writer: Writer::new(client.clone()),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: crate::controller::FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        listings: Arc::new(SharedListings::new(source, SHARE_WINDOW)),
+        credentials: Arc::new(CredentialsResolver::new(ambient, policy)),
+        observer,
+        concurrency: args.concurrency,
+    };
+    info!(namespaces = ?scopes, concurrency = args.concurrency, "starting the ImagePipelineQuery controller");
+    futures::future::join_all(scopes.iter().map(|s| shared.controller(s.as_deref()))).await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// What the per-namespace controllers share.
+struct Shared {
+    client: Client,
+    writer: Writer,
+    recorder: Recorder,
+    listings: Arc<SharedListings>,
+    credentials: Arc<CredentialsResolver>,
+    observer: Arc<dyn SyncObserver>,
+    concurrency: u16,
+}
+
+impl Shared {
+    async fn controller(&self, namespace: Option<&str>) {
+        let wc = watcher::Config::default();
+        let pipelines_api: Api<ImagePipeline> = api(&self.client, namespace);
+        let (pipelines, cache_writer) = reflector::store();
+        let cache = reflector::reflector(cache_writer, watcher(pipelines_api.clone(), wc.clone()))
+            .default_backoff()
+            .for_each(|event| {
+                if let Err(e) = event {
+                    warn!(error = %e, "ImagePipeline watch failed; retrying");
+                }
+                futures::future::ready(())
+            });
+        let cache = tokio::spawn(cache);
+
+        let controller = Controller::new(
+            api::<ImagePipelineQuery>(&self.client, namespace),
+            wc.clone(),
+        )
+        .with_config(
+            Config::default()
+                .concurrency(self.concurrency)
+                .debounce(Duration::from_millis(500)),
+        );
+        let queries = controller.store();
+        let ctx = Arc::new(Context {
+            client: self.client.clone(),
+            writer: self.writer.clone(),
+            recorder: self.recorder.clone(),
+            pipelines,
+            queries: queries.clone(),
+            listings: self.listings.clone(),
+            credentials: self.credentials.clone(),
+            recent: RecentWrites::default(),
+            locks: NamespaceLocks::default(),
+            memory: Mutex::new(HashMap::new()),
+            observer: self.observer.clone(),
+        });
+        controller
+            .owns(pipelines_api, wc.clone())
+            .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
+                queries_using_secret(&queries, &secret)
+            })
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx)
+            .for_each(|result| {
+                if let Err(e) = result {
+                    warn!(error = %e, "reconcile request failed");
+                }
+                futures::future::ready(())
+            })
+            .await;
+        cache.abort();
+    }
+}
+
+/// The queries in the Secret's namespace that name it in `spec.credentials.secretRef`.
+pub fn queries_using_secret(
+    queries: &Store<ImagePipelineQuery>,
+    secret: &Secret,
+) -> Vec<ObjectRef<ImagePipelineQuery>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    queries
+        .state()
+        .iter()
+        .filter(|q| q.namespace() == namespace)
+        .filter(|q| {
+            q.spec
+                .credentials
+                .as_ref()
+                .is_some_and(|c| c.secret_ref.name == name)
+        })
+        .map(|q| ObjectRef::from_obj(q.as_ref()))
+        .collect()
+}

@@ -1,0 +1,179 @@
+//! Step 3: list. The seam to the ECS client, and the single-flight map that shares identical
+//! listings due in the same moment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::time::Instant;
+
+use crate::ecs::{Listing, ListingError, PipelineFilter, SharedProvider};
+
+/// Where listings come from: the paging ECS client in production, a fake in tests.
+pub trait PipelineSource: Send + Sync + 'static {
+    /// Lists every page of `filter` with the credentials of `provider`. The result is either
+    /// complete or an error; nothing of a failed listing may be acted on.
+    fn list(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+    ) -> BoxFuture<'static, Result<Listing, ListingError>>;
+}
+
+/// How long a finished listing is handed to other queries asking the same question.
+pub const SHARE_WINDOW: Duration = Duration::from_secs(5);
+
+/// What makes two listings identical: whose credentials, and the normalized filter (region,
+/// filters, page size).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListingKey {
+    /// The credentials identity, e.g. `secret/team-a/ak@1234` or `ambient/env`. Secret-based
+    /// identities include the namespace, so listings are never shared across tenants' Secrets.
+    pub identity: String,
+    /// The filter in canonical order.
+    pub filter: PipelineFilter,
+}
+
+impl ListingKey {
+    /// The key of `filter` listed as `identity`.
+    pub fn new(identity: impl Into<String>, filter: &PipelineFilter) -> Self {
+        Self {
+            identity: identity.into(),
+            filter: filter.normalized(),
+        }
+    }
+}
+
+/// The outcome of a shared listing.
+pub type SharedResult = Result<Arc<Listing>, ListingError>;
+
+struct Flight {
+    started: Instant,
+    result: Shared<BoxFuture<'static, SharedResult>>,
+}
+
+/// A single-flight map over a [`PipelineSource`]: a listing already in flight for the same key is
+/// joined, and a finished one is reused for [`SHARE_WINDOW`] after it started.
+pub struct SharedListings {
+    source: Arc<dyn PipelineSource>,
+    window: Duration,
+    flights: Mutex<HashMap<ListingKey, Flight>>,
+}
+
+impl SharedListings {
+    /// Shares the listings of `source` within `window`.
+    pub fn new(source: Arc<dyn PipelineSource>, window: Duration) -> Self {
+        Self {
+            source,
+            window,
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The listing for `key`, fetched with `provider` unless an identical one is in flight or
+    /// fresh.
+    // `ListingError` is the client's error type, returned as the seam defines it.
+    #[allow(clippy::result_large_err)]
+    pub async fn list(&self, key: ListingKey, provider: SharedProvider) -> SharedResult {
+        let shared = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let window = self.window;
+            flights.retain(|_, f| f.result.peek().is_none() || now - f.started < window);
+            match flights.get(&key) {
+                Some(flight) => flight.result.clone(),
+                None => {
+                    let fut = self
+                        .source
+                        .list(key.filter.clone(), provider)
+                        .map(|r| r.map(Arc::new))
+                        .boxed()
+                        .shared();
+                    flights.insert(
+                        key,
+                        Flight {
+                            started: now,
+                            result: fut.clone(),
+                        },
+                    );
+                    fut
+                }
+            }
+        };
+        shared.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::credentials::{Credentials, StaticProvider};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Default)]
+    struct Counting(AtomicU32);
+
+    impl PipelineSource for Arc<Counting> {
+        fn list(
+            &self,
+            _filter: PipelineFilter,
+            _provider: SharedProvider,
+        ) -> BoxFuture<'static, Result<Listing, ListingError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(Listing::default())
+            })
+        }
+    }
+
+    fn provider() -> SharedProvider {
+        Arc::new(StaticProvider::new("test", Credentials::new("id", "s")))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_listings_due_together_are_fetched_once() {
+        let counting = Arc::new(Counting::default());
+        let shared = SharedListings::new(Arc::new(counting.clone()), SHARE_WINDOW);
+        let mut a = PipelineFilter::region("cn-hangzhou");
+        a.image_pipeline_ids = vec!["ip-b".into(), "ip-a".into()];
+        let mut b = a.clone();
+        b.image_pipeline_ids.reverse();
+        let (ra, rb) = tokio::join!(
+            shared.list(ListingKey::new("ambient/env", &a), provider()),
+            shared.list(ListingKey::new("ambient/env", &b), provider()),
+        );
+        assert!(ra.is_ok() && rb.is_ok());
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        // Within the window, a finished listing is reused.
+        shared
+            .list(ListingKey::new("ambient/env", &a), provider())
+            .await
+            .unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        // After it, a new one is fetched.
+        tokio::time::sleep(SHARE_WINDOW).await;
+        shared
+            .list(ListingKey::new("ambient/env", &a), provider())
+            .await
+            .unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listings_with_other_credentials_or_page_size_are_not_shared() {
+        let counting = Arc::new(Counting::default());
+        let shared = SharedListings::new(Arc::new(counting.clone()), SHARE_WINDOW);
+        let a = PipelineFilter::region("cn-hangzhou");
+        let mut small = a.clone();
+        small.page_size = 10;
+        let _ = tokio::join!(
+            shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider()),
+            shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider()),
+            shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider()),
+        );
+        assert_eq!(counting.0.load(Ordering::SeqCst), 3);
+    }
+}

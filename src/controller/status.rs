@@ -1,0 +1,229 @@
+//! Step 5: the status a reconcile leaves behind. Pure: the old status and the outcome in, the
+//! new status out; the caller patches only when it differs.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::plan::PlanCounts;
+use crate::crd::query::{ImagePipelineQueryStatus, SyncErrorStatus, SyncResultStatus};
+use crate::ecs::{EcsError, ListingError};
+
+/// The condition type the operator maintains.
+pub const READY: &str = "Ready";
+
+/// Reasons of the `Ready` condition.
+pub mod reason {
+    /// The last listing was complete and mirrored.
+    pub const SYNCED: &str = "Synced";
+    /// The spec breaks a rule; nothing is listed until it changes.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Credentials could not be resolved.
+    pub const CREDENTIALS_ERROR: &str = "CredentialsError";
+    /// The API answered with an error, or could not be reached.
+    pub const API_ERROR: &str = "ApiError";
+    /// The API throttled the listing.
+    pub const THROTTLED: &str = "Throttled";
+    /// `spec.suspend` is true.
+    pub const SUSPENDED: &str = "Suspended";
+}
+
+/// What a reconcile came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A complete listing was mirrored.
+    Synced {
+        /// Pages fetched.
+        pages: u32,
+        /// Pipelines mirrored.
+        matched: u32,
+        /// What the writes did.
+        counts: PlanCounts,
+    },
+    /// The spec is invalid (no sync happened).
+    InvalidSpec(String),
+    /// `suspend: true` (no sync happened).
+    Suspended,
+    /// A sync could not resolve credentials.
+    CredentialsError(String),
+    /// A sync's listing failed.
+    ListingFailed(ListingError),
+}
+
+impl Outcome {
+    /// The `Ready` reason of the outcome.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Synced { .. } => reason::SYNCED,
+            Outcome::InvalidSpec(_) => reason::INVALID_SPEC,
+            Outcome::Suspended => reason::SUSPENDED,
+            Outcome::CredentialsError(_) => reason::CREDENTIALS_ERROR,
+            Outcome::ListingFailed(e) => match &e.error {
+                EcsError::Credentials(_) => reason::CREDENTIALS_ERROR,
+                EcsError::Filter(_) => reason::INVALID_SPEC,
+                err if err.is_throttling() => reason::THROTTLED,
+                _ => reason::API_ERROR,
+            },
+        }
+    }
+
+    /// Whether retrying soon is pointless (bad credentials or parameters).
+    pub fn is_permanent_failure(&self) -> bool {
+        match self {
+            Outcome::CredentialsError(_) => true,
+            Outcome::ListingFailed(e) => !e.error.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether the outcome is an attempted sync (which moves `lastSyncTime`).
+    pub fn is_attempt(&self) -> bool {
+        !matches!(self, Outcome::InvalidSpec(_) | Outcome::Suspended)
+    }
+
+    /// The error shown in `status.lastError`, if any.
+    pub fn error(&self) -> Option<SyncErrorStatus> {
+        match self {
+            Outcome::Synced { .. } | Outcome::Suspended => None,
+            Outcome::InvalidSpec(m) => Some(SyncErrorStatus {
+                code: reason::INVALID_SPEC.into(),
+                message: m.clone(),
+                ..SyncErrorStatus::default()
+            }),
+            Outcome::CredentialsError(m) => Some(SyncErrorStatus {
+                code: reason::CREDENTIALS_ERROR.into(),
+                message: m.clone(),
+                ..SyncErrorStatus::default()
+            }),
+            Outcome::ListingFailed(e) => Some(SyncErrorStatus {
+                code: e.error.code(),
+                message: e.error.to_string(),
+                request_id: e.error.request_id().map(str::to_string),
+                page: Some(e.page),
+            }),
+        }
+    }
+
+    /// The human message of the `Ready` condition.
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Synced { pages, matched, .. } => format!(
+                "Mirrored {matched} image pipeline{} from a complete listing of {pages} page{}",
+                plural(*matched),
+                plural(*pages)
+            ),
+            Outcome::InvalidSpec(m) => format!("Invalid spec: {m}"),
+            Outcome::Suspended => {
+                "Refreshing is suspended; mirrored ImagePipelines are kept as they are".into()
+            }
+            Outcome::CredentialsError(m) => m.clone(),
+            Outcome::ListingFailed(e) => format!(
+                "Listing failed; nothing was changed: {e}{}",
+                e.error
+                    .request_id()
+                    .map(|r| format!(" (RequestId {r})"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What the new status is computed from, besides the old status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusInput<'a> {
+    /// What happened.
+    pub outcome: &'a Outcome,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Now.
+    pub now: Timestamp,
+    /// When to sync next (`None`: wait for a change).
+    pub next_sync_time: Option<Timestamp>,
+    /// `secret/<name>` or `ambient/<provider>`, when known.
+    pub credentials: Option<String>,
+    /// The requested-at annotation value this reconcile handled.
+    pub requested_at: Option<&'a str>,
+}
+
+/// The `Ready` condition, keeping `lastTransitionTime` while the status stays the same.
+pub fn ready_condition(
+    old: &[Condition],
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if matches!(outcome, Outcome::Synced { .. }) {
+        "True"
+    } else {
+        "False"
+    };
+    let previous = old.iter().find(|c| c.type_ == READY);
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: READY.into(),
+        status: status.into(),
+        reason: outcome.reason().into(),
+        message: outcome.message(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The status after `input.outcome`.
+pub fn next_status(
+    old: Option<&ImagePipelineQueryStatus>,
+    input: &StatusInput<'_>,
+) -> ImagePipelineQueryStatus {
+    let mut s = old.cloned().unwrap_or_default();
+    let outcome = input.outcome;
+    let mut conditions: Vec<Condition> = s
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .cloned()
+        .collect();
+    conditions.insert(
+        0,
+        ready_condition(&s.conditions, outcome, input.generation, input.now),
+    );
+    s.conditions = conditions;
+    s.observed_generation = input.generation;
+    if let Some(r) = input.requested_at {
+        s.last_handled_requested_at = Some(r.to_string());
+    }
+    s.next_sync_time = input.next_sync_time.map(Time);
+    if input.credentials.is_some() {
+        s.credentials = input.credentials.clone();
+    }
+    if outcome.is_attempt() {
+        s.last_sync_time = Some(Time(input.now));
+    }
+    match outcome {
+        Outcome::Synced {
+            pages,
+            matched,
+            counts,
+        } => {
+            s.matched_count = Some(*matched);
+            s.last_successful_sync_time = Some(Time(input.now));
+            s.last_sync_result = Some(SyncResultStatus {
+                pages: *pages,
+                created: counts.created,
+                updated: counts.updated,
+                deleted: counts.deleted,
+                released: counts.released,
+                unchanged: counts.unchanged,
+            });
+            s.last_error = None;
+        }
+        Outcome::Suspended => {}
+        _ => s.last_error = outcome.error(),
+    }
+    s
+}

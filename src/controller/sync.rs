@@ -1,0 +1,117 @@
+//! One sync: list (shared with identical queries), then plan and apply under the namespace's
+//! lock. A listing that failed anywhere writes nothing.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use super::context::Context;
+use super::credentials::{ResolveError, Resolved};
+use super::desired::{OwnerInfo, Owners};
+use super::error::ControllerError;
+use super::plan::{Plan, PlanInput, plan};
+use super::source::ListingKey;
+use super::status::Outcome;
+use super::validate::{ValidSpec, validate};
+use crate::crd::ImagePipelineQuery;
+use crate::ecs::Listing;
+
+/// The queries of `namespace` that may own objects, with their templates; `query` itself is
+/// taken as given (the cache may not have it yet). Queries with an invalid spec contribute no
+/// template.
+pub fn owners_in(ctx: &Context, namespace: &str, query: &ImagePipelineQuery) -> Owners {
+    let info = |q: &ImagePipelineQuery| -> Option<(String, OwnerInfo)> {
+        let uid = q.uid()?;
+        let template = validate(&q.spec).map(|v| v.template).unwrap_or_default();
+        Some((
+            uid.clone(),
+            OwnerInfo {
+                name: q.name_any(),
+                uid,
+                template,
+            },
+        ))
+    };
+    let mut owners: Owners = ctx
+        .queries
+        .state()
+        .iter()
+        .filter(|q| q.namespace().as_deref() == Some(namespace))
+        .filter_map(|q| info(q))
+        .collect();
+    owners.extend(info(query));
+    owners
+}
+
+/// The plan that makes the namespace mirror `listing` for `query`, from the current view.
+pub fn plan_for(
+    ctx: &Context,
+    query: &ImagePipelineQuery,
+    valid: &ValidSpec,
+    listing: &Listing,
+    now: &str,
+) -> Result<Plan, ControllerError> {
+    let namespace = query
+        .namespace()
+        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
+    let uid = query
+        .uid()
+        .ok_or(ControllerError::MissingObjectKey("uid"))?;
+    let name = query.name_any();
+    let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
+    let owners = owners_in(ctx, &namespace, query);
+    Ok(plan(&PlanInput {
+        query_name: &name,
+        query_uid: &uid,
+        namespace: &namespace,
+        region_id: &valid.filter.region_id,
+        items: &listing.items,
+        existing: &existing,
+        owners: &owners,
+        prune: valid.prune,
+        now,
+    }))
+}
+
+/// Lists, plans and applies. Returns the outcome and, after a complete listing, the listing.
+pub async fn attempt(
+    ctx: &Context,
+    query: &ImagePipelineQuery,
+    valid: &ValidSpec,
+    credentials: Result<&Resolved, &ResolveError>,
+    now: &str,
+) -> Result<(Outcome, Option<Arc<Listing>>), ControllerError> {
+    let resolved = match credentials {
+        Ok(r) => r,
+        Err(e) => return Ok((Outcome::CredentialsError(e.to_string()), None)),
+    };
+    let key = ListingKey::new(resolved.identity.clone(), &valid.filter);
+    let listing = match ctx.listings.list(key, resolved.provider.clone()).await {
+        Ok(listing) => listing,
+        Err(e) => return Ok((Outcome::ListingFailed(e), None)),
+    };
+    let namespace = query
+        .namespace()
+        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
+    if let Some(uid) = query.uid() {
+        // Remember the listing before writing, so a partly applied plan shows up as drift.
+        ctx.remember(&uid, |m| m.listing = Some(listing.clone()));
+    }
+    let lock = ctx.locks.of(&namespace);
+    let _guard = lock.lock().await;
+    let plan = plan_for(ctx, query, valid, &listing, now)?;
+    if !plan.unmirrorable.is_empty() {
+        tracing::warn!(ids = ?plan.unmirrorable, "pipeline IDs that are not valid object names are not mirrored");
+    }
+    ctx.writer
+        .apply_plan(&namespace, &plan, &ctx.recent, ctx.observer.as_ref())
+        .await?;
+    Ok((
+        Outcome::Synced {
+            pages: listing.pages,
+            matched: plan.matched,
+            counts: plan.counts,
+        },
+        Some(listing),
+    ))
+}

@@ -1,0 +1,377 @@
+//! The plan step, without an API server: what a sync writes for new, changed, unchanged,
+//! vanished and shared pipelines, with and without pruning, and with template metadata.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imagepipeline_operator::controller::FIELD_MANAGER;
+use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
+use imagepipeline_operator::controller::plan::{Plan, PlanInput, WriteKind, plan};
+use imagepipeline_operator::crd::ImagePipeline;
+use imagepipeline_operator::crd::query::TemplateMetadata;
+use imagepipeline_operator::ecs::ImagePipelineItem;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+
+const NOW: &str = "2026-03-01T12:00:00Z";
+const EARLIER: &str = "2026-03-01T11:00:00Z";
+
+fn item(id: &str) -> ImagePipelineItem {
+    ImagePipelineItem {
+        image_pipeline_id: id.into(),
+        name: Some(format!("{id}-name")),
+        instance_type: Some("ecs.g6.large".into()),
+        ..ImagePipelineItem::default()
+    }
+}
+
+fn owner(name: &str, labels: &[(&str, &str)]) -> OwnerInfo {
+    OwnerInfo {
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        template: TemplateMetadata {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+        },
+    }
+}
+
+/// A scenario: the queries of namespace `ns`, the objects in it, and one query syncing.
+struct Scenario {
+    owners: Owners,
+    existing: BTreeMap<String, Arc<ImagePipeline>>,
+    prune: bool,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        let mut s = Self {
+            owners: Owners::new(),
+            existing: BTreeMap::new(),
+            prune: true,
+        };
+        s = s.with_query(owner("a", &[]));
+        s
+    }
+
+    fn with_query(mut self, info: OwnerInfo) -> Self {
+        self.owners.insert(info.uid.clone(), info);
+        self
+    }
+
+    fn no_prune(mut self) -> Self {
+        self.prune = false;
+        self
+    }
+
+    /// Stores what `query` would write for `items` at `EARLIER`, as the server would keep it.
+    fn mirrored_by(mut self, query: &str, items: &[ImagePipelineItem]) -> Self {
+        let p = self.plan_as(query, items, EARLIER);
+        for w in p.writes {
+            let mut obj = w.object;
+            let name = obj.metadata.name.clone().unwrap();
+            obj.metadata.uid = Some(format!("obj-uid-{name}"));
+            let rv = self
+                .existing
+                .get(&name)
+                .and_then(|o| o.metadata.resource_version.clone())
+                .map_or(1, |rv| rv.parse::<u32>().unwrap() + 1);
+            obj.metadata.resource_version = Some(rv.to_string());
+            obj.metadata.managed_fields = Some(vec![managed_entry(&obj)]);
+            self.existing.insert(name, Arc::new(obj));
+        }
+        self
+    }
+
+    fn edit(mut self, name: &str, f: impl FnOnce(&mut ImagePipeline)) -> Self {
+        let mut obj = (*self.existing[name]).clone();
+        f(&mut obj);
+        self.existing.insert(name.into(), Arc::new(obj));
+        self
+    }
+
+    fn plan_as(&self, query: &str, items: &[ImagePipelineItem], now: &str) -> Plan {
+        let uid = format!("uid-{query}");
+        plan(&PlanInput {
+            query_name: query,
+            query_uid: &uid,
+            namespace: "ns",
+            region_id: "cn-hangzhou",
+            items,
+            existing: &self.existing,
+            owners: &self.owners,
+            prune: self.prune,
+            now,
+        })
+    }
+}
+
+/// The managed-fields entry the API server would record for an apply of `obj` by the operator.
+fn managed_entry(obj: &ImagePipeline) -> ManagedFieldsEntry {
+    let keys = |m: &Option<BTreeMap<String, String>>| -> serde_json::Value {
+        m.iter()
+            .flatten()
+            .map(|(k, _)| (format!("f:{k}"), serde_json::json!({})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.into()),
+        operation: Some("Apply".into()),
+        api_version: Some("ecs.mirror.io/v1alpha1".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(serde_json::json!({
+            "f:metadata": {"f:labels": keys(&obj.metadata.labels), "f:annotations": keys(&obj.metadata.annotations)},
+            "f:spec": {}
+        }))),
+        subresource: None,
+        time: None,
+    }
+}
+
+fn owner_uids(obj: &ImagePipeline) -> Vec<String> {
+    let mut uids: Vec<String> = obj
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| r.uid.clone())
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn a_new_pipeline_is_created_with_this_query_as_a_non_controller_owner() {
+    let p = Scenario::new().plan_as("a", &[item("ip-new")], NOW);
+    assert_eq!(p.counts.created, 1);
+    assert_eq!(p.writes.len(), 1);
+    let w = &p.writes[0];
+    assert_eq!(w.kind, WriteKind::Create);
+    assert_eq!(w.object.metadata.name.as_deref(), Some("ip-new"));
+    assert_eq!(w.object.metadata.namespace.as_deref(), Some("ns"));
+    assert_eq!(w.object.metadata.resource_version, None);
+    assert_eq!(w.object.spec.region_id, "cn-hangzhou");
+    assert_eq!(w.object.spec.last_sync_time.as_deref(), Some(NOW));
+    let refs = w.object.metadata.owner_references.as_ref().unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].kind, "ImagePipelineQuery");
+    assert_eq!(refs[0].api_version, "ecs.mirror.io/v1alpha1");
+    assert_eq!(refs[0].uid, "uid-a");
+    assert_eq!(refs[0].controller, Some(false));
+    assert_eq!(refs[0].block_owner_deletion, Some(false));
+    assert_eq!(p.matched, 1);
+}
+
+#[test]
+fn an_unchanged_pipeline_is_not_written() {
+    let items = [item("ip-a1"), item("ip-a2")];
+    let p = Scenario::new()
+        .mirrored_by("a", &items)
+        .plan_as("a", &items, NOW);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.counts.unchanged, 2);
+    assert_eq!(p.matched, 2);
+}
+
+#[test]
+fn a_changed_pipeline_is_updated_from_the_version_it_was_planned_from() {
+    let mut changed = item("ip-a1");
+    changed.instance_type = Some("ecs.g7.xlarge".into());
+    let p = Scenario::new()
+        .mirrored_by("a", &[item("ip-a1")])
+        .plan_as("a", &[changed], NOW);
+    assert_eq!(p.counts.updated, 1);
+    let w = &p.writes[0];
+    assert_eq!(w.kind, WriteKind::Update);
+    assert_eq!(
+        w.object.spec.instance_type.as_deref(),
+        Some("ecs.g7.xlarge")
+    );
+    assert_eq!(w.object.spec.last_sync_time.as_deref(), Some(NOW));
+    assert_eq!(w.object.metadata.resource_version.as_deref(), Some("1"));
+}
+
+#[test]
+fn an_object_edited_by_someone_else_is_restored() {
+    let p = Scenario::new()
+        .mirrored_by("a", &[item("ip-a1")])
+        .edit("ip-a1", |o| o.spec.name = Some("hijacked".into()))
+        .plan_as("a", &[item("ip-a1")], NOW);
+    assert_eq!(p.counts.updated, 1);
+    assert_eq!(p.writes[0].object.spec.name.as_deref(), Some("ip-a1-name"));
+}
+
+#[test]
+fn a_vanished_pipeline_is_deleted_with_uid_and_resource_version_preconditions() {
+    let p = Scenario::new()
+        .mirrored_by("a", &[item("ip-a1"), item("ip-gone")])
+        .plan_as("a", &[item("ip-a1")], NOW);
+    assert!(p.writes.is_empty());
+    assert_eq!(p.counts.deleted, 1);
+    assert_eq!(p.counts.unchanged, 1);
+    let d = &p.deletions[0];
+    assert_eq!(d.name, "ip-gone");
+    assert_eq!(d.uid.as_deref(), Some("obj-uid-ip-gone"));
+    assert_eq!(d.resource_version.as_deref(), Some("1"));
+}
+
+#[test]
+fn objects_of_other_queries_are_left_alone() {
+    let p = Scenario::new()
+        .with_query(owner("b", &[]))
+        .mirrored_by("b", &[item("ip-b1")])
+        .plan_as("a", &[], NOW);
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_pipeline_matched_by_two_queries_carries_both_owner_references() {
+    let s = Scenario::new()
+        .with_query(owner("b", &[]))
+        .mirrored_by("b", &[item("ip-shared")]);
+    let p = s.plan_as("a", &[item("ip-shared")], NOW);
+    assert_eq!(p.counts.updated, 1);
+    let obj = &p.writes[0].object;
+    assert_eq!(owner_uids(obj), ["uid-a", "uid-b"]);
+    // Content did not change: the stamp is kept.
+    assert_eq!(obj.spec.last_sync_time.as_deref(), Some(EARLIER));
+    assert_eq!(obj.metadata.resource_version.as_deref(), Some("1"));
+}
+
+#[test]
+fn a_shared_pipeline_only_loses_the_reference_of_the_query_that_stopped_matching() {
+    let s = Scenario::new()
+        .with_query(owner("b", &[]))
+        .mirrored_by("b", &[item("ip-shared")])
+        .mirrored_by("a", &[item("ip-shared")]);
+    assert_eq!(owner_uids(&s.existing["ip-shared"]), ["uid-a", "uid-b"]);
+    let p = s.plan_as("a", &[], NOW);
+    assert!(p.deletions.is_empty(), "a shared object is never deleted");
+    assert_eq!(p.counts.released, 1);
+    let w = &p.writes[0];
+    assert_eq!(w.kind, WriteKind::Release);
+    assert_eq!(owner_uids(&w.object), ["uid-b"]);
+    assert_eq!(w.object.spec, s.existing["ip-shared"].spec);
+    assert_eq!(w.object.metadata.resource_version.as_deref(), Some("2"));
+}
+
+#[test]
+fn without_prune_a_vanished_pipeline_keeps_its_object_and_labels_but_loses_the_reference() {
+    let s = Scenario::new()
+        .with_query(owner("a", &[("team", "payments")]))
+        .no_prune()
+        .mirrored_by("a", &[item("ip-old")]);
+    let p = s.plan_as("a", &[], NOW);
+    assert!(p.deletions.is_empty());
+    assert_eq!(p.counts.released, 1);
+    let obj = &p.writes[0].object;
+    assert_eq!(obj.metadata.owner_references, None);
+    assert_eq!(
+        obj.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
+        Some("payments")
+    );
+}
+
+#[test]
+fn template_labels_and_annotations_are_put_on_every_object() {
+    let mut a = owner("a", &[("team", "payments")]);
+    a.template
+        .annotations
+        .insert("example.com/contact".into(), "pay@example.com".into());
+    let p = Scenario::new()
+        .with_query(a)
+        .plan_as("a", &[item("ip-1"), item("ip-2")], NOW);
+    for w in &p.writes {
+        let m = &w.object.metadata;
+        assert_eq!(m.labels.as_ref().unwrap()["team"], "payments");
+        assert_eq!(
+            m.annotations.as_ref().unwrap()["example.com/contact"],
+            "pay@example.com"
+        );
+    }
+}
+
+#[test]
+fn a_changed_template_rewrites_objects_and_drops_labels_it_no_longer_has() {
+    let s = Scenario::new()
+        .with_query(owner("a", &[("team", "payments"), ("tier", "gold")]))
+        .mirrored_by("a", &[item("ip-1")])
+        .with_query(owner("a", &[("team", "payments")]));
+    let p = s.plan_as("a", &[item("ip-1")], NOW);
+    assert_eq!(p.counts.updated, 1);
+    let labels = p.writes[0].object.metadata.labels.clone().unwrap();
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels["team"], "payments");
+}
+
+#[test]
+fn labels_someone_else_added_do_not_make_an_object_stale() {
+    let p = Scenario::new()
+        .with_query(owner("a", &[("team", "payments")]))
+        .mirrored_by("a", &[item("ip-1")])
+        .edit("ip-1", |o| {
+            o.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("argocd.argoproj.io/instance".into(), "x".into());
+        })
+        .plan_as("a", &[item("ip-1")], NOW);
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn shared_objects_merge_templates_and_the_first_query_by_name_wins_a_conflict() {
+    let s = Scenario::new()
+        .with_query(owner("a", &[("team", "a-team"), ("a-only", "1")]))
+        .with_query(owner("b", &[("team", "b-team"), ("b-only", "1")]))
+        .mirrored_by("b", &[item("ip-shared")]);
+    let p = s.plan_as("a", &[item("ip-shared")], NOW);
+    let labels = p.writes[0].object.metadata.labels.clone().unwrap();
+    assert_eq!(labels["team"], "a-team");
+    assert_eq!(labels["a-only"], "1");
+    assert_eq!(labels["b-only"], "1");
+    // And b, planning next, computes the same object: no flapping.
+    let s2 = Scenario {
+        existing: {
+            let mut e = s.existing.clone();
+            let mut obj = p.writes[0].object.clone();
+            obj.metadata.resource_version = Some("2".into());
+            obj.metadata.managed_fields = Some(vec![managed_entry(&obj)]);
+            e.insert("ip-shared".into(), Arc::new(obj));
+            e
+        },
+        owners: s.owners.clone(),
+        prune: true,
+    };
+    assert!(s2.plan_as("b", &[item("ip-shared")], NOW).is_empty());
+}
+
+#[test]
+fn objects_being_deleted_are_neither_written_nor_deleted_again() {
+    let p = Scenario::new()
+        .mirrored_by("a", &[item("ip-1"), item("ip-2")])
+        .edit("ip-1", |o| {
+            o.metadata.deletion_timestamp = Some(Time("2026-03-01T11:30:00Z".parse().unwrap()))
+        })
+        .edit("ip-2", |o| {
+            o.metadata.deletion_timestamp = Some(Time("2026-03-01T11:30:00Z".parse().unwrap()))
+        })
+        .plan_as("a", &[item("ip-1")], NOW);
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn ids_that_cannot_be_object_names_are_reported_and_skipped() {
+    let p = Scenario::new().plan_as("a", &[item("ip-OK"), item("ip-fine")], NOW);
+    assert_eq!(p.unmirrorable, ["ip-OK"]);
+    assert_eq!(p.matched, 1);
+    assert_eq!(p.writes.len(), 1);
+}
