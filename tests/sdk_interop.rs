@@ -1,0 +1,586 @@
+//! Interoperability with Alibaba Cloud's official SDKs, both ways:
+//!
+//! * our client pages through `tests/sdk/verify_server.py`, an independent endpoint that checks
+//!   every signature with the SDKs' own signing code (aliyunsdkcore, alibabacloud_openapi_util,
+//!   alibabacloud_tea_openapi), with every filter and with STS credentials;
+//! * the official SDKs (legacy core + aliyunsdkecs, the Tea client with v2 and V3 signatures)
+//!   page through the in-process `ecs-sim` with every filter (`tests/sdk/page_sim.py`).
+//!
+//! The SDKs live in `.tools/sdk-venv` (`bash .ci/install-sdks`). Without it these tests print a
+//! notice and pass, unless `REQUIRE_SDK=1`, when they fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagepipeline_operator::ecs::credentials::StaticProvider;
+use imagepipeline_operator::ecs::{
+    ClientConfig, Credentials, EcsClient, EcsError, PipelineFilter, SharedProvider, TagFilter,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const REGION: &str = "cn-hangzhou";
+/// The tag value the issue names: space, `/`, `+`, `=`, `&`, `*`, `~` and non-ASCII.
+const NASTY_VALUE: &str = "payments team/+=&*~ 支付";
+const NASTY_KEY: &str = "cost center/+=&*~ 成本";
+
+// ------------------------------------------------------------------------------------------
+// The SDK venv
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's Python, or `None` (with a notice) when the SDKs are not installed and not
+/// required. Panics when `REQUIRE_SDK=1` and they are missing.
+fn sdk_python(test: &str) -> Option<PathBuf> {
+    let python = repo_root().join(".tools/sdk-venv/bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    let required = std::env::var("REQUIRE_SDK").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "REQUIRE_SDK=1 but {} is missing: run `bash .ci/install-sdks`",
+        python.display()
+    );
+    eprintln!(
+        "SKIPPED {test}: the official SDKs are not installed ({} is missing); \
+         run `bash .ci/install-sdks` (REQUIRE_SDK=1 turns this into a failure)",
+        python.display()
+    );
+    None
+}
+
+fn script(name: &str) -> PathBuf {
+    repo_root().join("tests/sdk").join(name)
+}
+
+// ------------------------------------------------------------------------------------------
+// Data and filters
+
+/// A pipeline in the API's item shape plus `RegionId`.
+fn item(id: &str, name: &str, region: &str, group: &str, tags: &[(&str, &str)]) -> Value {
+    let tags: Vec<Value> = tags
+        .iter()
+        .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+        .collect();
+    json!({
+        "ImagePipelineId": id,
+        "Name": name,
+        "Description": format!("hand-made {id}"),
+        "BaseImageType": "IMAGE",
+        "BaseImage": "m-bp67acfmxazb4p0000",
+        "InstanceType": "ecs.g7.large",
+        "SystemDiskSize": 40,
+        "InternetMaxBandwidthOut": 0,
+        "DeleteInstanceOnFailure": true,
+        "ResourceGroupId": group,
+        "CreationTime": "2024-05-01T00:00:00Z",
+        "Tags": {"Tag": tags},
+        "ToRegionIds": {"ToRegionId": [region]},
+        "AddAccounts": {"AddAccount": []},
+        "RegionId": region,
+    })
+}
+
+/// Hand-made pipelines whose tags carry every character that encoders get wrong, spread so
+/// that every filter below selects a proper, non-trivial subset.
+fn handmade_items() -> Vec<Value> {
+    let mut items = Vec::new();
+    for i in 0..40u32 {
+        let region = if i % 5 == 4 { "cn-shanghai" } else { REGION };
+        let group = if i % 2 == 0 {
+            "rg-acfmnasty01"
+        } else {
+            "rg-acfmnasty02"
+        };
+        let team = match i % 4 {
+            0 => NASTY_VALUE,
+            1 => "payments team", // the nasty value's prefix must not match it
+            2 => "payments+team", // nor a value that differs only in space vs '+'
+            _ => "a=b&c=d*e~f/g%h", // characters the form and URL encodings treat specially
+        };
+        let cost = if i % 3 == 0 { "ops 运维 ~*" } else { "dev" };
+        let mut tags = vec![("team", team), (NASTY_KEY, cost)];
+        if i % 7 == 0 {
+            tags.push(("emoji", "rocket 🚀 + moon"));
+        }
+        items.push(item(
+            &format!("ip-nasty{i:04}"),
+            &format!("golden.base_v{}:x-{}", i % 3, i % 2),
+            region,
+            group,
+            &tags,
+        ));
+    }
+    items
+}
+
+/// One named filter, as both our client and the SDK driver take it.
+#[derive(Debug, Clone)]
+struct Case {
+    name: &'static str,
+    region: String,
+    group: Option<String>,
+    pipeline_name: Option<String>,
+    ids: Vec<String>,
+    tags: Vec<(String, Option<String>)>,
+    page_size: u32,
+}
+
+impl Case {
+    fn new(name: &'static str, page_size: u32) -> Self {
+        Self {
+            name,
+            region: REGION.into(),
+            group: None,
+            pipeline_name: None,
+            ids: Vec::new(),
+            tags: Vec::new(),
+            page_size,
+        }
+    }
+
+    fn group(mut self, g: &str) -> Self {
+        self.group = Some(g.into());
+        self
+    }
+
+    fn named(mut self, n: &str) -> Self {
+        self.pipeline_name = Some(n.into());
+        self
+    }
+
+    fn ids(mut self, ids: &[&str]) -> Self {
+        self.ids = ids.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn tag(mut self, key: &str, value: Option<&str>) -> Self {
+        self.tags.push((key.into(), value.map(str::to_string)));
+        self
+    }
+
+    fn filter(&self) -> PipelineFilter {
+        let mut f = PipelineFilter::region(&self.region);
+        f.resource_group_id = self.group.clone();
+        f.name = self.pipeline_name.clone();
+        f.image_pipeline_ids = self.ids.clone();
+        f.tags = self
+            .tags
+            .iter()
+            .map(|(key, value)| TagFilter {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        f.page_size = self.page_size;
+        f
+    }
+
+    /// The filter as `page_sim.py` reads it (API parameter names).
+    #[allow(dead_code)] // used by the ecs-sim tests once the simulator is merged
+    fn sdk_spec(&self) -> Value {
+        let mut spec = json!({"RegionId": self.region, "MaxResults": self.page_size});
+        if let Some(g) = &self.group {
+            spec["ResourceGroupId"] = json!(g);
+        }
+        if let Some(n) = &self.pipeline_name {
+            spec["Name"] = json!(n);
+        }
+        if !self.ids.is_empty() {
+            spec["ImagePipelineIds"] = json!(self.ids);
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<Value> = self
+                .tags
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => json!({"Key": k, "Value": v}),
+                    None => json!({"Key": k}),
+                })
+                .collect();
+            spec["Tags"] = json!(tags);
+        }
+        spec
+    }
+
+    /// The IDs the API must return for this filter, computed from the data: every condition
+    /// must hold, every tag condition must match one of the item's tags.
+    fn expected(&self, items: &[Value]) -> BTreeSet<String> {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        items
+            .iter()
+            .filter(|it| s(it, "RegionId").as_deref() == Some(self.region.as_str()))
+            .filter(|it| self.group.is_none() || s(it, "ResourceGroupId") == self.group)
+            .filter(|it| self.pipeline_name.is_none() || s(it, "Name") == self.pipeline_name)
+            .filter(|it| {
+                self.ids.is_empty()
+                    || s(it, "ImagePipelineId").is_some_and(|id| self.ids.contains(&id))
+            })
+            .filter(|it| {
+                let tags: Vec<(String, String)> = it["Tags"]["Tag"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|t| Some((s(t, "TagKey")?, s(t, "TagValue")?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.tags.iter().all(|(key, value)| {
+                    tags.iter()
+                        .any(|(k, v)| k == key && value.as_ref().is_none_or(|want| want == v))
+                })
+            })
+            .filter_map(|it| s(it, "ImagePipelineId"))
+            .collect()
+    }
+}
+
+/// Every filter of the API, alone and combined, with small pages so `NextToken` is followed.
+/// Each one selects a proper subset of the region (checked), so a filter that is ignored or
+/// mis-decoded changes the result.
+fn cases(items: &[Value]) -> Vec<Case> {
+    let cases = all_cases(items);
+    let region_total = Case::new("all", 1).expected(items).len();
+    for case in &cases {
+        let n = case.expected(items).len();
+        match case.name {
+            "region-only" => assert_eq!(n, region_total),
+            "nothing-matches" => assert_eq!(n, 0),
+            name => assert!(
+                0 < n && n < region_total,
+                "{name} selects {n} of {region_total}: not a discriminating case"
+            ),
+        }
+    }
+    cases
+}
+
+fn all_cases(items: &[Value]) -> Vec<Case> {
+    let id_of = |i: usize| {
+        items
+            .get(i)
+            .and_then(|it| it["ImagePipelineId"].as_str())
+            .unwrap_or("ip-missing")
+            .to_string()
+    };
+    let some_ids: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 17, 21]
+        .iter()
+        .map(|&i| id_of(i))
+        .chain(["ip-doesnotexist0".to_string()])
+        .collect();
+    let some_ids: Vec<&str> = some_ids.iter().map(String::as_str).collect();
+    vec![
+        Case::new("region-only", 7),
+        Case::new("resource-group", 7).group("rg-acfmnasty02"),
+        Case::new("name", 3).named("golden.base_v1:x-0"),
+        Case::new("several-ids", 4).ids(&some_ids),
+        Case::new("nasty-tag-value", 2).tag("team", Some(NASTY_VALUE)),
+        Case::new("tag-value-with-form-specials", 3).tag("team", Some("a=b&c=d*e~f/g%h")),
+        Case::new("nasty-key-and-value", 5)
+            .tag(NASTY_KEY, Some("ops 运维 ~*"))
+            .tag("team", Some("payments+team")),
+        Case::new("key-only-tag-and-emoji", 1).tag("emoji", None),
+        Case::new("every-filter", 2)
+            .group("rg-acfmnasty01")
+            .ids(&some_ids)
+            .tag("team", Some(NASTY_VALUE))
+            .tag(NASTY_KEY, None),
+        Case::new("nothing-matches", 7).tag("team", Some("payments team/+=&*~ 支")),
+    ]
+}
+
+// ------------------------------------------------------------------------------------------
+// The verifying endpoint
+
+const VERIFY_KEY_ID: &str = "LTAI5tVerifyKey";
+const VERIFY_SECRET: &str = "verify/secret+with=chars~*";
+const STS_KEY_ID: &str = "STS.NUverifyTemporary";
+const STS_SECRET: &str = "sts+secret/xyz=";
+const STS_TOKEN: &str = "CAIS/token+with=all&kinds*of~chars 支付==";
+
+/// `verify_server.py`, killed when dropped (and exiting by itself when its stdin closes).
+struct VerifyServer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl VerifyServer {
+    async fn start(python: &Path, items: &[Value]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("items.json");
+        let log = dir.path().join("requests.jsonl");
+        std::fs::write(&data, serde_json::to_vec(items).expect("items serialize"))
+            .expect("write items");
+        let mut child = Command::new(python)
+            .arg(script("verify_server.py"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--log")
+            .arg(&log)
+            .arg("--credential")
+            .arg(format!("{VERIFY_KEY_ID}:{VERIFY_SECRET}"))
+            .arg("--credential")
+            .arg(format!("{STS_KEY_ID}:{STS_SECRET}:{STS_TOKEN}"))
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start verify_server.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("verify_server.py prints its address within 30 s")
+            .expect("read verify_server.py stdout")
+            .expect("verify_server.py printed nothing");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        Self {
+            child,
+            url,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Every request logged so far, oldest first.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log lines are JSON"))
+            .collect()
+    }
+
+    /// Drops the log, so the next assertions see only the next listing's requests.
+    fn clear_log(&self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn client(url: &str) -> EcsClient {
+    EcsClient::new(ClientConfig {
+        endpoint: Some(url.to_string()),
+        max_attempts: 1,
+        rate_limit_qps: 1000,
+        rate_limit_burst: 1000,
+        ..Default::default()
+    })
+    .expect("client builds")
+}
+
+fn provider(credentials: Credentials) -> SharedProvider {
+    Arc::new(StaticProvider::new("test", credentials))
+}
+
+fn param<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request["params"][name].as_str()
+}
+
+/// Asserts that the logged requests are exactly one paged listing of `case`, sent by our
+/// client as the official SDKs would verify it: one POST form per page, each carrying the
+/// filter decoded exactly, `MaxResults`, and the previous page's `NextToken`.
+fn assert_listing_requests(case: &Case, requests: &[Value], expected_pages: usize) {
+    let name = case.name;
+    assert_eq!(
+        requests.len(),
+        expected_pages,
+        "{name}: one request per page: {requests:#?}"
+    );
+    let want: BTreeMap<String, String> = case.filter().to_params().into_iter().collect();
+    for (i, r) in requests.iter().enumerate() {
+        assert_eq!(r["status"], 200, "{name}: request {i} refused: {r:#}");
+        assert_eq!(r["method"], "POST", "{name}: {r:#}");
+        assert_eq!(r["content_type"], "application/x-www-form-urlencoded");
+        assert_eq!(r["query"], json!([]), "{name}: everything in the form body");
+        for (k, v) in &want {
+            assert_eq!(
+                param(r, k),
+                Some(v.as_str()),
+                "{name}: request {i} parameter {k}"
+            );
+        }
+        assert_eq!(param(r, "MaxResults"), Some(&*case.page_size.to_string()));
+        assert_eq!(param(r, "Action"), Some("DescribeImagePipelines"));
+        assert_eq!(param(r, "Version"), Some("2014-05-26"));
+        assert_eq!(param(r, "SignatureMethod"), Some("HMAC-SHA1"));
+        assert_eq!(param(r, "SignatureVersion"), Some("1.0"));
+        let token = param(r, "NextToken");
+        if i == 0 {
+            assert_eq!(token, None, "{name}: the first page has no NextToken");
+        } else {
+            assert!(
+                token.is_some_and(|t| !t.is_empty()),
+                "{name}: page {} follows NextToken",
+                i + 1
+            );
+        }
+    }
+    let nonces: BTreeSet<_> = requests
+        .iter()
+        .filter_map(|r| param(r, "SignatureNonce"))
+        .collect();
+    assert_eq!(
+        nonces.len(),
+        requests.len(),
+        "{name}: a fresh nonce per call"
+    );
+}
+
+fn pages_for(n: usize, page_size: u32) -> usize {
+    n.div_ceil(page_size as usize).max(1)
+}
+
+#[tokio::test]
+async fn our_client_pages_through_an_endpoint_that_verifies_with_the_official_sdks() {
+    let Some(python) = sdk_python("our_client_pages_through_an_endpoint...") else {
+        return;
+    };
+    let items = handmade_items();
+    let server = VerifyServer::start(&python, &items).await;
+    let client = client(&server.url);
+    let creds = provider(Credentials::new(VERIFY_KEY_ID, VERIFY_SECRET));
+    for case in cases(&items) {
+        let expected = case.expected(&items);
+        server.clear_log();
+        let listing = client
+            .list_all(&case.filter(), &creds)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let got: Vec<String> = listing
+            .items
+            .iter()
+            .map(|i| i.image_pipeline_id.clone())
+            .collect();
+        let unique: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(unique.len(), got.len(), "{}: each ID once", case.name);
+        assert_eq!(unique, expected, "{}: exactly the matching IDs", case.name);
+        let pages = pages_for(expected.len(), case.page_size);
+        assert_eq!(listing.pages as usize, pages, "{}", case.name);
+        assert_listing_requests(&case, &server.requests(), pages);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nasty_tag_values_reach_the_verifying_endpoint_decoded_exactly() {
+    let Some(python) = sdk_python("nasty_tag_values_reach...") else {
+        return;
+    };
+    let items = handmade_items();
+    let server = VerifyServer::start(&python, &items).await;
+    let case = Case::new("nasty", 500)
+        .tag(NASTY_KEY, Some("ops 运维 ~*"))
+        .tag("team", Some(NASTY_VALUE));
+    let listing = client(&server.url)
+        .list_all(
+            &case.filter(),
+            &provider(Credentials::new(VERIFY_KEY_ID, VERIFY_SECRET)),
+        )
+        .await
+        .expect("listing");
+    assert_eq!(listing.items.len(), case.expected(&items).len());
+    let requests = server.requests();
+    let [request] = requests.as_slice() else {
+        panic!("one request expected: {requests:#?}");
+    };
+    assert_eq!(param(request, "Tag.1.Key"), Some(NASTY_KEY));
+    assert_eq!(param(request, "Tag.1.Value"), Some("ops 运维 ~*"));
+    assert_eq!(param(request, "Tag.2.Key"), Some("team"));
+    assert_eq!(param(request, "Tag.2.Value"), Some(NASTY_VALUE));
+    assert_eq!(param(request, "MaxResults"), Some("500"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_with_sts_credentials_is_accepted_by_the_official_sdks_signers() {
+    let Some(python) = sdk_python("our_client_with_sts_credentials...") else {
+        return;
+    };
+    let items = handmade_items();
+    let server = VerifyServer::start(&python, &items).await;
+    let creds = provider(Credentials::new(STS_KEY_ID, STS_SECRET).with_security_token(STS_TOKEN));
+    let client = client(&server.url);
+    for case in cases(&items) {
+        server.clear_log();
+        let listing = client
+            .list_all(&case.filter(), &creds)
+            .await
+            .unwrap_or_else(|e| panic!("{} with STS: {e}", case.name));
+        let got: BTreeSet<String> = listing
+            .items
+            .iter()
+            .map(|i| i.image_pipeline_id.clone())
+            .collect();
+        assert_eq!(got, case.expected(&items), "{} with STS", case.name);
+        let requests = server.requests();
+        assert!(!requests.is_empty());
+        for r in &requests {
+            assert_eq!(r["status"], 200, "{}: {r:#}", case.name);
+            assert_eq!(param(r, "AccessKeyId"), Some(STS_KEY_ID));
+            assert_eq!(param(r, "SecurityToken"), Some(STS_TOKEN));
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_verifying_endpoint_refuses_a_wrong_secret_with_signature_does_not_match() {
+    let Some(python) = sdk_python("the_verifying_endpoint_refuses_a_wrong_secret...") else {
+        return;
+    };
+    let items = handmade_items();
+    let server = VerifyServer::start(&python, &items).await;
+    let case = Case::new("wrong-secret", 7).tag("team", Some(NASTY_VALUE));
+    let err = client(&server.url)
+        .list_all(
+            &case.filter(),
+            &provider(Credentials::new(VERIFY_KEY_ID, "not-the-secret")),
+        )
+        .await
+        .expect_err("a wrong secret must be refused");
+    match &err.error {
+        EcsError::Api(api) => {
+            assert_eq!(api.code, "SignatureDoesNotMatch", "{err}");
+            assert_eq!(api.status, 400, "{err}");
+        }
+        other => panic!("expected SignatureDoesNotMatch, got {other}"),
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "a signature error is not retried");
+    assert_eq!(requests[0]["code"], "SignatureDoesNotMatch");
+
+    // The same with a wrong STS token: the signature is right, the token is not.
+    server.clear_log();
+    let err = client(&server.url)
+        .list_all(
+            &case.filter(),
+            &provider(
+                Credentials::new(STS_KEY_ID, STS_SECRET).with_security_token("CAIS/other-token"),
+            ),
+        )
+        .await
+        .expect_err("a foreign token must be refused");
+    assert!(
+        matches!(&err.error, EcsError::Api(api) if api.code.starts_with("InvalidSecurityToken")),
+        "{err}"
+    );
+    server.stop().await;
+}
