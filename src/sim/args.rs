@@ -1,0 +1,213 @@
+//! The `ecs-sim` command line.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::credential::Credential;
+use super::data;
+use super::errors::SimError;
+use super::faults::Faults;
+use super::server::{SimConfig, SimHandle, start};
+
+/// `imagepipeline-operator ecs-sim`: a local ECS endpoint for `DescribeImagePipelines`.
+///
+/// Without `--data` or `--generate` it serves the built-in sample (8 pipelines). Without
+/// `--credential` it accepts the test AccessKey `LTAI5tSimulatorTestKey01` with secret
+/// `SimulatorTestSecretDoNotUseInProd`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first stdout line).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// JSON array of pipelines (API item shape plus a `RegionId`); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    pub data: Option<PathBuf>,
+    /// Serve N generated pipelines instead of a file.
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+    /// Seed of `--generate` (same seed, same pipelines).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// An accepted AccessKey, repeatable: `AK:SECRET` or `AK:SECRET:SECURITYTOKEN`.
+    #[arg(long = "credential", value_name = "AK:SECRET[:SECURITYTOKEN]")]
+    pub credentials: Vec<Credential>,
+    /// Every Nth call answers 400 Throttling.User (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub throttle_every: u64,
+    /// Every Nth call answers 500 InternalError (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_every: u64,
+    /// Every Nth call answers 200 with a truncated body (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub malformed_every: u64,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Add `x-acs-retry-after: MS` to throttling answers.
+    #[arg(long, value_name = "MS")]
+    pub retry_after_ms: Option<u64>,
+    /// Append one JSON line per request to FILE.
+    #[arg(long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+impl SimArgs {
+    /// The library configuration these flags describe (items loaded or generated).
+    pub fn to_config(&self) -> Result<SimConfig, SimError> {
+        let items = match (&self.data, self.generate) {
+            (Some(path), _) => data::load(path)?,
+            (None, Some(n)) => data::generate(n, self.seed),
+            (None, None) => data::sample_items(),
+        };
+        let credentials = if self.credentials.is_empty() {
+            vec![Credential::default_test()]
+        } else {
+            self.credentials.clone()
+        };
+        Ok(SimConfig {
+            listen: self.listen,
+            items,
+            credentials,
+            faults: Faults {
+                throttle_every: self.throttle_every,
+                fail_every: self.fail_every,
+                malformed_every: self.malformed_every,
+                latency_ms: self.latency_ms,
+                retry_after_ms: self.retry_after_ms,
+            },
+            log_file: self.log.clone(),
+        })
+    }
+}
+
+/// The first line `ecs-sim` prints, exactly: `listening on http://127.0.0.1:PORT`.
+pub fn listening_line(handle: &SimHandle) -> String {
+    format!("listening on {}", handle.url())
+}
+
+/// Runs the simulator until SIGINT or SIGTERM.
+pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
+    let config = args.to_config()?;
+    let ids: Vec<String> = config
+        .credentials
+        .iter()
+        .map(|c| c.access_key_id.clone())
+        .collect();
+    let handle = start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", listening_line(&handle))?;
+        out.flush()?;
+    }
+    tracing::info!(url = %handle.url(), credentials = ?ids, "ecs-sim ready");
+    if let Some(path) = args.data.clone() {
+        reload_data_on_sighup(&handle, path);
+    }
+    wait_for_stop().await;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Re-reads `path` into the running simulator on every SIGHUP (a broken file keeps the
+/// previous items and logs why). Needs a Tokio runtime; does nothing off Unix.
+#[cfg(unix)]
+pub fn reload_data_on_sighup(handle: &SimHandle, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; --data will not be re-read");
+        return;
+    };
+    let setter = handle.item_setter();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match data::load(&path) {
+                Ok(items) => {
+                    tracing::info!(items = items.len(), "reloaded --data on SIGHUP");
+                    setter(items);
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the previous items"),
+            }
+        }
+    });
+}
+
+/// Re-reads `path` on SIGHUP: there is no SIGHUP off Unix.
+#[cfg(not(unix))]
+pub fn reload_data_on_sighup(_handle: &SimHandle, _path: PathBuf) {}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn flags_become_the_configuration() {
+        let cli = Cli::try_parse_from([
+            "ecs-sim",
+            "--generate",
+            "25",
+            "--seed",
+            "9",
+            "--credential",
+            "AK1:SK1",
+            "--credential",
+            "STS.x:SK2:tok",
+            "--throttle-every",
+            "3",
+            "--retry-after-ms",
+            "1500",
+        ])
+        .expect("valid flags");
+        let config = cli.sim.to_config().expect("config");
+        assert_eq!(config.items, data::generate(25, 9));
+        assert_eq!(config.credentials.len(), 2);
+        assert_eq!(config.credentials[1].security_token.as_deref(), Some("tok"));
+        assert_eq!(config.faults.throttle_every, 3);
+        assert_eq!(config.faults.retry_after_ms, Some(1500));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn defaults_are_the_sample_and_the_test_credential() {
+        let config = Cli::try_parse_from(["ecs-sim"])
+            .expect("valid")
+            .sim
+            .to_config()
+            .expect("config");
+        assert_eq!(config.items, data::sample_items());
+        assert_eq!(config.credentials, vec![Credential::default_test()]);
+        assert!(Cli::try_parse_from(["ecs-sim", "--credential", "nosecret"]).is_err());
+        assert!(Cli::try_parse_from(["ecs-sim", "--data", "x", "--generate", "1"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_first_line_names_the_bound_url() {
+        let handle = start(SimConfig::default()).await.expect("start");
+        let line = listening_line(&handle);
+        let port = handle.addr().port();
+        assert_eq!(line, format!("listening on http://127.0.0.1:{port}"));
+        handle.shutdown().await;
+    }
+}

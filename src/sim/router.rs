@@ -1,0 +1,217 @@
+//! Request routing. Admin endpoints live under `/_sim/`; everything else is an RPC call,
+//! dispatched by `Action` (or `x-acs-action`) through [`RPC_ROUTES`]. New services (STS,
+//! the metadata endpoints) add an entry here or a path route in their own module.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use crate::ecs::{DESCRIBE_IMAGE_PIPELINES, ECS_API_VERSION};
+
+use super::errors::ApiFailure;
+use super::faults::{Fault, garble};
+use super::format::Format;
+use super::log::{LoggedRequest, loggable};
+use super::request::RpcRequest;
+use super::server::SimState;
+use super::{admin, auth, pipelines, v3};
+
+/// Largest request body read; larger ones answer 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// An action handler: parameters in, the answer's body (without `RequestId`) out.
+pub type ActionHandler = fn(&SimState, &BTreeMap<String, String>) -> Result<Value, ApiFailure>;
+
+/// One RPC action the simulator answers.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcRoute {
+    /// `Action`.
+    pub action: &'static str,
+    /// The API version the action belongs to.
+    pub version: &'static str,
+    /// Whether the call must be signed (STS `AssumeRoleWithOIDC` is not).
+    pub signed: bool,
+    /// The handler.
+    pub handler: ActionHandler,
+}
+
+/// Every RPC action answered.
+pub const RPC_ROUTES: &[RpcRoute] = &[RpcRoute {
+    action: DESCRIBE_IMAGE_PIPELINES,
+    version: ECS_API_VERSION,
+    signed: true,
+    handler: describe_image_pipelines,
+}];
+
+fn describe_image_pipelines(
+    state: &SimState,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, ApiFailure> {
+    pipelines::describe(&state.store, &state.tokens, params)
+}
+
+/// The whole application.
+pub fn build(state: Arc<SimState>) -> Router {
+    admin::routes().fallback(rpc_entry).with_state(state)
+}
+
+async fn rpc_entry(State(state): State<Arc<SimState>>, req: Request) -> Response {
+    let call = state.calls.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+    let request_id = new_request_id();
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get("host")
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .unwrap_or_else(|| "ecs.aliyuncs.com".to_string());
+    let body = axum::body::to_bytes(body, MAX_BODY).await;
+    let too_large = body.is_err();
+    let rpc = RpcRequest::new(
+        parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.headers,
+        body.unwrap_or_default(),
+    );
+    let params = rpc.params();
+    let is_v3 = v3::is_v3(&rpc);
+    let action = if is_v3 {
+        rpc.header("x-acs-action")
+    } else {
+        params.get("Action").cloned()
+    };
+    let format = if is_v3 {
+        Format::Json
+    } else {
+        Format::from_param(params.get("Format").map(String::as_str))
+    };
+    let faults = state.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let fault = faults.decide(call);
+    let outcome = match fault {
+        _ if too_large => Err(ApiFailure::body_too_large()),
+        Fault::Throttle => Err(ApiFailure::throttling()),
+        Fault::Fail => Err(ApiFailure::internal_error()),
+        Fault::Malformed | Fault::None => handle(&state, &rpc, &params, is_v3, action.as_deref()),
+    };
+    let (status, code, mut bytes) = match &outcome {
+        Ok(body) => {
+            let mut body = body.clone();
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("RequestId".into(), Value::String(request_id.clone()));
+            }
+            let root = format!("{}Response", action.as_deref().unwrap_or_default());
+            (200, None, format.render(&root, &body))
+        }
+        Err(f) => (
+            f.status,
+            Some(f.code.clone()),
+            format.render("Error", &f.body(&request_id, &host)),
+        ),
+    };
+    if fault == Fault::Malformed && outcome.is_ok() {
+        bytes = garble(&bytes);
+    }
+    state.log.record(LoggedRequest {
+        time: jiff::Timestamp::now().to_string(),
+        method: rpc.method.to_string(),
+        action,
+        parameters: loggable(&params),
+        status,
+        code: code.clone(),
+        request_id: request_id.clone(),
+    });
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-acs-request-id", v);
+    }
+    if code.as_deref() == Some("Throttling.User") {
+        if let Some(ms) = faults.retry_after_ms {
+            headers.insert("x-acs-retry-after", HeaderValue::from(ms));
+        }
+    }
+    response
+}
+
+/// Routing, version check, authentication and the action itself.
+fn handle(
+    state: &SimState,
+    rpc: &RpcRequest,
+    params: &BTreeMap<String, String>,
+    is_v3: bool,
+    action: Option<&str>,
+) -> Result<Value, ApiFailure> {
+    let action = action
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ApiFailure::missing_parameter("Action"))?;
+    let route = RPC_ROUTES
+        .iter()
+        .find(|r| r.action == action)
+        .ok_or_else(ApiFailure::action_not_found)?;
+    let version = if is_v3 {
+        rpc.header("x-acs-version")
+    } else {
+        params.get("Version").cloned()
+    };
+    match version.filter(|v| !v.is_empty()) {
+        None => return Err(ApiFailure::missing_parameter("Version")),
+        Some(v) if v != route.version => return Err(ApiFailure::invalid_version()),
+        Some(_) => {}
+    }
+    if route.signed {
+        auth::authenticate(
+            rpc,
+            &state.credentials,
+            &state.nonces,
+            jiff::Timestamp::now(),
+        )?;
+    }
+    (route.handler)(state, params)
+}
+
+/// A fresh `RequestId` shaped like the service's: `473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E`.
+pub fn new_request_id() -> String {
+    let hex = format!("{:032X}", rand::random::<u128>());
+    let part = |a: usize, b: usize| hex.get(a..b).unwrap_or_default().to_string();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0, 8),
+        part(8, 12),
+        part(12, 16),
+        part(16, 20),
+        part(20, 32)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_look_like_the_services() {
+        let id = new_request_id();
+        let lens: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(lens, vec![8, 4, 4, 4, 12]);
+        assert!(
+            id.chars()
+                .all(|c| c == '-' || c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
+        assert_ne!(id, new_request_id());
+    }
+}
