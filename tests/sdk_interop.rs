@@ -19,6 +19,7 @@ use imagepipeline_operator::ecs::credentials::StaticProvider;
 use imagepipeline_operator::ecs::{
     ClientConfig, Credentials, EcsClient, EcsError, PipelineFilter, SharedProvider, TagFilter,
 };
+use imagepipeline_operator::sim::{self, Credential, SimConfig, SimHandle};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -121,6 +122,13 @@ fn handmade_items() -> Vec<Value> {
     items
 }
 
+/// The data every test serves: the simulator's generated pipelines plus the hand-made ones.
+fn dataset() -> Vec<Value> {
+    let mut items = sim::generate(300, 42);
+    items.extend(handmade_items());
+    items
+}
+
 /// One named filter, as both our client and the SDK driver take it.
 #[derive(Debug, Clone)]
 struct Case {
@@ -184,7 +192,6 @@ impl Case {
     }
 
     /// The filter as `page_sim.py` reads it (API parameter names).
-    #[allow(dead_code)] // used by the ecs-sim tests once the simulator is merged
     fn sdk_spec(&self) -> Value {
         let mut spec = json!({"RegionId": self.region, "MaxResults": self.page_size});
         if let Some(g) = &self.group {
@@ -263,17 +270,16 @@ fn cases(items: &[Value]) -> Vec<Case> {
 }
 
 fn all_cases(items: &[Value]) -> Vec<Case> {
-    let id_of = |i: usize| {
-        items
-            .get(i)
-            .and_then(|it| it["ImagePipelineId"].as_str())
-            .unwrap_or("ip-missing")
-            .to_string()
-    };
+    // Hand-made IDs of both regions and groups, one generated ID, and one that does not exist.
+    let generated = items
+        .first()
+        .and_then(|it| it["ImagePipelineId"].as_str())
+        .unwrap_or("ip-missing")
+        .to_string();
     let some_ids: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 17, 21]
         .iter()
-        .map(|&i| id_of(i))
-        .chain(["ip-doesnotexist0".to_string()])
+        .map(|i| format!("ip-nasty{i:04}"))
+        .chain([generated, "ip-doesnotexist0".to_string()])
         .collect();
     let some_ids: Vec<&str> = some_ids.iter().map(String::as_str).collect();
     vec![
@@ -292,6 +298,9 @@ fn all_cases(items: &[Value]) -> Vec<Case> {
             .ids(&some_ids)
             .tag("team", Some(NASTY_VALUE))
             .tag(NASTY_KEY, None),
+        Case::new("generated-group-and-spaced-tag", 4)
+            .group("rg-acfmpayments01")
+            .tag("team", Some("data science")),
         Case::new("nothing-matches", 7).tag("team", Some("payments team/+=&*~ 支")),
     ]
 }
@@ -453,7 +462,7 @@ async fn our_client_pages_through_an_endpoint_that_verifies_with_the_official_sd
     let Some(python) = sdk_python("our_client_pages_through_an_endpoint...") else {
         return;
     };
-    let items = handmade_items();
+    let items = dataset();
     let server = VerifyServer::start(&python, &items).await;
     let client = client(&server.url);
     let creds = provider(Credentials::new(VERIFY_KEY_ID, VERIFY_SECRET));
@@ -484,7 +493,7 @@ async fn nasty_tag_values_reach_the_verifying_endpoint_decoded_exactly() {
     let Some(python) = sdk_python("nasty_tag_values_reach...") else {
         return;
     };
-    let items = handmade_items();
+    let items = dataset();
     let server = VerifyServer::start(&python, &items).await;
     let case = Case::new("nasty", 500)
         .tag(NASTY_KEY, Some("ops 运维 ~*"))
@@ -514,7 +523,7 @@ async fn our_client_with_sts_credentials_is_accepted_by_the_official_sdks_signer
     let Some(python) = sdk_python("our_client_with_sts_credentials...") else {
         return;
     };
-    let items = handmade_items();
+    let items = dataset();
     let server = VerifyServer::start(&python, &items).await;
     let creds = provider(Credentials::new(STS_KEY_ID, STS_SECRET).with_security_token(STS_TOKEN));
     let client = client(&server.url);
@@ -546,7 +555,7 @@ async fn the_verifying_endpoint_refuses_a_wrong_secret_with_signature_does_not_m
     let Some(python) = sdk_python("the_verifying_endpoint_refuses_a_wrong_secret...") else {
         return;
     };
-    let items = handmade_items();
+    let items = dataset();
     let server = VerifyServer::start(&python, &items).await;
     let case = Case::new("wrong-secret", 7).tag("team", Some(NASTY_VALUE));
     let err = client(&server.url)
@@ -583,4 +592,216 @@ async fn the_verifying_endpoint_refuses_a_wrong_secret_with_signature_does_not_m
         "{err}"
     );
     server.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// The official SDKs against ecs-sim
+
+/// Every client style of `page_sim.py`: the legacy core (POST as generated, GET, filters in a
+/// form body) and the Tea client with v2 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256) signatures.
+const STYLES_V1: &[&str] = &["legacy-post", "legacy-get", "legacy-post-form", "tea-v2"];
+const STYLE_V3: &str = "tea-v3";
+
+const SIM_STS_KEY_ID: &str = "STS.NUsimTemporary";
+const SIM_STS_SECRET: &str = "sim+sts/secret=";
+/// ASCII, as real tokens are (base64): the V3 signature carries it in an HTTP header.
+const SIM_STS_TOKEN: &str = "CAIS/sim+token=with&odd*chars~ ==";
+
+async fn start_sim(items: Vec<Value>) -> SimHandle {
+    sim::start(SimConfig {
+        items,
+        credentials: vec![
+            Credential::default_test(),
+            Credential::new(SIM_STS_KEY_ID, SIM_STS_SECRET).with_security_token(SIM_STS_TOKEN),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("ecs-sim starts")
+}
+
+/// Runs `page_sim.py` and returns `{case: {style: {ids, pages, error}}}`.
+async fn page_with_sdks(
+    python: &Path,
+    url: &str,
+    (key_id, secret, token): (&str, &str, Option<&str>),
+    styles: &[&str],
+    cases: &[Case],
+) -> Value {
+    let spec: serde_json::Map<String, Value> = cases
+        .iter()
+        .map(|c| (c.name.to_string(), c.sdk_spec()))
+        .collect();
+    let mut cmd = Command::new(python);
+    cmd.arg(script("page_sim.py"))
+        .arg("--endpoint")
+        .arg(url)
+        .arg("--access-key-id")
+        .arg(key_id)
+        .arg("--access-key-secret")
+        .arg(secret)
+        .arg("--styles")
+        .arg(styles.join(","))
+        .arg("--cases")
+        .arg(Value::Object(spec).to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        cmd.arg("--security-token").arg(token);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("page_sim.py finishes within 5 minutes")
+        .expect("run page_sim.py");
+    assert!(
+        out.status.success(),
+        "page_sim.py failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "page_sim.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Checks that every style of every case got exactly the expected IDs, each once, in the
+/// expected number of pages; returns one line per failure (with the refused request, if any).
+fn sdk_failures(results: &Value, cases: &[Case], styles: &[&str], items: &[Value]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let expected = case.expected(items);
+        for style in styles {
+            let r = &results[case.name][*style];
+            let what = format!("{} / {style}", case.name);
+            if !r["error"].is_null() {
+                failures.push(format!("{what}: refused: {:#}", r["error"]));
+                continue;
+            }
+            let ids: Vec<String> = r["ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let unique: BTreeSet<String> = ids.iter().cloned().collect();
+            if unique.len() != ids.len() {
+                failures.push(format!("{what}: an ID came twice: {ids:?}"));
+            }
+            if unique != expected {
+                let missing: Vec<_> = expected.difference(&unique).collect();
+                let extra: Vec<_> = unique.difference(&expected).collect();
+                failures.push(format!("{what}: missing {missing:?}, unexpected {extra:?}"));
+            }
+            let pages = pages_for(expected.len(), case.page_size);
+            if r["pages"].as_u64() != Some(pages as u64) {
+                failures.push(format!("{what}: {} pages, expected {pages}", r["pages"]));
+            }
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_v1_signed_sdk_clients_page_through_the_sim_with_every_filter() {
+    let Some(python) = sdk_python("official_v1_signed_sdk_clients_page_through_the_sim...") else {
+        return;
+    };
+    let items = dataset();
+    let sim = start_sim(items.clone()).await;
+    let cases = cases(&items);
+    let key = (
+        sim::DEFAULT_ACCESS_KEY_ID,
+        sim::DEFAULT_ACCESS_KEY_SECRET,
+        None,
+    );
+    let results = page_with_sdks(&python, &sim.url(), key, STYLES_V1, &cases).await;
+    let failures = sdk_failures(&results, &cases, STYLES_V1, &items);
+    assert!(
+        failures.is_empty(),
+        "ecs-sim did not serve the official SDKs:\n{}",
+        failures.join("\n")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_v3_signed_sdk_client_pages_through_the_sim_with_every_filter() {
+    let Some(python) = sdk_python("official_v3_signed_sdk_client_pages_through_the_sim...") else {
+        return;
+    };
+    let items = dataset();
+    let sim = start_sim(items.clone()).await;
+    let cases = cases(&items);
+    let key = (
+        sim::DEFAULT_ACCESS_KEY_ID,
+        sim::DEFAULT_ACCESS_KEY_SECRET,
+        None,
+    );
+    let results = page_with_sdks(&python, &sim.url(), key, &[STYLE_V3], &cases).await;
+    let failures = sdk_failures(&results, &cases, &[STYLE_V3], &items);
+    assert!(
+        failures.is_empty(),
+        "ecs-sim did not serve the V3-signed official SDK:\n{}",
+        failures.join("\n")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_clients_with_sts_credentials_page_through_the_sim() {
+    let Some(python) = sdk_python("official_sdk_clients_with_sts_credentials...") else {
+        return;
+    };
+    let items = dataset();
+    let sim = start_sim(items.clone()).await;
+    let cases: Vec<Case> = cases(&items)
+        .into_iter()
+        .filter(|c| ["region-only", "every-filter"].contains(&c.name))
+        .collect();
+    let styles: Vec<&str> = STYLES_V1.iter().copied().chain([STYLE_V3]).collect();
+    let key = (SIM_STS_KEY_ID, SIM_STS_SECRET, Some(SIM_STS_TOKEN));
+    let results = page_with_sdks(&python, &sim.url(), key, &styles, &cases).await;
+    let failures = sdk_failures(&results, &cases, &styles, &items);
+    assert!(
+        failures.is_empty(),
+        "ecs-sim did not serve the official SDKs with STS credentials:\n{}",
+        failures.join("\n")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sim_refuses_official_sdk_requests_signed_with_a_wrong_secret() {
+    let Some(python) = sdk_python("the_sim_refuses_official_sdk_requests...") else {
+        return;
+    };
+    let items = dataset();
+    let sim = start_sim(items.clone()).await;
+    let cases = vec![Case::new("wrong-secret", 7).tag("team", Some(NASTY_VALUE))];
+    let styles: Vec<&str> = STYLES_V1.iter().copied().chain([STYLE_V3]).collect();
+    let key = (sim::DEFAULT_ACCESS_KEY_ID, "not-the-secret", None);
+    let results = page_with_sdks(&python, &sim.url(), key, &styles, &cases).await;
+    for style in &styles {
+        let r = &results["wrong-secret"][*style];
+        // The legacy core turns a SignatureDoesNotMatch whose "server string to sign" equals
+        // its own string to sign into InvalidAccessKeySecret: the sim's canonical string then
+        // matched the SDK's byte for byte, and only the key differed.
+        let expected = if style.starts_with("legacy") {
+            "InvalidAccessKeySecret"
+        } else {
+            "SignatureDoesNotMatch"
+        };
+        assert_eq!(
+            r["error"]["code"], expected,
+            "{style}: a wrong secret must be refused: {r:#}"
+        );
+        assert_eq!(r["error"]["http_status"], 400, "{style}: {r:#}");
+        assert_eq!(r["ids"], json!([]), "{style}");
+    }
+    sim.shutdown().await;
 }

@@ -70,11 +70,12 @@ def tea_openapi_signature(method, params, secret):
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, message):
+    def __init__(self, status, code, message, detail=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.detail = detail
 
 
 def _tags_of(item):
@@ -131,11 +132,13 @@ class Endpoint:
         tea = tea_openapi_signature(method, signed, secret)
         given = params["Signature"]
         if not (given == legacy == util == tea):
+            # The message ends with the string to sign, as the service's does: the legacy SDK
+            # compares it with its own to tell a wrong secret from a wrong canonical string.
             raise ApiError(400, "SignatureDoesNotMatch",
                            "Specified signature is not matched with our calculation. "
-                           f"server string to sign is:{string_to_sign} "
-                           f"(aliyunsdkcore={legacy} openapi-util={util} tea-openapi={tea} "
-                           f"given={given})")
+                           f"server string to sign is:{string_to_sign}",
+                           {"aliyunsdkcore": legacy, "openapi-util": util, "tea-openapi": tea,
+                            "given": given})
 
         with self.lock:
             if params["SignatureNonce"] in self.nonces:
@@ -275,8 +278,11 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, body, record)
         except ApiError as e:
             record["code"] = e.code
-            self.reply(e.status, {"RequestId": str(uuid.uuid4()).upper(), "HostId": "verify-server",
-                                  "Code": e.code, "Message": e.message}, record)
+            body = {"RequestId": str(uuid.uuid4()).upper(), "HostId": "verify-server",
+                    "Code": e.code, "Message": e.message}
+            if e.detail is not None:
+                body["SignatureDetail"] = record["signature_detail"] = e.detail
+            self.reply(e.status, body, record)
         except Exception as e:  # a bug in the fixture must show, not hang the client
             record["code"] = "InternalError"
             self.reply(500, {"Code": "InternalError", "Message": repr(e)}, record)
