@@ -29,7 +29,7 @@ pub struct DemoArgs {
 
 /// Runs the demo and prints to stdout.
 pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
-    let credential = sim::SimCredential::new("demo-access-key-id", "demo-access-key-secret");
+    let credential = sim::Credential::new("demo-access-key-id", "demo-access-key-secret");
     let handle = sim::start(sim::SimConfig {
         items: sim::sample_items(),
         credentials: vec![credential.clone()],

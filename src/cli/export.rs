@@ -2,7 +2,6 @@
 //! ImagePipeline manifests the controller would write.
 
 use std::io::Write as _;
-use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -10,7 +9,8 @@ use super::CliError;
 use super::output::{Format, render};
 use crate::crd::ImagePipeline;
 use crate::crd::pipeline::mirror_object;
-use crate::ecs::credentials::{EnvProvider, SharedProvider};
+use crate::ecs::ambient::AmbientOverrides;
+use crate::ecs::credentials::SharedProvider;
 use crate::ecs::{ClientConfig, EcsClient, ImagePipelineItem, PipelineFilter, TagFilter};
 
 /// Flags of `export`.
@@ -44,6 +44,13 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
     pub output: Format,
+    /// STS endpoint for RRSA credentials; default `https://sts.aliyuncs.com` (or the regional
+    /// endpoint from `ALIBABA_CLOUD_STS_REGION`).
+    #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// ECS instance metadata endpoint for RAM-role credentials; default `http://100.100.100.200`.
+    #[arg(long, env = "ALIBABA_CLOUD_IMDS_ENDPOINT")]
+    pub imds_endpoint: Option<String>,
 }
 
 /// Parses `KEY=VALUE` (or `KEY`) into a tag condition; the value may itself contain `=`.
@@ -121,7 +128,12 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         listing.pages,
         listing.calls
     );
-    let objects = manifests(&listing.items, &filter.region_id, &args.namespace, Timestamp::now());
+    let objects = manifests(
+        &listing.items,
+        &filter.region_id,
+        &args.namespace,
+        Timestamp::now(),
+    );
     let text = render(&objects, args.output)?;
     std::io::stdout()
         .lock()
@@ -129,9 +141,14 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         .map_err(CliError::Io)
 }
 
-/// The provider `export` uses when nothing else is configured: the environment.
-pub fn default_provider() -> SharedProvider {
-    Arc::new(EnvProvider)
+/// The credentials `export` uses: the ambient chain (environment, RRSA, ECS RAM role), in the
+/// official SDKs' order.
+pub fn ambient_provider(args: &ExportArgs) -> Result<SharedProvider, CliError> {
+    crate::ecs::ambient::ambient_provider(&AmbientOverrides {
+        sts_endpoint: args.sts_endpoint.clone(),
+        imds_endpoint: args.imds_endpoint.clone(),
+    })
+    .map_err(|e| CliError::Credentials(e.to_string()))
 }
 
 #[cfg(test)]
@@ -142,9 +159,18 @@ mod tests {
     fn tags_split_at_the_first_equals_sign() {
         assert_eq!(
             parse_tag("team=a=b").unwrap(),
-            TagFilter { key: "team".into(), value: Some("a=b".into()) }
+            TagFilter {
+                key: "team".into(),
+                value: Some("a=b".into())
+            }
         );
-        assert_eq!(parse_tag("env").unwrap(), TagFilter { key: "env".into(), value: None });
+        assert_eq!(
+            parse_tag("env").unwrap(),
+            TagFilter {
+                key: "env".into(),
+                value: None
+            }
+        );
         assert_eq!(parse_tag("k=").unwrap().value.as_deref(), Some(""));
         assert!(parse_tag("=v").is_err());
     }

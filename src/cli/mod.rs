@@ -1,6 +1,6 @@
 //! The command line: one binary, several subcommands. `main.rs` only parses and dispatches.
 
-
+pub mod demo;
 pub mod export;
 pub mod output;
 
@@ -25,6 +25,12 @@ pub enum CliError {
     /// Writing to stdout failed.
     #[error("writing output: {0}")]
     Io(std::io::Error),
+    /// The simulator failed.
+    #[error("simulator: {0}")]
+    Sim(#[from] crate::sim::SimError),
+    /// Credentials could not be set up.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),

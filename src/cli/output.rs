@@ -54,7 +54,15 @@ pub fn render(objects: &[ImagePipeline], format: Format) -> Result<String, Rende
 /// A `kubectl get imagepipelines`-style table (the printer columns of the CRD). AGE is the
 /// pipeline's cloud creation time, since the objects do not exist in a cluster yet.
 pub fn table(objects: &[ImagePipeline], now: Timestamp) -> String {
-    let header = ["NAME", "ID", "PIPELINE NAME", "BASE IMAGE", "INSTANCE TYPE", "REGION", "AGE"];
+    let header = [
+        "NAME",
+        "ID",
+        "PIPELINE NAME",
+        "BASE IMAGE",
+        "INSTANCE TYPE",
+        "REGION",
+        "AGE",
+    ];
     let rows: Vec<[String; 7]> = objects
         .iter()
         .map(|o| {
@@ -161,7 +169,11 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[0].contains("BASE IMAGE") && lines[0].contains("INSTANCE TYPE"));
-        assert!(lines[1].starts_with("ip-aaa") && lines[1].ends_with("24h"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("ip-aaa") && lines[1].ends_with("24h"),
+            "{}",
+            lines[1]
+        );
         assert_eq!(lines.len(), 3);
     }
 
