@@ -27,7 +27,12 @@ fn cpu_seconds() -> f64 {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // USER_HZ is 100 on Linux for every architecture's user-space ABI.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -139,15 +144,22 @@ fn run_child(url: &str, page_size: u32) -> Value {
 fn bench_listing(runs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     println!("## Full listing from ecs-sim over loopback (median of {runs} runs)\n");
-    println!("| pipelines | MaxResults | calls | expected calls | wall (ms) | pipelines/s | client CPU (ms) | peak RSS (MiB) |");
+    println!(
+        "| pipelines | MaxResults | calls | expected calls | wall (ms) | pipelines/s | client CPU (ms) | peak RSS (MiB) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in env_list("BENCH_SIZES", "1000,10000,50000") {
         let sim = start_sim(n, dir.path());
         for page in env_list("BENCH_PAGE_SIZES", "50,500") {
-            let results: Vec<Value> = (0..runs).map(|_| run_child(&sim.url, page as u32)).collect();
+            let results: Vec<Value> = (0..runs)
+                .map(|_| run_child(&sim.url, page as u32))
+                .collect();
             let calls = results[0]["calls"].as_u64().unwrap_or(0);
             let items = results[0]["items"].as_u64().unwrap_or(0);
-            assert_eq!(items as usize, n, "listing returned the wrong number of pipelines");
+            assert_eq!(
+                items as usize, n,
+                "listing returned the wrong number of pipelines"
+            );
             let f = |k: &str| median(results.iter().filter_map(|r| r[k].as_f64()).collect());
             let wall = f("wall");
             println!(
@@ -215,7 +227,11 @@ fn main() {
         println!("benchmarks run with `cargo bench --bench listing`");
         return;
     }
-    let runs = env_list("BENCH_RUNS", "5").first().copied().unwrap_or(5).max(1);
+    let runs = env_list("BENCH_RUNS", "5")
+        .first()
+        .copied()
+        .unwrap_or(5)
+        .max(1);
     bench_decode(runs);
     bench_listing(runs);
 }

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use imagepipeline_operator::cli::{self, CliError};
-use imagepipeline_operator::sim;
 use imagepipeline_operator::telemetry::{self, LogFormat};
+use imagepipeline_operator::{controller, crd, sim};
 
 /// Mirrors Alibaba Cloud ECS image pipelines (image templates) into Kubernetes.
 #[derive(Debug, Parser)]
@@ -23,6 +23,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller (in-cluster config or KUBECONFIG).
+    Run(controller::RunArgs),
+    /// Print both CRDs as YAML.
+    Crds,
     /// Start the built-in ECS simulator with sample data and show what a query would mirror.
     Demo(cli::demo::DemoArgs),
     /// List pipelines once, without a cluster, and print the ImagePipeline manifests.
@@ -44,7 +48,10 @@ async fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Export(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Export(_) | Command::Crds
+    );
     let level = if quiet && cli.log_level == "info" {
         "warn"
     } else {
@@ -52,6 +59,11 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     };
     telemetry::init(cli.log_format, level).map_err(CliError::Logging)?;
     match cli.command {
+        Command::Run(args) => cli::run::run(args).await,
+        Command::Crds => {
+            print!("{}", crd::crds_yaml());
+            Ok(())
+        }
         Command::Demo(args) => cli::demo::demo(args).await,
         Command::Export(args) => {
             let provider = cli::export::ambient_provider(&args)?;

@@ -41,7 +41,7 @@ pub struct CallLabels {
 /// Label of an object write.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
-    /// `created`, `updated` or `deleted`.
+    /// `created`, `updated`, `released` (this query's owner reference removed) or `deleted`.
     pub operation: String,
 }
 
@@ -242,6 +242,48 @@ impl CallObserver for Metrics {
             .get_or_create(&CallLabels {
                 action: action.into(),
                 code: code.into(),
+            })
+            .inc();
+    }
+}
+
+impl crate::controller::SyncObserver for Metrics {
+    fn sync_finished(
+        &self,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+        elapsed: std::time::Duration,
+        matched: Option<u32>,
+    ) {
+        self.record_sync(reason, elapsed.as_secs_f64());
+        if let Some(matched) = matched {
+            let query = QueryLabels {
+                namespace: namespace.into(),
+                query: name.into(),
+            };
+            self.record_success(query, matched as usize, Timestamp::now());
+        }
+    }
+
+    fn object_written(&self, kind: crate::controller::plan::WriteKind) {
+        use crate::controller::plan::WriteKind;
+        let operation = match kind {
+            WriteKind::Create => "created",
+            WriteKind::Update => "updated",
+            WriteKind::Release => "released",
+        };
+        self.objects_written
+            .get_or_create(&WriteLabels {
+                operation: operation.into(),
+            })
+            .inc();
+    }
+
+    fn object_deleted(&self) {
+        self.objects_written
+            .get_or_create(&WriteLabels {
+                operation: "deleted".into(),
             })
             .inc();
     }

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod export;
 pub mod output;
+pub mod run;
 
 use crate::ecs::filter::FilterError;
 use crate::ecs::{EcsError, ListingError};
@@ -31,6 +32,12 @@ pub enum CliError {
     /// Credentials could not be set up.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The controller failed.
+    #[error("{0}")]
+    Controller(#[from] crate::controller::ControllerError),
+    /// The admin listener or leader election could not start.
+    #[error("{0}")]
+    Admin(String),
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),

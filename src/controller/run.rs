@@ -1,6 +1,7 @@
 //! `imagepipeline-operator run`: flags, start-up checks, the watches and the controller loop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,19 +22,10 @@ use super::reconcile::{error_policy, reconcile};
 use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
 use super::view::{NamespaceLocks, RecentWrites};
 use super::writer::Writer;
+use crate::admin::Readiness;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
 use crate::ecs::credentials::EnvProvider;
-
-/// Log output format.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -61,17 +53,67 @@ pub struct RunArgs {
     #[arg(long, env = "ECS_ENDPOINT")]
     pub ecs_endpoint: Option<String>,
 
-    /// Most ECS API calls per second per credential.
-    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 10.0)]
-    pub ecs_rate_limit: f64,
+    /// Most ECS API calls per second per AccessKey ID, for the whole process (every query
+    /// and retry shares it).
+    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ecs_rate_limit: u32,
 
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Run leader election on a coordination.k8s.io Lease: only the holder reconciles and
+    /// writes, the other replicas stand by and take over within the lease duration.
+    #[arg(long, env = "LEADER_ELECTION")]
+    pub leader_election: bool,
 
-    /// Log level or tracing filter directive (e.g. `info`, `imagepipeline_operator=debug`).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "LEASE_NAME",
+        default_value = "imagepipeline-operator-leader"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the leader-election Lease (default: the pod's namespace, `POD_NAMESPACE`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// How long the Lease is valid after its last renewal; a standby replica takes over
+    /// within this time after the leader dies.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Address of the admin listener serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: std::net::SocketAddr,
+
+    /// STS endpoint for RRSA ambient credentials (default: https://sts.aliyuncs.com, or the
+    /// regional endpoint from ALIBABA_CLOUD_STS_REGION).
+    #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+
+    /// ECS instance metadata endpoint for RAM-role ambient credentials (default:
+    /// http://100.100.100.200).
+    #[arg(long, env = "ALIBABA_CLOUD_IMDS_ENDPOINT")]
+    pub imds_endpoint: Option<String>,
+}
+
+/// What `run` reports to and draws from besides its flags.
+#[derive(Clone)]
+pub struct RunHooks {
+    /// The operator's own credentials, for namespaces allowed to use them.
+    pub ambient: Option<SharedProvider>,
+    /// Metrics.
+    pub observer: Arc<dyn SyncObserver>,
+    /// Told when every watch has listed once.
+    pub readiness: Option<Arc<Readiness>>,
+}
+
+impl Default for RunHooks {
+    fn default() -> Self {
+        Self {
+            ambient: Some(Arc::new(EnvProvider)),
+            observer: Arc::new(NoopObserver),
+            readiness: None,
+        }
+    }
 }
 
 impl RunArgs {
@@ -108,8 +150,10 @@ impl RunArgs {
 /// Runs the controller with the operator's environment credentials as ambient credentials until
 /// SIGTERM or SIGINT.
 pub async fn run(args: RunArgs, source: Arc<dyn PipelineSource>) -> Result<(), ControllerError> {
-    let ambient: SharedProvider = Arc::new(EnvProvider);
-    run_with(args, source, Some(ambient), Arc::new(NoopObserver)).await
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
+    run_with(client, args, source, RunHooks::default()).await
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -143,24 +187,25 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-/// Runs the controller with the given ambient credentials and metrics observer until SIGTERM
-/// or SIGINT. One controller per watched namespace (or one for all), sharing listings and
-/// credentials.
-pub async fn run_with(
-    args: RunArgs,
-    source: Arc<dyn PipelineSource>,
-    ambient: Option<SharedProvider>,
-    observer: Arc<dyn SyncObserver>,
-) -> Result<(), ControllerError> {
-    let client = Client::try_default()
-        .await
-        .map_err(ControllerError::Client)?;
+/// The watch scopes of `args`: one per watched namespace, or one for all namespaces.
+pub fn scopes(args: &RunArgs) -> Vec<Option<String>> {
     let namespaces = args.watched_namespaces();
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+    if namespaces.is_empty() {
         vec![None]
     } else {
         namespaces.into_iter().map(Some).collect()
-    };
+    }
+}
+
+/// Runs the controller with `hooks` until SIGTERM or SIGINT. One controller per watched
+/// namespace (or one for all), sharing listings and credentials.
+pub async fn run_with(
+    client: Client,
+    args: RunArgs,
+    source: Arc<dyn PipelineSource>,
+    hooks: RunHooks,
+) -> Result<(), ControllerError> {
+    let scopes = scopes(&args);
     for scope in &scopes {
         check_crds(&client, scope.as_deref()).await?;
     }
@@ -186,9 +231,11 @@ pub async fn run_with(
             },
         ),
         listings: Arc::new(SharedListings::new(source, SHARE_WINDOW)),
-        credentials: Arc::new(CredentialsResolver::new(ambient, policy)),
-        observer,
+        credentials: Arc::new(CredentialsResolver::new(hooks.ambient, policy)),
+        observer: hooks.observer,
         concurrency: args.concurrency,
+        unsynced: Arc::new(AtomicUsize::new(scopes.len())),
+        readiness: hooks.readiness,
     };
     info!(namespaces = ?scopes, concurrency = args.concurrency, "starting the ImagePipelineQuery controller");
     futures::future::join_all(scopes.iter().map(|s| shared.controller(s.as_deref()))).await;
@@ -205,6 +252,9 @@ struct Shared {
     credentials: Arc<CredentialsResolver>,
     observer: Arc<dyn SyncObserver>,
     concurrency: u16,
+    /// Scopes whose watches have not listed everything yet.
+    unsynced: Arc<AtomicUsize>,
+    readiness: Option<Arc<Readiness>>,
 }
 
 impl Shared {
@@ -232,6 +282,21 @@ impl Shared {
                 .debounce(Duration::from_millis(500)),
         );
         let queries = controller.store();
+        let synced = {
+            let (queries, pipelines) = (queries.clone(), pipelines.clone());
+            let (unsynced, readiness) = (self.unsynced.clone(), self.readiness.clone());
+            tokio::spawn(async move {
+                if queries.wait_until_ready().await.is_ok()
+                    && pipelines.wait_until_ready().await.is_ok()
+                    && unsynced.fetch_sub(1, Ordering::SeqCst) == 1
+                {
+                    info!("watches synced");
+                    if let Some(r) = readiness {
+                        r.set_watches_synced(true);
+                    }
+                }
+            })
+        };
         let ctx = Arc::new(Context {
             client: self.client.clone(),
             writer: self.writer.clone(),
@@ -260,6 +325,10 @@ impl Shared {
             })
             .await;
         cache.abort();
+        synced.abort();
+        if let Some(r) = &self.readiness {
+            r.set_watches_synced(false);
+        }
     }
 }
 

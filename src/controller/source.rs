@@ -106,6 +106,17 @@ impl SharedListings {
     }
 }
 
+impl PipelineSource for crate::ecs::EcsClient {
+    fn list(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+    ) -> BoxFuture<'static, Result<Listing, ListingError>> {
+        let client = self.clone();
+        Box::pin(async move { client.list_all(&filter, &provider).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
