@@ -563,6 +563,40 @@ async fn sts_reads_parameters_from_the_query_or_the_form_body() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn admin_faults_and_stats_cover_sts_and_the_metadata_service() {
+    let sim = sim(generate(8, 1), StsConfig::default(), ImdsConfig::default()).await;
+    let http = http();
+    let admin = |p: &str| format!("{}/_sim/{p}", sim.url());
+    let put = http
+        .put(admin("faults"))
+        .body(r#"{"stsFailEvery": 1}"#)
+        .send()
+        .await
+        .expect("put faults");
+    assert_eq!(put.status().as_u16(), 200);
+    assert_eq!(sim.faults().sts_fail_every, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = token_file(&dir, "admin-token");
+    chain(&sim, &rrsa(&path))
+        .credentials()
+        .await
+        .expect_err("STS is down");
+    chain(&sim, &[]).credentials().await.expect("RAM role");
+
+    let stats = json_of(http.get(admin("stats")).send().await.expect("stats")).await;
+    assert_eq!(stats["sts"]["calls"], 3);
+    let fingerprint = token_fingerprint("admin-token");
+    assert_eq!(
+        stats["sts"]["oidcTokens"],
+        serde_json::json!([fingerprint, fingerprint, fingerprint])
+    );
+    assert_eq!(stats["byCode"]["ServiceUnavailable"], 3);
+    assert_eq!(stats["imds"]["credentialsIssued"], 1);
+    assert_eq!(stats["imds"]["v2Reads"], 2);
+    sim.shutdown().await;
+}
+
 /// A child process killed when dropped.
 struct Killed(Child);
 
