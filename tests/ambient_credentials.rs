@@ -221,8 +221,9 @@ async fn credentials_expiring_during_a_long_listing_are_refreshed_before_any_cal
 
 #[tokio::test]
 async fn sts_credentials_work_until_they_expire_then_answer_expired() {
+    // Expiration is whole seconds: three-second credentials stay valid for more than two.
     let sts = StsConfig {
-        lifetime: Some(Duration::from_secs(2)),
+        lifetime: Some(Duration::from_secs(3)),
         ..StsConfig::default()
     };
     let sim = sim(generate(8, 1), sts, ImdsConfig::default()).await;
@@ -236,7 +237,7 @@ async fn sts_credentials_work_until_they_expire_then_answer_expired() {
     list(&sim, fixed.clone())
         .await
         .expect("accepted while valid");
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let err = list(&sim, fixed).await.expect_err("refused once expired");
     assert!(err.to_string().contains(EXPIRED), "{err}");
     sim.shutdown().await;
