@@ -1,7 +1,8 @@
 //! Unsigned admin endpoints under `/_sim/` so tests and demos can steer a running simulator:
 //!
 //! - `PUT /_sim/items` (JSON array) replaces the pipelines, `GET /_sim/items` lists them;
-//! - `GET /_sim/stats`: calls in total, by action and by answered code;
+//! - `GET /_sim/stats`: calls in total, by action and by answered code; STS calls and the
+//!   fingerprints of the OIDC tokens received; the metadata service's counters;
 //! - `PUT /_sim/faults` / `GET /_sim/faults`: the injected faults (camelCase JSON).
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::faults::Faults;
 use super::server::SimState;
+use super::sts::token_fingerprint;
 
 /// The admin routes.
 pub fn routes() -> Router<Arc<SimState>> {
@@ -72,6 +74,11 @@ async fn stats(State(state): State<Arc<SimState>>) -> Response {
             "byAction": by_action,
             "byCode": by_code,
             "items": state.store.snapshot().len(),
+            "sts": {
+                "calls": state.sts.calls(),
+                "oidcTokens": state.sts.tokens().iter().map(|t| token_fingerprint(t)).collect::<Vec<_>>(),
+            },
+            "imds": state.imds.stats(),
         }),
     )
 }

@@ -3,18 +3,22 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::credential::Credential;
 use super::data;
 use super::errors::SimError;
 use super::faults::Faults;
+use super::imds::{self, ImdsConfig};
 use super::server::{SimConfig, SimHandle, start};
+use super::sts::StsConfig;
 
 /// `imagepipeline-operator ecs-sim`: a local ECS endpoint for `DescribeImagePipelines`.
 ///
 /// Without `--data` or `--generate` it serves the built-in sample (8 pipelines). Without
 /// `--credential` it accepts the test AccessKey `LTAI5tSimulatorTestKey01` with secret
-/// `SimulatorTestSecretDoNotUseInProd`.
+/// `SimulatorTestSecretDoNotUseInProd`. The same listener answers STS `AssumeRoleWithOIDC` and
+/// the instance metadata paths under `/latest/`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on; port 0 picks a free port (printed on the first stdout line).
@@ -50,6 +54,35 @@ pub struct SimArgs {
     /// Append one JSON line per request to FILE.
     #[arg(long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// STS: a role that exists, repeatable (default: any `acs:ram::<account>:role/<name>`).
+    #[arg(long = "oidc-role-arn", value_name = "ARN")]
+    pub oidc_role_arns: Vec<String>,
+    /// STS: a registered OIDC provider, repeatable (default: any).
+    #[arg(long = "oidc-provider-arn", value_name = "ARN")]
+    pub oidc_provider_arns: Vec<String>,
+    /// STS: the only OIDC token accepted (default: any non-empty token).
+    #[arg(long, value_name = "TOKEN")]
+    pub oidc_token: Option<String>,
+    /// STS: lifetime of the credentials issued, in seconds; may be below STS's 900 s minimum
+    /// (default: the requested `DurationSeconds`).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sts_lifetime_secs: Option<u64>,
+    /// STS: every Nth `AssumeRoleWithOIDC` answers 503 ServiceUnavailable (1: always; 0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sts_fail_every: u64,
+    /// Metadata service: the instance's RAM role ("" for none).
+    #[arg(long, value_name = "NAME", default_value = imds::DEFAULT_ROLE)]
+    pub imds_role: String,
+    /// Metadata service: hardened mode, every read needs an IMDSv2 session token.
+    #[arg(long, conflicts_with = "imds_v2_disabled")]
+    pub imds_v2_only: bool,
+    /// Metadata service: no IMDSv2, the token request answers 404 (clients fall back to v1).
+    #[arg(long)]
+    pub imds_v2_disabled: bool,
+    /// Metadata service: lifetime of the role credentials, in seconds.
+    #[arg(long, value_name = "S", default_value_t = imds::DEFAULT_LIFETIME.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub imds_lifetime_secs: u64,
 }
 
 impl SimArgs {
@@ -75,8 +108,21 @@ impl SimArgs {
                 malformed_every: self.malformed_every,
                 latency_ms: self.latency_ms,
                 retry_after_ms: self.retry_after_ms,
+                sts_fail_every: self.sts_fail_every,
             },
             log_file: self.log.clone(),
+            sts: StsConfig {
+                role_arns: self.oidc_role_arns.clone(),
+                oidc_provider_arns: self.oidc_provider_arns.clone(),
+                oidc_token: self.oidc_token.clone(),
+                lifetime: self.sts_lifetime_secs.map(Duration::from_secs),
+            },
+            imds: ImdsConfig {
+                role_name: self.imds_role.clone(),
+                v2_only: self.imds_v2_only,
+                v2_disabled: self.imds_v2_disabled,
+                lifetime: Duration::from_secs(self.imds_lifetime_secs),
+            },
         })
     }
 }
@@ -200,6 +246,49 @@ mod tests {
         assert_eq!(config.credentials, vec![Credential::default_test()]);
         assert!(Cli::try_parse_from(["ecs-sim", "--credential", "nosecret"]).is_err());
         assert!(Cli::try_parse_from(["ecs-sim", "--data", "x", "--generate", "1"]).is_err());
+    }
+
+    #[test]
+    fn sts_and_metadata_flags_become_their_configuration() {
+        let config = Cli::try_parse_from([
+            "ecs-sim",
+            "--oidc-role-arn",
+            "acs:ram::1:role/a",
+            "--oidc-provider-arn",
+            "acs:ram::1:oidc-provider/p",
+            "--oidc-token",
+            "tok",
+            "--sts-lifetime-secs",
+            "5",
+            "--sts-fail-every",
+            "1",
+            "--imds-role",
+            "node",
+            "--imds-v2-only",
+            "--imds-lifetime-secs",
+            "60",
+        ])
+        .expect("valid flags")
+        .sim
+        .to_config()
+        .expect("config");
+        assert_eq!(config.sts.role_arns, ["acs:ram::1:role/a"]);
+        assert_eq!(config.sts.oidc_token.as_deref(), Some("tok"));
+        assert_eq!(config.sts.lifetime, Some(Duration::from_secs(5)));
+        assert_eq!(config.faults.sts_fail_every, 1);
+        assert_eq!(config.imds.role_name, "node");
+        assert!(config.imds.v2_only && !config.imds.v2_disabled);
+        assert_eq!(config.imds.lifetime, Duration::from_secs(60));
+        let defaults = Cli::try_parse_from(["ecs-sim"]).expect("valid").sim;
+        let defaults = defaults.to_config().expect("config");
+        assert_eq!(defaults.sts, StsConfig::default());
+        assert_eq!(defaults.imds, ImdsConfig::default());
+        for bad in [
+            &["ecs-sim", "--imds-v2-only", "--imds-v2-disabled"][..],
+            &["ecs-sim", "--sts-lifetime-secs", "0"][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

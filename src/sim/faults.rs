@@ -17,6 +17,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Adds `x-acs-retry-after: <ms>` to throttling answers.
     pub retry_after_ms: Option<u64>,
+    /// Every Nth STS `AssumeRoleWithOIDC` call (counted on its own) answers 503
+    /// `ServiceUnavailable`; `1` makes STS fail every time.
+    pub sts_fail_every: u64,
 }
 
 /// What to do with one call.

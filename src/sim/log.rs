@@ -1,5 +1,6 @@
 //! The request log: every RPC call with its action, parameters (never `Signature`; the STS token
-//! redacted), status and error code, kept in memory and optionally written as JSON lines.
+//! redacted, an `OIDCToken` as its fingerprint), status and error code, kept in memory and
+//! optionally written as JSON lines.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,7 +25,8 @@ pub struct LoggedRequest {
     pub method: String,
     /// `Action` / `x-acs-action`, if any.
     pub action: Option<String>,
-    /// Query and form parameters without `Signature`; `SecurityToken` redacted.
+    /// Query and form parameters without `Signature`; `SecurityToken` redacted, `OIDCToken`
+    /// replaced by its [`token_fingerprint`](super::sts::token_fingerprint).
     pub parameters: BTreeMap<String, String>,
     /// HTTP status answered.
     pub status: u16,
@@ -86,16 +88,16 @@ impl RequestLog {
     }
 }
 
-/// The parameters as logged: no `Signature`, `SecurityToken` redacted.
+/// The parameters as logged: no `Signature`, `SecurityToken` redacted, `OIDCToken` fingerprinted.
 pub fn loggable(params: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     params
         .iter()
         .filter(|(k, _)| k.as_str() != "Signature")
         .map(|(k, v)| {
-            let v = if k == "SecurityToken" {
-                "<redacted>".to_string()
-            } else {
-                v.clone()
+            let v = match k.as_str() {
+                "SecurityToken" => "<redacted>".to_string(),
+                "OIDCToken" => super::sts::token_fingerprint(v),
+                _ => v.clone(),
             };
             (k.clone(), v)
         })

@@ -5,6 +5,11 @@
 //! codes, and injects throttling, 5xx, latency and garbled bodies on demand. Tests, benchmarks
 //! and the demo start it in-process with [`start`]; the binary runs it with [`run_cli`].
 //!
+//! The same listener also answers STS `AssumeRoleWithOIDC` (by `Action`, see [`StsConfig`]) and
+//! the instance metadata paths the ECS RAM-role credentials come from (`/latest/...`, see
+//! [`ImdsConfig`]); the credentials both hand out are accepted by the ECS endpoint until they
+//! expire.
+//!
 //! Admin endpoints (unsigned): `PUT|GET /_sim/items`, `GET /_sim/stats`, `PUT|GET /_sim/faults`.
 
 mod admin;
@@ -15,6 +20,7 @@ mod data;
 mod errors;
 mod faults;
 mod format;
+mod imds;
 mod log;
 mod paging;
 mod pipelines;
@@ -22,6 +28,9 @@ mod request;
 mod router;
 mod server;
 mod store;
+mod sts;
+#[cfg(test)]
+mod sts_tests;
 mod v1;
 mod v3;
 #[cfg(test)]
@@ -32,5 +41,7 @@ pub use credential::{Credential, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRE
 pub use data::{generate, load as load_items, sample_items};
 pub use errors::SimError;
 pub use faults::Faults;
+pub use imds::{ImdsConfig, ImdsStats};
 pub use log::LoggedRequest;
 pub use server::{SimConfig, SimHandle, start};
+pub use sts::{StsConfig, token_fingerprint};

@@ -1,6 +1,6 @@
 //! Request routing. Admin endpoints live under `/_sim/`; everything else is an RPC call,
-//! dispatched by `Action` (or `x-acs-action`) through [`RPC_ROUTES`]. New services (STS,
-//! the metadata endpoints) add an entry here or a path route in their own module.
+//! dispatched by `Action` (or `x-acs-action`) through [`RPC_ROUTES`] (ECS and STS); the
+//! metadata service is a set of path routes of its own (`imds`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use super::format::Format;
 use super::log::{LoggedRequest, loggable};
 use super::request::RpcRequest;
 use super::server::SimState;
-use super::{admin, auth, pipelines, v3};
+use super::{admin, auth, imds, pipelines, sts, v3};
 
 /// Largest request body read; larger ones answer 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -44,12 +44,20 @@ pub struct RpcRoute {
 }
 
 /// Every RPC action answered.
-pub const RPC_ROUTES: &[RpcRoute] = &[RpcRoute {
-    action: DESCRIBE_IMAGE_PIPELINES,
-    version: ECS_API_VERSION,
-    signed: true,
-    handler: describe_image_pipelines,
-}];
+pub const RPC_ROUTES: &[RpcRoute] = &[
+    RpcRoute {
+        action: DESCRIBE_IMAGE_PIPELINES,
+        version: ECS_API_VERSION,
+        signed: true,
+        handler: describe_image_pipelines,
+    },
+    RpcRoute {
+        action: sts::ASSUME_ROLE_WITH_OIDC,
+        version: sts::STS_API_VERSION,
+        signed: false,
+        handler: sts::assume_role_with_oidc,
+    },
+];
 
 fn describe_image_pipelines(
     state: &SimState,
@@ -60,7 +68,10 @@ fn describe_image_pipelines(
 
 /// The whole application.
 pub fn build(state: Arc<SimState>) -> Router {
-    admin::routes().fallback(rpc_entry).with_state(state)
+    admin::routes()
+        .merge(imds::routes())
+        .fallback(rpc_entry)
+        .with_state(state)
 }
 
 async fn rpc_entry(State(state): State<Arc<SimState>>, req: Request) -> Response {

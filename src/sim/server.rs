@@ -13,10 +13,12 @@ use super::auth::NonceCache;
 use super::credential::{Credential, CredentialStore};
 use super::errors::SimError;
 use super::faults::Faults;
+use super::imds::{ImdsConfig, ImdsState, ImdsStats};
 use super::log::{LoggedRequest, RequestLog};
 use super::paging::TokenKey;
 use super::router;
 use super::store::Store;
+use super::sts::{StsConfig, StsState};
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -31,6 +33,10 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Also write the request log to this file, one JSON line per request.
     pub log_file: Option<PathBuf>,
+    /// The STS `AssumeRoleWithOIDC` answered on the same listener.
+    pub sts: StsConfig,
+    /// The instance metadata service answered on the same listener.
+    pub imds: ImdsConfig,
 }
 
 impl Default for SimConfig {
@@ -41,6 +47,8 @@ impl Default for SimConfig {
             credentials: vec![Credential::default_test()],
             faults: Faults::default(),
             log_file: None,
+            sts: StsConfig::default(),
+            imds: ImdsConfig::default(),
         }
     }
 }
@@ -62,6 +70,10 @@ pub struct SimState {
     pub log: RequestLog,
     /// Signs `NextToken`s.
     pub tokens: TokenKey,
+    /// The simulated STS.
+    pub sts: StsState,
+    /// The simulated metadata service.
+    pub imds: ImdsState,
 }
 
 impl SimState {
@@ -75,6 +87,8 @@ impl SimState {
             calls: AtomicU64::new(0),
             log: RequestLog::open(config.log_file.as_deref())?,
             tokens: TokenKey::random(),
+            sts: StsState::new(config.sts.clone()),
+            imds: ImdsState::new(config.imds.clone()),
         })
     }
 
@@ -179,6 +193,21 @@ impl SimHandle {
     /// with a token and an expiry.
     pub fn add_credential(&self, credential: Credential) {
         self.state.credentials.add(credential);
+    }
+
+    /// Every `OIDCToken` STS received, oldest first (refused calls included).
+    pub fn oidc_tokens(&self) -> Vec<String> {
+        self.state.sts.tokens()
+    }
+
+    /// STS `AssumeRoleWithOIDC` calls received (faulted and refused ones included).
+    pub fn sts_calls(&self) -> u64 {
+        self.state.sts.calls()
+    }
+
+    /// What the metadata service was asked so far.
+    pub fn imds_stats(&self) -> ImdsStats {
+        self.state.imds.stats()
     }
 
     /// Stops accepting connections and waits for the server task.

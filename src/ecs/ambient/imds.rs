@@ -63,7 +63,9 @@ impl ImdsSettings {
             );
         Some(Self {
             endpoint,
-            role_name: lookup(ENV_ECS_METADATA).filter(|r| !r.trim().is_empty()),
+            role_name: lookup(ENV_ECS_METADATA)
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
             v1_disabled: is_true(lookup, ENV_IMDSV1_DISABLED),
         })
     }
@@ -203,7 +205,7 @@ mod tests {
         );
         let s = ImdsSettings::from_env(
             &env(&[
-                (ENV_ECS_METADATA, "node-role"),
+                (ENV_ECS_METADATA, " node-role\n"),
                 (ENV_IMDSV1_DISABLED, "TRUE"),
             ]),
             Some("http://127.0.0.1:1234/"),

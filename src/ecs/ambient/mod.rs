@@ -15,11 +15,45 @@ use self::imds::{ImdsFetcher, ImdsSettings};
 use self::oidc::{OidcFetcher, OidcSettings};
 use self::refresh::{Fetch, REFRESH_MARGIN, Refreshing};
 use crate::ecs::credentials::{
-    Credentials, CredentialsError, CredentialsProvider, EnvProvider, SharedProvider,
+    Credentials, CredentialsError, CredentialsProvider, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET,
+    SharedProvider, credentials_from_env,
 };
 
 /// Reads a setting by name (the process environment in production, a map in tests).
 pub type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A [`Lookup`] several providers share.
+type SharedLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Environment AccessKeys (`ALIBABA_CLOUD_ACCESS_KEY_ID`, `..._SECRET`, optional
+/// `..._SECURITY_TOKEN`) read through the chain's lookup on every call, so a rotated value is
+/// seen and tests never depend on the process environment.
+pub struct LookupEnvProvider {
+    lookup: SharedLookup,
+}
+
+impl std::fmt::Debug for LookupEnvProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupEnvProvider").finish_non_exhaustive()
+    }
+}
+
+impl CredentialsProvider for LookupEnvProvider {
+    fn name(&self) -> String {
+        "env".into()
+    }
+
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
+        let result = credentials_from_env(|k| (self.lookup)(k)).and_then(|c| {
+            c.ok_or_else(|| {
+                CredentialsError::Missing(format!(
+                    "{ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} are not set"
+                ))
+            })
+        });
+        Box::pin(futures::future::ready(result))
+    }
+}
 
 /// Endpoint overrides from the command line (`--sts-endpoint`, `--imds-endpoint`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,12 +128,19 @@ impl ChainProvider {
     }
 
     /// The official SDKs' chain from `lookup`: environment, RRSA (when its three variables are
-    /// set), ECS RAM role (unless disabled).
+    /// set), ECS RAM role (unless disabled). Every provider reads its settings through `lookup`,
+    /// the environment AccessKeys included.
     pub fn from_env(
         lookup: Lookup,
         overrides: &AmbientOverrides,
     ) -> Result<Self, CredentialsError> {
-        let mut providers: Vec<SharedProvider> = vec![Arc::new(EnvProvider)];
+        let shared: SharedLookup = Arc::from(lookup);
+        let lookup: Lookup = {
+            let shared = Arc::clone(&shared);
+            Box::new(move |k| shared(k))
+        };
+        let mut providers: Vec<SharedProvider> =
+            vec![Arc::new(LookupEnvProvider { lookup: shared })];
         if let Some(settings) = OidcSettings::from_env(&lookup, overrides.sts_endpoint.as_deref()) {
             providers.push(Arc::new(RefreshingProvider::new(
                 "rrsa",
@@ -208,6 +249,28 @@ mod tests {
             e.contains("env: nothing here") && e.contains("rrsa: nothing here"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_env_provider_reads_the_injected_lookup_not_the_process_environment() {
+        let lookup: Lookup = Box::new(|k| match k {
+            ENV_ACCESS_KEY_ID => Some("LTAIinjected".into()),
+            ENV_ACCESS_KEY_SECRET => Some("injected-secret".into()),
+            imds::ENV_ECS_METADATA_DISABLED => Some("true".into()),
+            _ => None,
+        });
+        let chain = ChainProvider::from_env(lookup, &AmbientOverrides::default()).unwrap();
+        assert_eq!(
+            chain.credentials().await.unwrap().access_key_id,
+            "LTAIinjected"
+        );
+        assert_eq!(chain.name(), "ambient/env");
+
+        let empty: Lookup =
+            Box::new(|k| (k == imds::ENV_ECS_METADATA_DISABLED).then(|| "true".into()));
+        let chain = ChainProvider::from_env(empty, &AmbientOverrides::default()).unwrap();
+        let e = chain.credentials().await.unwrap_err().to_string();
+        assert!(e.contains(ENV_ACCESS_KEY_ID), "{e}");
     }
 
     #[test]

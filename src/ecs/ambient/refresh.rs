@@ -96,9 +96,16 @@ impl<F: Fetch> Refreshing<F> {
         }
     }
 
-    fn snapshot(&self) -> (Option<Expiring>, bool) {
+    fn snapshot(&self) -> Option<Expiring> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (state.cached.clone(), state.refreshing)
+        state.cached.clone()
+    }
+
+    /// Marks a background refresh as started; `false` when one already runs. One lock for the
+    /// test and the set, so concurrent callers start one refresh, not one each.
+    fn begin_refresh(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        !std::mem::replace(&mut state.refreshing, true)
     }
 
     fn store(&self, fresh: Option<Expiring>) {
@@ -111,12 +118,11 @@ impl<F: Fetch> Refreshing<F> {
 
     /// Current credentials, fetching only when none are usable.
     pub async fn get(&self) -> Result<Credentials, CredentialsError> {
-        let (cached, refreshing) = self.snapshot();
-        if let Some(cached) = cached {
+        if let Some(cached) = self.snapshot() {
             match freshness(Some(&cached), Timestamp::now(), self.margin) {
                 Freshness::Fresh => return Ok(cached.credentials),
                 Freshness::RefreshSoon => {
-                    if !refreshing {
+                    if self.begin_refresh() {
                         self.refresh_in_background();
                     }
                     return Ok(cached.credentials);
@@ -126,8 +132,7 @@ impl<F: Fetch> Refreshing<F> {
         }
         let _guard = self.fetch_lock.lock().await;
         // Another caller may have fetched while this one waited for the lock.
-        let (cached, _) = self.snapshot();
-        if let Some(cached) = cached {
+        if let Some(cached) = self.snapshot() {
             if freshness(Some(&cached), Timestamp::now(), self.margin) != Freshness::Expired {
                 return Ok(cached.credentials);
             }
@@ -138,14 +143,17 @@ impl<F: Fetch> Refreshing<F> {
         Ok(credentials)
     }
 
+    /// Fetches in a task of its own; call only after [`Self::begin_refresh`] returned `true`.
     fn refresh_in_background(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .refreshing = true;
         let this = self.clone();
         tokio::spawn(async move {
             let _guard = this.fetch_lock.lock().await;
+            // A caller whose credentials had expired may have fetched while this task waited.
+            let current = this.snapshot();
+            if freshness(current.as_ref(), Timestamp::now(), this.margin) == Freshness::Fresh {
+                this.store(None);
+                return;
+            }
             match this.fetcher.fetch().await {
                 Ok(fresh) => this.store(Some(fresh)),
                 Err(e) => {
@@ -180,6 +188,60 @@ mod tests {
                 })
             })
         }
+    }
+
+    /// The first fetch answers at once; later ones wait until `release` is notified.
+    #[derive(Debug)]
+    struct Gated {
+        calls: Arc<AtomicU32>,
+        release: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Fetch for Gated {
+        fn fetch(&self) -> BoxFuture<'_, Result<Expiring, CredentialsError>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                if n > 1 {
+                    let _permit = self.release.acquire().await;
+                }
+                Ok(Expiring {
+                    credentials: Credentials::new(format!("id-{n}"), "s"),
+                    expiration: Timestamp::from_second(Timestamp::now().as_second() + 100).unwrap(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_start_one_background_refresh() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let r = Refreshing::new(
+            Gated {
+                calls: calls.clone(),
+                release: release.clone(),
+            },
+            REFRESH_MARGIN,
+        );
+        assert_eq!(r.get().await.unwrap().access_key_id, "id-1");
+        let gets: Vec<_> = (0..32)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.get().await.unwrap().access_key_id })
+            })
+            .collect();
+        for g in gets {
+            assert_eq!(g.await.unwrap(), "id-1");
+        }
+        // Every caller was served from the cache while the one refresh waits.
+        for _ in 0..100 {
+            if calls.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        release.add_permits(1);
     }
 
     fn at(s: i64) -> Timestamp {
