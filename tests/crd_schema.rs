@@ -72,12 +72,18 @@ fn every_spec_bound_is_in_the_schema() {
     assert_eq!(secret_name["maxLength"], 253);
     assert_eq!(rules(secret_name).len(), 1);
     let metadata = &p["template"]["properties"]["metadata"]["properties"];
-    assert_eq!(metadata["labels"]["maxProperties"], 16);
+    assert_eq!(metadata["labels"]["maxProperties"], 8);
+    assert_eq!(metadata["annotations"]["maxProperties"], 8);
     assert_eq!(metadata["labels"]["additionalProperties"]["maxLength"], 63);
     assert_eq!(
+        metadata["labels"]["additionalProperties"]["pattern"],
+        "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+        "label value syntax"
+    );
+    assert_eq!(
         rules(&metadata["labels"]).len(),
-        3,
-        "key syntax, prefix length, value syntax"
+        2,
+        "key syntax, prefix length"
     );
     assert_eq!(rules(&metadata["annotations"]).len(), 2);
 }

@@ -123,6 +123,9 @@ impl Env {
                 &self.sim_url,
                 "--namespace",
                 &self.ns,
+                // Any free port: the default 0.0.0.0:8080 may be taken on the tester's machine.
+                "--admin-addr",
+                "127.0.0.1:0",
             ])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("LOG_LEVEL", "info,imagepipeline_operator=debug")
@@ -169,7 +172,7 @@ impl Env {
     }
 
     fn apply(&self, manifest: &Value) -> Output {
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(kubectl_bin())
             .args(["-n", &self.ns, "apply", "-f", "-"])
             .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::piped())
@@ -319,8 +322,21 @@ impl Drop for Env {
     }
 }
 
+/// `E2E_KUBECTL`, else the kubectl `.ci/install-tools` puts under `.tools/bin`, else `kubectl`
+/// from `PATH`.
+fn kubectl_bin() -> String {
+    if let Ok(bin) = std::env::var("E2E_KUBECTL") {
+        return bin;
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/kubectl");
+    if local.exists() {
+        return local.to_string_lossy().into_owned();
+    }
+    "kubectl".into()
+}
+
 fn run(kubeconfig: &str, args: &[&str]) -> Output {
-    Command::new("kubectl")
+    Command::new(kubectl_bin())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .output()

@@ -16,8 +16,9 @@ pub const DEFAULT_PAGE_SIZE: u32 = 500;
 pub const DEFAULT_REFRESH_INTERVAL: &str = "10m";
 /// Shortest accepted `refreshInterval`, in seconds.
 pub const MIN_REFRESH_INTERVAL_SECS: u64 = 30;
-/// Most labels (and, separately, annotations) a template may carry.
-pub const MAX_TEMPLATE_ENTRIES: usize = 16;
+/// Most labels (and, separately, annotations) a template may carry. Eight keeps the CEL key
+/// rules within the API server's cost budget; it is the bound Gateway API uses for the same rules.
+pub const MAX_TEMPLATE_ENTRIES: usize = 8;
 
 /// The Go duration syntax the API server's CEL `duration()` accepts (`30s`, `10m`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
@@ -201,18 +202,17 @@ pub struct MirrorTemplate {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateMetadata {
-    /// Labels (at most 16), with Kubernetes label syntax.
+    /// Labels (at most 8), with Kubernetes label syntax.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16, "additionalProperties" = {"type": "string", "maxLength": 63}))]
+    #[schemars(extend("maxProperties" = 8, "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}))]
     #[x_kube(
         validation = Rule::new(r"self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))").message("label keys must be an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"),
-        validation = Rule::new("self.all(k, !k.contains('/') || k.split('/')[0].size() <= 253)").message("label key prefixes must be at most 253 characters"),
-        validation = Rule::new(r"self.all(k, self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))").message("label values must be at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit")
+        validation = Rule::new("self.all(k, !k.contains('/') || k.split('/')[0].size() <= 253)").message("label key prefixes must be at most 253 characters")
     )]
     pub labels: BTreeMap<String, String>,
-    /// Annotations (at most 16); keys with Kubernetes label-key syntax.
+    /// Annotations (at most 8); keys with Kubernetes label-key syntax.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[schemars(extend("maxProperties" = 8, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     #[x_kube(
         validation = Rule::new(r"self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))").message("annotation keys must be an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"),
         validation = Rule::new("self.all(k, !k.contains('/') || k.split('/')[0].size() <= 253)").message("annotation key prefixes must be at most 253 characters")
