@@ -828,15 +828,15 @@ fn watched_grants(scope: &str) -> Vec<(String, &'static str)> {
     vec![
         (
             format!("{scope} {GROUP}/imagepipelinequeries"),
-            "get list watch",
+            "list watch",
         ),
         (
             format!("{scope} {GROUP}/imagepipelinequeries/status"),
-            "get patch update",
+            "patch",
         ),
         (
             format!("{scope} {GROUP}/imagepipelines"),
-            "get list watch create patch delete",
+            "list watch create patch delete",
         ),
         (format!("{scope} /secrets"), "get list watch"),
         (format!("{scope} events.k8s.io/events"), "create patch"),
@@ -869,12 +869,8 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
     assert_no_wildcards(&rules);
     let mut expected: Vec<(String, &str)> = watched_grants("cluster");
     expected.push((
-        "cluster apiextensions.k8s.io/customresourcedefinitions".into(),
-        "get",
-    ));
-    expected.push((
         format!("{NAMESPACE} coordination.k8s.io/leases"),
-        "get create update patch",
+        "get create patch",
     ));
     let expected = expected
         .iter()
@@ -884,26 +880,18 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
 }
 
 #[test]
-fn rbac_restricts_the_crd_check_and_the_lease_to_their_names() {
-    let Some(helm) = helm_or_skip("rbac_restricts_the_crd_check_and_the_lease_to_their_names")
-    else {
+fn rbac_reads_no_crds_and_restricts_the_lease_to_its_name() {
+    let Some(helm) = helm_or_skip("rbac_reads_no_crds_and_restricts_the_lease_to_its_name") else {
         return;
     };
     let rules = operator_rules(&render(&helm, &[]));
     for (_, rule) in &rules {
         let resources = rule.resources.clone().unwrap_or_default();
         let names: BTreeSet<String> = rule.resource_names.iter().flatten().cloned().collect();
-        if resources.contains(&"customresourcedefinitions".to_string()) {
-            let crds = [
-                format!("imagepipelinequeries.{GROUP}"),
-                format!("imagepipelines.{GROUP}"),
-            ];
-            assert_eq!(
-                names,
-                crds.into_iter().collect(),
-                "CRD get limited to the two CRDs"
-            );
-        }
+        assert!(
+            !resources.contains(&"customresourcedefinitions".to_string()),
+            "the operator checks its CRDs by listing its own resources, not by reading CRDs"
+        );
         if resources.contains(&"leases".to_string()) {
             if rule.verbs == ["create"] {
                 assert!(names.is_empty(), "create cannot be limited by name");
@@ -946,12 +934,8 @@ fn watching_named_namespaces_uses_a_role_in_each_and_nothing_cluster_wide() {
     let mut expected = watched_grants("team-a");
     expected.extend(watched_grants("team-b"));
     expected.push((
-        "cluster apiextensions.k8s.io/customresourcedefinitions".into(),
-        "get",
-    ));
-    expected.push((
         format!("{NAMESPACE} coordination.k8s.io/leases"),
-        "get create update patch",
+        "get create patch",
     ));
     let expected = expected
         .iter()
@@ -970,10 +954,7 @@ fn namespace_reads_come_only_with_an_ambient_credentials_selector() {
     assert!(!without.contains_key(key));
     let selector = "ambientCredentials.namespaceSelector=imagepipeline.ecs.mirror.io/ambient=true";
     let with = grants(&operator_rules(&render(&helm, &[selector])));
-    assert_eq!(
-        with.get(key),
-        expect_grants(&[(key, "get list watch")]).get(key)
-    );
+    assert_eq!(with.get(key), expect_grants(&[(key, "list")]).get(key));
 }
 
 #[test]

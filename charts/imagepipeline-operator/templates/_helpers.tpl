@@ -70,10 +70,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* API group of the custom resources and the names of the two CRDs. */}}
 {{- define "ipo.group" -}}ecs.mirror.io{{- end }}
-{{- define "ipo.crdNames" -}}
-- imagepipelinequeries.{{ include "ipo.group" . }}
-- imagepipelines.{{ include "ipo.group" . }}
-{{- end }}
 
 {{/* Where RRSA's projected token is mounted (the path ACK's pod-identity webhook uses). */}}
 {{- define "ipo.rrsaTokenDir" -}}/var/run/secrets/ack.alibabacloud.com/rrsa-tokens{{- end }}
@@ -109,13 +105,13 @@ Deployment so that `helm install` fails early with a clear message.
 {{- define "ipo.rules.watched" -}}
 - apiGroups: ["{{ include "ipo.group" . }}"]
   resources: ["imagepipelinequeries"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["{{ include "ipo.group" . }}"]
   resources: ["imagepipelinequeries/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["{{ include "ipo.group" . }}"]
   resources: ["imagepipelines"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
