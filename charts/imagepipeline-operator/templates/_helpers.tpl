@@ -68,7 +68,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* API group of the custom resources and the names of the two CRDs. */}}
+{{/* API group of the custom resources. */}}
 {{- define "ipo.group" -}}ecs.mirror.io{{- end }}
 
 {{/* Where RRSA's projected token is mounted (the path ACK's pod-identity webhook uses). */}}
