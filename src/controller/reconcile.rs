@@ -184,6 +184,47 @@ pub async fn reconcile(
     Ok(Action::requeue(wait))
 }
 
+/// The one log line of a sync: outcome, counts, pages, duration and, on failure, the API code,
+/// failing page and RequestId (the span adds the query's namespace and name).
+fn log_sync(outcome: &Outcome, elapsed: Duration) {
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Outcome::Synced {
+            pages,
+            matched,
+            counts,
+        } => info!(
+            reason = outcome.reason(),
+            pages,
+            matched,
+            created = counts.created,
+            updated = counts.updated,
+            deleted = counts.deleted,
+            released = counts.released,
+            unchanged = counts.unchanged,
+            duration_ms,
+            "{}",
+            outcome.message()
+        ),
+        Outcome::ListingFailed(e) => warn!(
+            reason = outcome.reason(),
+            code = %e.error.code(),
+            page = e.page,
+            calls = e.calls,
+            request_id = e.error.request_id().unwrap_or(""),
+            duration_ms,
+            "{}",
+            outcome.message()
+        ),
+        _ => warn!(
+            reason = outcome.reason(),
+            duration_ms,
+            "{}",
+            outcome.message()
+        ),
+    }
+}
+
 /// Step 5: status (patched only when it changed), an Event on a change of outcome, metrics.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
@@ -219,10 +260,7 @@ async fn finish(
         _ => None,
     };
     if outcome.is_attempt() {
-        match &outcome {
-            Outcome::Synced { .. } => info!(reason = outcome.reason(), "{}", outcome.message()),
-            _ => warn!(reason = outcome.reason(), "{}", outcome.message()),
-        }
+        log_sync(&outcome, started.elapsed());
     }
     ctx.observer.sync_finished(
         &query.namespace().unwrap_or_default(),
