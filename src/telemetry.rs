@@ -1,5 +1,7 @@
 //! Logging setup: text or JSON lines on stderr, filtered by level.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log line formats.
@@ -22,7 +24,8 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     .map_err(|e| format!("invalid log level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
