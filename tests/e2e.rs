@@ -61,6 +61,8 @@ struct Env {
     sim_url: String,
     sim: Child,
     operator: Option<Child>,
+    /// The kubeconfig the operator runs with, when not the tester's (e.g. a ServiceAccount's).
+    operator_kubeconfig: Option<String>,
 }
 
 impl Env {
@@ -107,6 +109,7 @@ impl Env {
             sim_url,
             sim,
             operator: None,
+            operator_kubeconfig: None,
         };
         env.set_items(items);
         env.start_operator();
@@ -127,7 +130,12 @@ impl Env {
                 "--admin-addr",
                 "127.0.0.1:0",
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "KUBECONFIG",
+                self.operator_kubeconfig
+                    .as_ref()
+                    .unwrap_or(&self.kubeconfig),
+            )
             .env("LOG_LEVEL", "info,imagepipeline_operator=debug")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
@@ -320,6 +328,19 @@ impl Drop for Env {
             &["delete", "namespace", &self.ns, "--wait=false"],
         );
     }
+}
+
+/// `E2E_HELM`, else the helm `.ci/install-tools` puts under `.tools/bin`, else `helm` from
+/// `PATH`.
+fn helm_bin() -> String {
+    if let Ok(bin) = std::env::var("E2E_HELM") {
+        return bin;
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/helm");
+    if local.exists() {
+        return local.to_string_lossy().into_owned();
+    }
+    "helm".into()
 }
 
 /// `E2E_KUBECTL`, else the kubectl `.ci/install-tools` puts under `.tools/bin`, else `kubectl`
@@ -752,4 +773,98 @@ fn invalid_specs_are_refused_at_apply_with_a_clear_message() {
         json!({"regionId": "cn-hangzhou", "imagePipelineIds": many}),
     ));
     assert!(!out.status.success());
+}
+
+/// Installs the Helm chart into the test namespace (RBAC, ServiceAccount, admission policy; the
+/// CRDs are already applied and the image may not be loadable into the cluster, so the
+/// Deployment runs no pod), then runs the operator binary *as the chart's ServiceAccount*: the
+/// chart's RBAC must be enough to mirror, and its admission policy must refuse everyone else.
+#[test]
+fn the_chart_installs_its_rbac_suffices_and_only_the_operator_may_write_pipelines() {
+    let items = data_set();
+    let Some(mut env) = Env::start("helm", &items, &[]) else {
+        return;
+    };
+    env.stop_operator();
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/imagepipeline-operator");
+    let release = "ipo";
+    let sa = "ipo-e2e";
+    let install = Command::new(helm_bin())
+        .args(["install", release])
+        .arg(&chart)
+        .args(["--namespace", &env.ns, "--wait", "--timeout", "3m"])
+        .args(["--set", &format!("fullnameOverride={sa}")])
+        .args([
+            "--set",
+            "replicaCount=0",
+            "--set",
+            "leaderElection.enabled=false",
+        ])
+        .args(["--set", "crds.install=false"])
+        .args(["--set", &format!("watchNamespaces={{{}}}", env.ns)])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("helm must be on PATH (or set E2E_HELM)");
+    assert!(
+        install.status.success(),
+        "helm install failed: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    struct Uninstall(String, String, String);
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            let _ = Command::new(helm_bin())
+                .args(["uninstall", &self.1, "--namespace", &self.2])
+                .env("KUBECONFIG", &self.0)
+                .output();
+        }
+    }
+    let _uninstall = Uninstall(env.kubeconfig.clone(), release.into(), env.ns.clone());
+
+    // A kubeconfig for the chart's ServiceAccount: the tester's cluster, the SA's token.
+    let token = env.kubectl_ok(&["create", "token", sa, "--duration=1h"]);
+    let view = run(
+        &env.kubeconfig,
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+    );
+    assert!(view.status.success(), "kubectl config view failed");
+    let mut config: Value = serde_json::from_slice(&view.stdout).expect("kubeconfig JSON");
+    config["users"][0]["user"] = json!({"token": token.trim()});
+    let path = logs_dir().join(format!("{}-sa.kubeconfig", env.ns));
+    std::fs::write(&path, config.to_string()).expect("write the ServiceAccount kubeconfig");
+    env.operator_kubeconfig = Some(path.to_string_lossy().into_owned());
+    env.start_operator();
+
+    env.secret();
+    env.apply_ok(&hangzhou_query("hz"));
+    let q = env.wait_ready("hz", "Synced");
+    assert_eq!(q["status"]["matchedCount"], 6);
+    assert_eq!(env.names(), hangzhou_ids(&items));
+
+    // Anyone else, here the tester (typically cluster-admin), is refused by the policy.
+    let id = hangzhou_ids(&items)[0].clone();
+    for attempt in [
+        vec!["label", "imagepipeline", id.as_str(), "edited=by-hand"],
+        vec!["delete", "imagepipeline", id.as_str(), "--wait=false"],
+    ] {
+        let out = env.kubectl(&attempt);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{attempt:?} was allowed");
+        assert!(
+            stderr.contains("read-only") && stderr.contains("ImagePipelineQuery"),
+            "{attempt:?} refused without the policy's message: {stderr}"
+        );
+    }
+    let forged = json!({
+        "apiVersion": "ecs.mirror.io/v1alpha1",
+        "kind": "ImagePipeline",
+        "metadata": {"name": "ip-forged001"},
+        "spec": {"imagePipelineId": "ip-forged001", "regionId": "cn-hangzhou"},
+    });
+    let out = env.apply(&forged);
+    assert!(
+        !out.status.success(),
+        "creating an ImagePipeline by hand was allowed"
+    );
+    assert_eq!(env.names(), hangzhou_ids(&items), "nothing changed");
 }
