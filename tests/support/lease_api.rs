@@ -231,7 +231,10 @@ async fn handle(
             ),
         },
         (Method::POST, None) => {
-            let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let key = (ns.clone(), name.clone());
             if store.leases.contains_key(&key) {
                 return status(
