@@ -67,6 +67,18 @@ pub fn context(
     queries: Vec<ImagePipelineQuery>,
     pipelines: Vec<ImagePipeline>,
 ) -> Arc<Context> {
+    context_with_window(client, source, observer, queries, pipelines, Duration::ZERO)
+}
+
+/// [`context`], sharing finished listings for `window`.
+pub fn context_with_window(
+    client: kube::Client,
+    source: Arc<dyn PipelineSource>,
+    observer: Arc<dyn SyncObserver>,
+    queries: Vec<ImagePipelineQuery>,
+    pipelines: Vec<ImagePipeline>,
+    window: Duration,
+) -> Arc<Context> {
     let policy = AmbientPolicy {
         namespaces: [NS.to_string()].into(),
         selector: None,
@@ -83,7 +95,7 @@ pub fn context(
         ),
         pipelines: store_of(pipelines),
         queries: store_of(queries),
-        listings: Arc::new(SharedListings::new(source, Duration::ZERO)),
+        listings: Arc::new(SharedListings::new(source, window)),
         credentials: Arc::new(CredentialsResolver::new(Some(sim_ambient()), policy)),
         recent: RecentWrites::default(),
         locks: NamespaceLocks::default(),

@@ -36,14 +36,21 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
-/// Installs a TRACE subscriber for the current thread; logs go to the returned buffer until the
-/// guard is dropped. Use with a current-thread runtime so spawned tasks are captured too.
-pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(captured.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+/// Every log line (TRACE and up) of this test binary, from the moment of the first call: a
+/// global subscriber, because per-thread ones miss events whose callsite interest another
+/// thread cached first.
+pub fn global() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(captured.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+            captured
+        })
+        .clone()
 }

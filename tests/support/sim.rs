@@ -5,6 +5,7 @@ use imagepipeline_operator::sim::{SimConfig, SimHandle, start};
 use serde_json::{Value, json};
 
 /// A simulator running on its own runtime thread.
+#[derive(Debug)]
 pub struct Sim {
     pub handle: SimHandle,
     runtime: Option<tokio::runtime::Runtime>,
