@@ -15,15 +15,17 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use imagepipeline_operator::controller::desired::owner_reference;
+use imagepipeline_operator::controller::desired::{OwnerInfo, Owners, owner_reference, query_refs};
+use imagepipeline_operator::controller::plan::{Deletion, PlanInput, Write, plan};
 use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile};
+use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQueryStatus, ImagePipelineSpec};
 use imagepipeline_operator::ecs::{CallObserver, ImagePipelineItem};
 use imagepipeline_operator::metrics::Metrics;
 use imagepipeline_operator::sim::{Credential, Faults, SimConfig};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::context::{NS, context, context_with_window, ecs_client, query};
 use support::mock_api::Recorded;
@@ -270,4 +272,391 @@ async fn secret_values_appear_nowhere_when_the_security_token_is_refused() {
             .await;
     assert_eq!(ready(&status).0, "False");
     assert_no_canary(&everything);
+}
+
+// ------------------------------------------------------------------ 100 queries at once
+
+/// The time of every call the simulator answered, in seconds since the first.
+fn call_times(sim: &Sim) -> Vec<f64> {
+    let times: Vec<jiff::Timestamp> = sim
+        .handle
+        .requests()
+        .iter()
+        .map(|r| r.time.parse().expect("RFC 3339 time"))
+        .collect();
+    let first = times.iter().min().copied().expect("calls");
+    let mut secs: Vec<f64> = times
+        .iter()
+        .map(|t| t.duration_since(first).as_secs_f64())
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    secs
+}
+
+/// The most calls answered within any one second.
+fn most_calls_in_one_second(times: &[f64]) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= 1.0 {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
+
+const QPS: u32 = 20;
+const BURST: u32 = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_within_the_rate() {
+    // 10 pipelines, 2 per page: one listing is 5 calls.
+    let sim = Sim::start(SimConfig {
+        items: pipelines("payments", 10),
+        ..SimConfig::default()
+    })
+    .await;
+    let ecs = ecs_client(&sim.handle.url(), QPS, BURST, None);
+    let (client, requests) = support::mock_api::client(None);
+    let queries: Vec<_> = (0..100)
+        .map(|i| query(&format!("q{i:03}"), json!({"pageSize": 2})))
+        .collect();
+    let ctx = context_with_window(
+        client,
+        Arc::new(ecs),
+        Arc::new(Metrics::new()),
+        queries.clone(),
+        vec![],
+        SHARE_WINDOW,
+    );
+    let results = futures::future::join_all(
+        queries
+            .iter()
+            .map(|q| tokio::spawn(reconcile(Arc::new(q.clone()), ctx.clone()))),
+    )
+    .await;
+    for r in results {
+        r.expect("task").expect("reconcile");
+    }
+    support::mock_api::settle().await;
+
+    assert_eq!(
+        sim.handle.call_count(),
+        5,
+        "one listing (5 pages) for all 100 queries"
+    );
+    let most = most_calls_in_one_second(&call_times(&sim));
+    assert!(most <= (QPS + BURST) as usize, "{most} calls in one second");
+
+    let requests = requests.all();
+    let synced = requests
+        .iter()
+        .filter(|r| r.is_status_patch())
+        .map(status_of)
+        .filter(|s| ready(s).1 == "Synced" && s.matched_count == Some(10))
+        .count();
+    assert_eq!(synced, 100, "every query synced all 10 pipelines");
+    // Each object ends up owned by all 100 queries (the last apply of each carries them all).
+    let mut last_owners: BTreeMap<String, usize> = BTreeMap::new();
+    for r in requests.iter().filter(|r| r.is_pipeline_request()) {
+        let body = r.json();
+        let name = body["metadata"]["name"].as_str().unwrap().to_string();
+        let owners = body["metadata"]["ownerReferences"]
+            .as_array()
+            .map_or(0, Vec::len);
+        last_owners.insert(name, owners);
+    }
+    assert_eq!(last_owners.len(), 10);
+    assert!(last_owners.values().all(|n| *n == 100), "{last_owners:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_different_listings_due_together_stay_within_the_rate_limit() {
+    let sim = Sim::start(SimConfig {
+        items: pipelines("payments", 100),
+        ..SimConfig::default()
+    })
+    .await;
+    let ecs = ecs_client(&sim.handle.url(), QPS, BURST, None);
+    let (client, _requests) = support::mock_api::client(None);
+    let queries: Vec<_> = (0..100)
+        .map(|i| {
+            query(
+                &format!("q{i:03}"),
+                json!({"imagePipelineIds": [format!("ip-payments{i:04}")]}),
+            )
+        })
+        .collect();
+    let ctx = context_with_window(
+        client,
+        Arc::new(ecs),
+        Arc::new(Metrics::new()),
+        queries.clone(),
+        vec![],
+        SHARE_WINDOW,
+    );
+    let results = futures::future::join_all(
+        queries
+            .iter()
+            .map(|q| tokio::spawn(reconcile(Arc::new(q.clone()), ctx.clone()))),
+    )
+    .await;
+    for r in results {
+        r.expect("task").expect("reconcile");
+    }
+    assert_eq!(sim.handle.call_count(), 100, "one call per listing");
+    let times = call_times(&sim);
+    let most = most_calls_in_one_second(&times);
+    assert!(
+        most <= (QPS + BURST) as usize,
+        "{most} calls in one second (limit {QPS}/s, burst {BURST})"
+    );
+    // The limiter really held them back: 100 calls at 20/s after a burst of 5 take ~4.75 s.
+    let span = times.last().copied().unwrap_or_default();
+    assert!(span >= 3.0, "100 calls answered within {span:.2}s");
+}
+
+// ------------------------------------------------------------------ restart mid-sync
+
+/// An in-memory API server for ImagePipelines: server-side apply by the one field manager
+/// (the applied labels, annotations and owner references replace the previous ones), deletion
+/// with UID and resourceVersion preconditions.
+#[derive(Debug, Clone, Default)]
+struct Cluster {
+    objects: BTreeMap<String, ImagePipeline>,
+    version: u64,
+    deleted: Vec<String>,
+}
+
+impl Cluster {
+    /// What a freshly started operator's cache shows.
+    fn view(&self) -> BTreeMap<String, Arc<ImagePipeline>> {
+        self.objects
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+            .collect()
+    }
+
+    fn apply(&mut self, write: &Write) {
+        let name = write.name().to_string();
+        let existing = self.objects.get(&name);
+        if let Some(rv) = &write.object.metadata.resource_version {
+            let current = existing.and_then(|e| e.metadata.resource_version.as_ref());
+            assert_eq!(Some(rv), current, "conflict applying {name}");
+        }
+        self.version += 1;
+        let mut obj = write.object.clone();
+        obj.metadata.uid = existing
+            .and_then(|e| e.metadata.uid.clone())
+            .or_else(|| Some(format!("uid-{name}-{}", self.version)));
+        obj.metadata.resource_version = Some(self.version.to_string());
+        self.objects.insert(name, obj);
+    }
+
+    fn delete(&mut self, deletion: &Deletion) {
+        let Some(current) = self.objects.get(&deletion.name) else {
+            return;
+        };
+        assert_eq!(current.metadata.uid, deletion.uid, "uid precondition");
+        assert_eq!(
+            current.metadata.resource_version, deletion.resource_version,
+            "resourceVersion precondition"
+        );
+        self.objects.remove(&deletion.name);
+        self.deleted.push(deletion.name.clone());
+    }
+}
+
+/// One query of the model: its listing of this round, and `prune`.
+#[derive(Debug, Clone)]
+struct ModelQuery {
+    name: &'static str,
+    listing: BTreeSet<usize>,
+    prune: bool,
+}
+
+fn owners() -> Owners {
+    let info = |name: &str, labels: &[(&str, &str)]| OwnerInfo {
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        template: TemplateMetadata {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..TemplateMetadata::default()
+        },
+    };
+    [
+        info("q1", &[("team", "a")]),
+        info("q2", &[("team", "b"), ("tier", "gold")]),
+    ]
+    .into_iter()
+    .map(|o| (o.uid.clone(), o))
+    .collect()
+}
+
+fn id(i: usize) -> String {
+    format!("ip-{i:02}")
+}
+
+/// The items of a listing; `versions` is the content version of every pipeline this round.
+fn items(listing: &BTreeSet<usize>, versions: &[u8]) -> Vec<ImagePipelineItem> {
+    listing
+        .iter()
+        .map(|&i| ImagePipelineItem {
+            image_pipeline_id: id(i),
+            name: Some(format!("{}-v{}", id(i), versions[i])),
+            ..ImagePipelineItem::default()
+        })
+        .collect()
+}
+
+struct Crashed;
+
+/// Reconciles every query in turn, each planned from what the cluster holds (a cache that has
+/// caught up), applying writes then deletions as the writer does. With `budget`, the operator
+/// dies after that many operations.
+fn run(
+    cluster: &mut Cluster,
+    queries: &[ModelQuery],
+    versions: &[u8],
+    now: &str,
+    mut budget: Option<usize>,
+) -> Result<usize, Crashed> {
+    let owners = owners();
+    let mut ops = 0;
+    for q in queries {
+        let existing = cluster.view();
+        let uid = format!("uid-{}", q.name);
+        let items = items(&q.listing, versions);
+        let plan = plan(&PlanInput {
+            query_name: q.name,
+            query_uid: &uid,
+            namespace: NS,
+            region_id: "cn-hangzhou",
+            items: &items,
+            existing: &existing,
+            owners: &owners,
+            prune: q.prune,
+            now,
+        });
+        let mut step = |cluster: &mut Cluster, op: &dyn Fn(&mut Cluster)| {
+            if let Some(b) = budget.as_mut() {
+                if *b == 0 {
+                    return Err(Crashed);
+                }
+                *b -= 1;
+            }
+            op(cluster);
+            ops += 1;
+            Ok(())
+        };
+        for w in &plan.writes {
+            step(cluster, &|c: &mut Cluster| c.apply(w))?;
+        }
+        for d in &plan.deletions {
+            step(cluster, &|c: &mut Cluster| c.delete(d))?;
+        }
+    }
+    Ok(ops)
+}
+
+/// What matters of an object: content (without the sync time), owners, labels.
+type Essence = (
+    ImagePipelineSpec,
+    BTreeSet<String>,
+    Option<BTreeMap<String, String>>,
+);
+
+fn essence(cluster: &Cluster) -> BTreeMap<String, Essence> {
+    cluster
+        .objects
+        .iter()
+        .map(|(name, o)| {
+            let mut spec = o.spec.clone();
+            spec.last_sync_time = None;
+            let owners = query_refs(o).into_iter().map(|r| r.uid).collect();
+            (name.clone(), (spec, owners, o.metadata.labels.clone()))
+        })
+        .collect()
+}
+
+const UNIVERSE: usize = 8;
+
+fn listing() -> impl Strategy<Value = BTreeSet<usize>> {
+    prop::collection::btree_set(0..UNIVERSE, 0..=UNIVERSE)
+}
+
+fn versions() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(0u8..3, UNIVERSE)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn an_operator_killed_mid_sync_converges_after_a_restart_at_every_crash_point(
+        old in (listing(), listing(), versions()),
+        new in (listing(), listing(), versions()),
+        prune in (any::<bool>(), any::<bool>()),
+    ) {
+        let round = |l1: &BTreeSet<usize>, l2: &BTreeSet<usize>| vec![
+            ModelQuery { name: "q1", listing: l1.clone(), prune: prune.0 },
+            ModelQuery { name: "q2", listing: l2.clone(), prune: prune.1 },
+        ];
+        // What an earlier, complete sync left behind.
+        let mut before = Cluster::default();
+        let _ = run(&mut before, &round(&old.0, &old.1), &old.2, "2026-01-01T00:00:00Z", None);
+        let queries = round(&new.0, &new.1);
+
+        let mut uninterrupted = before.clone();
+        uninterrupted.deleted.clear();
+        let total = run(&mut uninterrupted, &queries, &new.2, "2026-01-02T00:00:00Z", None)
+            .unwrap_or_default();
+        let expected = essence(&uninterrupted);
+
+        // The expected end state itself: every listed ID once, owned exactly by the queries
+        // listing it, with this round's content.
+        for (i, _) in new.2.iter().enumerate() {
+            let listed_by: BTreeSet<String> = queries
+                .iter()
+                .filter(|q| q.listing.contains(&i))
+                .map(|q| format!("uid-{}", q.name))
+                .collect();
+            match expected.get(&id(i)) {
+                Some((spec, owners, _)) => {
+                    prop_assert_eq!(owners, &listed_by, "owners of {}", id(i));
+                    if !listed_by.is_empty() {
+                        prop_assert_eq!(spec.name.clone(), Some(format!("{}-v{}", id(i), new.2[i])));
+                    }
+                }
+                None => prop_assert!(listed_by.is_empty(), "{} listed but missing", id(i)),
+            }
+        }
+
+        for crash_at in 0..=total {
+            let mut cluster = before.clone();
+            cluster.deleted.clear();
+            let crashed = run(&mut cluster, &queries, &new.2, "2026-01-02T00:00:00Z", Some(crash_at));
+            prop_assert!(crashed.is_err() || crash_at == total);
+            // Restart: a new process, its cache rebuilt from the cluster, the same listings.
+            let _ = run(&mut cluster, &queries, &new.2, "2026-01-02T00:05:00Z", None);
+            prop_assert_eq!(&essence(&cluster), &expected, "crash after {} of {} operations", crash_at, total);
+            // Nothing deleted that the uninterrupted run kept, nothing deleted twice.
+            let deleted: BTreeSet<&String> = cluster.deleted.iter().collect();
+            prop_assert_eq!(deleted.len(), cluster.deleted.len(), "deleted twice: {:?}", cluster.deleted);
+            for name in deleted {
+                prop_assert!(
+                    uninterrupted.deleted.contains(name),
+                    "{} was deleted only because of the crash", name
+                );
+            }
+            // Converged: a further sync writes nothing.
+            let mut again = cluster.clone();
+            let more = run(&mut again, &queries, &new.2, "2026-01-02T00:10:00Z", None).unwrap_or_default();
+            prop_assert_eq!(more, 0, "a converged namespace needs no writes");
+        }
+    }
 }
