@@ -1,4 +1,4 @@
-//! Captures every log line (TRACE and up) written on the current thread into a buffer.
+//! Captures every log line (TRACE and up) of a test binary into a buffer.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
