@@ -4,8 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Lease settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +62,15 @@ impl Leadership {
     }
 
     /// Starts the lease manager; the channel turns `true` when the lease is acquired and
-    /// `false` the moment it is lost.
+    /// `false` the moment it is lost, or, when this replica cannot renew it (cut off from the
+    /// API server), shortly before it expires: by then another replica may take it over.
     pub async fn elect(client: kube::Client, lease: &LeaseSettings) -> Result<Self, LeaderError> {
         let err = |message: String| LeaderError::Lease {
             namespace: lease.namespace.clone(),
             name: lease.name.clone(),
             message,
         };
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
             .with_namespace(&lease.namespace)
             .with_identity(&lease.identity)
             .with_duration(lease.duration.as_secs())
@@ -74,19 +78,123 @@ impl Leadership {
             .build()
             .await
             .map_err(|e| err(e.to_string()))?;
-        let (rx, handle) = manager.watch().await;
-        let task = tokio::spawn(async move {
+        let (manager_rx, handle) = manager.watch().await;
+        tokio::spawn(async move {
             match handle.await {
                 Ok(Ok(_)) => tracing::info!("lease manager stopped"),
                 Ok(Err(e)) => tracing::error!(error = %e, "lease manager failed"),
                 Err(e) => tracing::error!(error = %e, "lease manager task panicked"),
             }
         });
+        let (tx, rx) = watch::channel(false);
+        let guard = LeaseGuard {
+            api: Api::namespaced(client, &lease.namespace),
+            name: lease.name.clone(),
+            identity: lease.identity.clone(),
+            duration: lease.duration,
+            grace: lease.grace,
+        };
+        // Dropping the Leadership aborts the guard, which drops the manager's receiver: the
+        // manager then releases the lease.
+        let task = tokio::spawn(guard.forward(manager_rx, tx));
         Ok(Self {
             leading: rx,
             _sender: None,
             task: Some(task),
         })
+    }
+}
+
+/// Confirms, while the lease manager says this replica leads, that the Lease really names it
+/// and was renewed recently enough. `kube-lease-manager` keeps reporting `true` while its
+/// renewals fail, so a leader cut off from the API server would otherwise keep writing after
+/// its lease expired and another replica took it over.
+struct LeaseGuard {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+    grace: Duration,
+}
+
+impl LeaseGuard {
+    /// How often the leader reads its Lease.
+    fn poll(&self) -> Duration {
+        (self.grace / 2).max(Duration::from_millis(100))
+    }
+
+    /// How long before the lease's expiry an unconfirmed leader steps down.
+    fn margin(&self) -> Duration {
+        (self.grace / 4).max(Duration::from_millis(50))
+    }
+
+    /// Until when the Lease is ours: `None` if it names someone else, an error if it could not
+    /// be read.
+    async fn held_until(&self) -> Result<Option<Instant>, kube::Error> {
+        let lease = self.api.get(&self.name).await?;
+        let Some(spec) = lease.spec else {
+            return Ok(None);
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(None);
+        }
+        let (Some(renewed), Some(seconds)) = (spec.renew_time, spec.lease_duration_seconds) else {
+            return Ok(None);
+        };
+        let expires = renewed
+            .0
+            .checked_add(jiff::SignedDuration::from_secs(i64::from(seconds)))
+            .unwrap_or(renewed.0);
+        let left = Duration::try_from(expires.duration_since(jiff::Timestamp::now()))
+            .unwrap_or(Duration::ZERO);
+        Ok(Some(Instant::now() + left))
+    }
+
+    /// Forwards the manager's channel to `tx`, turning it `false` while the lease cannot be
+    /// confirmed to outlast the next check.
+    async fn forward(self, mut manager: watch::Receiver<bool>, tx: watch::Sender<bool>) {
+        let mut valid_until = Instant::now();
+        loop {
+            let held = *manager.borrow_and_update();
+            let leading = held && Instant::now() + self.margin() < valid_until;
+            let was = tx.send_replace(leading);
+            if was && !leading && held {
+                tracing::warn!(
+                    lease = %self.name,
+                    "cannot confirm the lease before it expires: stepping down"
+                );
+            }
+            if !held {
+                if manager.changed().await.is_err() {
+                    tx.send_replace(false);
+                    return;
+                }
+                if *manager.borrow() {
+                    // The manager has just acquired (and read back) the lease.
+                    valid_until = Instant::now() + self.duration.saturating_sub(self.grace);
+                }
+                continue;
+            }
+            let mut next_check = Instant::now() + self.poll();
+            if leading {
+                next_check = next_check.min(valid_until - self.margin());
+            }
+            tokio::select! {
+                changed = manager.changed() => {
+                    if changed.is_err() {
+                        tx.send_replace(false);
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(next_check) => {
+                    match self.held_until().await {
+                        Ok(Some(until)) => valid_until = until,
+                        Ok(None) => valid_until = Instant::now(),
+                        Err(e) => tracing::warn!(error = %e, lease = %self.name, "reading the lease failed"),
+                    }
+                }
+            }
+        }
     }
 }
 

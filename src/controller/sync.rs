@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::context::Context;
-use super::credentials::{ResolveError, Resolved};
+use super::credentials::{ResolveError, Resolved, redact_listing_error};
 use super::desired::{OwnerInfo, Owners};
 use super::error::ControllerError;
 use super::plan::{Plan, PlanInput, plan};
@@ -88,7 +88,13 @@ pub async fn attempt(
     let key = ListingKey::new(resolved.identity.clone(), &valid.filter);
     let listing = match ctx.listings.list(key, resolved.provider.clone()).await {
         Ok(listing) => listing,
-        Err(e) => return Ok((Outcome::ListingFailed(e), None)),
+        Err(e) => {
+            let error = match resolved.provider.credentials().await {
+                Ok(credentials) => redact_listing_error(e, &credentials),
+                Err(_) => e,
+            };
+            return Ok((Outcome::ListingFailed(error), None));
+        }
     };
     let namespace = query
         .namespace()

@@ -44,17 +44,49 @@ pub fn effective(
     }
 }
 
+/// One recorded write, with every version of the object this process's successive writes
+/// replaced since the cache last caught up (a create followed by updates, before the cache has
+/// seen any of them, replaced "absent" and each intermediate version).
+#[derive(Debug, Clone)]
+struct Entry {
+    written: Written,
+    superseded: Vec<Option<String>>,
+}
+
 /// Writes this process made, by namespace and name, until the cache shows something newer.
 #[derive(Debug, Default)]
 pub struct RecentWrites {
-    entries: Mutex<HashMap<(String, String), Written>>,
+    entries: Mutex<HashMap<(String, String), Entry>>,
 }
 
 impl RecentWrites {
-    /// Records a write.
+    /// Records a write. A write based on the result of the previous recorded write of the same
+    /// object continues its chain: a cache still showing any version the chain replaced is
+    /// behind it.
     pub fn record(&self, namespace: &str, name: &str, written: Written) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert((namespace.to_string(), name.to_string()), written);
+        let key = (namespace.to_string(), name.to_string());
+        let mut superseded = match entries.get(&key) {
+            Some(prev)
+                if prev
+                    .written
+                    .after
+                    .as_ref()
+                    .and_then(|a| a.resource_version())
+                    == written.base_resource_version =>
+            {
+                prev.superseded.clone()
+            }
+            _ => Vec::new(),
+        };
+        superseded.push(written.base_resource_version.clone());
+        entries.insert(
+            key,
+            Entry {
+                written,
+                superseded,
+            },
+        );
     }
 
     /// The ImagePipelines of `namespace` to plan from, by name.
@@ -70,17 +102,18 @@ impl RecentWrites {
             .map(|o| (o.name_any(), o))
             .collect();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|(ns, name), written| {
+        entries.retain(|(ns, name), entry| {
             if ns != namespace {
                 return true;
             }
-            let cached = view.get(name).cloned();
-            let stale =
-                cached.as_ref().and_then(|c| c.resource_version()) == written.base_resource_version;
-            match effective(cached, Some(written)) {
-                Some(obj) => view.insert(name.clone(), obj),
-                None => view.remove(name),
-            };
+            let cached = view.get(name).and_then(|c| c.resource_version());
+            let stale = entry.superseded.contains(&cached);
+            if stale {
+                match &entry.written.after {
+                    Some(obj) => view.insert(name.clone(), obj.clone()),
+                    None => view.remove(name),
+                };
+            }
             // Once the cache moved past the write, the entry has served its purpose.
             stale
         });
@@ -147,5 +180,56 @@ mod tests {
             after: None,
         };
         assert!(effective(None, Some(&deleted)).is_none());
+    }
+
+    fn store_of(objects: Vec<Arc<ImagePipeline>>) -> Store<ImagePipeline> {
+        use kube::runtime::{reflector, watcher};
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply((*o).clone()));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        store
+    }
+
+    #[test]
+    fn a_cache_that_has_not_seen_our_create_yet_shows_our_latest_update() {
+        let recent = RecentWrites::default();
+        let empty = store_of(vec![]);
+        // Created (absent → 1), then updated twice (1 → 2 → 3) before the cache saw anything.
+        recent.record(
+            "ns",
+            "ip-a",
+            Written {
+                base_resource_version: None,
+                after: Some(obj("1")),
+            },
+        );
+        for (base, after) in [("1", "2"), ("2", "3")] {
+            let view = recent.namespace_view(&empty, "ns");
+            assert_eq!(view["ip-a"].resource_version().as_deref(), Some(base));
+            recent.record(
+                "ns",
+                "ip-a",
+                Written {
+                    base_resource_version: Some(base.into()),
+                    after: Some(obj(after)),
+                },
+            );
+        }
+        let view = recent.namespace_view(&empty, "ns");
+        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        // A cache that caught up with an intermediate version is still behind.
+        let view = recent.namespace_view(&store_of(vec![obj("2")]), "ns");
+        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        // Once the cache shows a version the chain did not replace, it wins.
+        let view = recent.namespace_view(&store_of(vec![obj("3")]), "ns");
+        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        let view = recent.namespace_view(&empty, "ns");
+        assert!(
+            !view.contains_key("ip-a"),
+            "the entry was dropped once caught up"
+        );
     }
 }
