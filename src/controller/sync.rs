@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::context::Context;
-use super::credentials::{ResolveError, Resolved, redact_listing_error};
+use super::credentials::{ResolveError, Resolved};
 use super::desired::{OwnerInfo, Owners};
 use super::error::ControllerError;
 use super::plan::{Plan, PlanInput, plan};
@@ -88,13 +88,8 @@ pub async fn attempt(
     let key = ListingKey::new(resolved.identity.clone(), &valid.filter);
     let listing = match ctx.listings.list(key, resolved.provider.clone()).await {
         Ok(listing) => listing,
-        Err(e) => {
-            let error = match resolved.provider.credentials().await {
-                Ok(credentials) => redact_listing_error(e, &credentials),
-                Err(_) => e,
-            };
-            return Ok((Outcome::ListingFailed(error), None));
-        }
+        // The client has already scrubbed the credentials from the error's texts.
+        Err(e) => return Ok((Outcome::ListingFailed(e), None)),
     };
     let namespace = query
         .namespace()

@@ -248,7 +248,10 @@ impl EcsClient {
             }
             let error = match attempt.result {
                 Ok(page) => return Ok(page),
-                Err(e) => e,
+                Err(mut e) => {
+                    e.redact(&credentials);
+                    e
+                }
             };
             if !error.is_transient() || retry + 1 >= config.max_attempts {
                 return Err(error);

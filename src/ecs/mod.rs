@@ -9,6 +9,7 @@ pub mod filter;
 pub mod listing;
 pub mod model;
 pub mod ratelimit;
+pub mod redact;
 pub mod retry;
 pub mod sign;
 pub mod transport;
