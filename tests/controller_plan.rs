@@ -43,6 +43,7 @@ struct Scenario {
     owners: Owners,
     existing: BTreeMap<String, Arc<ImagePipeline>>,
     prune: bool,
+    claims: BTreeMap<String, Vec<String>>,
 }
 
 impl Scenario {
@@ -51,6 +52,7 @@ impl Scenario {
             owners: Owners::new(),
             existing: BTreeMap::new(),
             prune: true,
+            claims: BTreeMap::new(),
         };
         s = s.with_query(owner("a", &[]));
         s
@@ -58,6 +60,15 @@ impl Scenario {
 
     fn with_query(mut self, info: OwnerInfo) -> Self {
         self.owners.insert(info.uid.clone(), info);
+        self
+    }
+
+    /// `query`'s last listing (remembered by the process) contained `name`.
+    fn claimed_by(mut self, query: &str, name: &str) -> Self {
+        self.claims
+            .entry(name.into())
+            .or_default()
+            .push(format!("uid-{query}"));
         self
     }
 
@@ -103,6 +114,7 @@ impl Scenario {
             existing: &self.existing,
             owners: &self.owners,
             prune: self.prune,
+            claims: &self.claims,
             now,
         })
     }
@@ -350,6 +362,7 @@ fn shared_objects_merge_templates_and_the_first_query_by_name_wins_a_conflict() 
         },
         owners: s.owners.clone(),
         prune: true,
+        claims: BTreeMap::new(),
     };
     assert!(s2.plan_as("b", &[item("ip-shared")], NOW).is_empty());
 }
@@ -374,4 +387,42 @@ fn ids_that_cannot_be_object_names_are_reported_and_skipped() {
     assert_eq!(p.unmirrorable, ["ip-OK"]);
     assert_eq!(p.matched, 1);
     assert_eq!(p.writes.len(), 1);
+}
+
+#[test]
+fn a_pipeline_that_moved_to_another_query_is_handed_over_not_deleted() {
+    // ip-moved left query a's filter and entered query b's; b listed it but has not written yet.
+    let s = Scenario::new()
+        .with_query(owner("b", &[("team", "b")]))
+        .mirrored_by("a", &[item("ip-moved")])
+        .claimed_by("b", "ip-moved");
+    let p = s.plan_as("a", &[], NOW);
+    assert!(
+        p.deletions.is_empty(),
+        "an object another query matches is never deleted"
+    );
+    assert_eq!(p.counts.released, 1);
+    let w = &p.writes[0];
+    assert_eq!(w.kind, WriteKind::Release);
+    assert_eq!(owner_uids(&w.object), ["uid-b"]);
+    assert_eq!(
+        w.object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("team"))
+            .map(String::as_str),
+        Some("b"),
+        "the new owner's template applies"
+    );
+}
+
+#[test]
+fn a_claim_by_the_syncing_query_itself_or_an_unknown_query_changes_nothing() {
+    let p = Scenario::new()
+        .mirrored_by("a", &[item("ip-gone")])
+        .claimed_by("a", "ip-gone")
+        .claimed_by("deleted-query", "ip-gone")
+        .plan_as("a", &[], NOW);
+    assert_eq!(p.counts.deleted, 1);
 }

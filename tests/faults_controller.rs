@@ -540,6 +540,8 @@ fn run(
             existing: &existing,
             owners: &owners,
             prune: q.prune,
+            // No memory survives the crash: the restarted operator knows no other listing.
+            claims: &BTreeMap::new(),
             now,
         });
         let mut step = |cluster: &mut Cluster, op: &dyn Fn(&mut Cluster)| {

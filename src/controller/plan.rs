@@ -8,6 +8,8 @@ use std::sync::Arc;
 use super::desired::{
     Owners, build_object, is_owned_by, merged_template, owner_reference, query_refs, up_to_date,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
 use crate::crd::pipeline::object_name;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::ImagePipelineItem;
@@ -31,6 +33,11 @@ pub struct PlanInput<'a> {
     pub owners: &'a Owners,
     /// Whether objects no query matches any more are deleted.
     pub prune: bool,
+    /// Objects other queries of the namespace matched in their last complete listing (object
+    /// name → their UIDs), as this process remembers them. An object this query stops matching
+    /// is handed over to them instead of being deleted, so it is deleted only when no query
+    /// matches it, whichever query syncs first.
+    pub claims: &'a BTreeMap<String, Vec<String>>,
     /// The time stamped on objects whose content changes (RFC 3339).
     pub now: &'a str,
 }
@@ -117,6 +124,19 @@ fn is_terminating(obj: &ImagePipeline) -> bool {
     obj.metadata.deletion_timestamp.is_some()
 }
 
+/// Owner references of the other queries that matched `name` in their last listing.
+fn claimants(input: &PlanInput<'_>, name: &str) -> Vec<OwnerReference> {
+    input
+        .claims
+        .get(name)
+        .into_iter()
+        .flatten()
+        .filter(|uid| *uid != input.query_uid)
+        .filter_map(|uid| input.owners.get(uid))
+        .map(|o| owner_reference(&o.name, &o.uid))
+        .collect()
+}
+
 /// Plans the writes that make the namespace mirror `input.items` for this query.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut out = Plan::default();
@@ -170,11 +190,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             continue;
         }
         let all = query_refs(obj);
-        let remaining: Vec<_> = all
+        let mut remaining: Vec<_> = all
             .iter()
             .filter(|r| r.uid != input.query_uid)
             .cloned()
             .collect();
+        if remaining.is_empty() {
+            remaining = claimants(input, name);
+        }
         if remaining.is_empty() && input.prune {
             out.counts.deleted += 1;
             out.deletions.push(Deletion {

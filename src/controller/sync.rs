@@ -1,19 +1,20 @@
 //! One sync: list (shared with identical queries), then plan and apply under the namespace's
 //! lock. A listing that failed anywhere writes nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kube::ResourceExt;
 
 use super::context::Context;
 use super::credentials::{ResolveError, Resolved};
-use super::desired::{OwnerInfo, Owners};
+use super::desired::{OwnerInfo, Owners, is_owned_by};
 use super::error::ControllerError;
 use super::plan::{Plan, PlanInput, plan};
 use super::source::ListingKey;
 use super::status::Outcome;
 use super::validate::{ValidSpec, validate};
-use crate::crd::ImagePipelineQuery;
+use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::Listing;
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
@@ -43,6 +44,45 @@ pub fn owners_in(ctx: &Context, namespace: &str, query: &ImagePipelineQuery) -> 
     owners
 }
 
+/// For each object this query owns but no longer lists, the other queries of the namespace
+/// whose last complete listing (remembered by this process) contains it.
+fn claims_on_released(
+    ctx: &Context,
+    uid: &str,
+    owners: &Owners,
+    existing: &BTreeMap<String, Arc<ImagePipeline>>,
+    listing: &Listing,
+) -> BTreeMap<String, Vec<String>> {
+    let listed: BTreeSet<&str> = listing
+        .items
+        .iter()
+        .map(|i| i.image_pipeline_id.as_str())
+        .collect();
+    let released: BTreeSet<&str> = existing
+        .iter()
+        .filter(|(name, obj)| !listed.contains(name.as_str()) && is_owned_by(obj, uid))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if released.is_empty() {
+        return claims;
+    }
+    for other in owners.keys().filter(|other| other.as_str() != uid) {
+        let Some(their) = ctx.remembered(other).and_then(|m| m.listing) else {
+            continue;
+        };
+        for item in &their.items {
+            if released.contains(item.image_pipeline_id.as_str()) {
+                claims
+                    .entry(item.image_pipeline_id.clone())
+                    .or_default()
+                    .push(other.clone());
+            }
+        }
+    }
+    claims
+}
+
 /// The plan that makes the namespace mirror `listing` for `query`, from the current view.
 pub fn plan_for(
     ctx: &Context,
@@ -60,6 +100,7 @@ pub fn plan_for(
     let name = query.name_any();
     let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
     let owners = owners_in(ctx, &namespace, query);
+    let claims = claims_on_released(ctx, &uid, &owners, &existing, listing);
     Ok(plan(&PlanInput {
         query_name: &name,
         query_uid: &uid,
@@ -69,6 +110,7 @@ pub fn plan_for(
         existing: &existing,
         owners: &owners,
         prune: valid.prune,
+        claims: &claims,
         now,
     }))
 }
