@@ -40,7 +40,7 @@ pub use args::{SimArgs, listening_line, reload_data_on_sighup, run_cli};
 pub use credential::{Credential, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 pub use data::{generate, load as load_items, sample_items};
 pub use errors::SimError;
-pub use faults::Faults;
+pub use faults::{Faults, HUGE_BODY_BYTES, MalformedKind};
 pub use imds::{ImdsConfig, ImdsStats};
 pub use log::LoggedRequest;
 pub use server::{SimConfig, SimHandle, start};
