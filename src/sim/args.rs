@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::credential::Credential;
 use super::data;
 use super::errors::SimError;
-use super::faults::Faults;
+use super::faults::{Faults, MalformedKind};
 use super::imds::{self, ImdsConfig};
 use super::server::{SimConfig, SimHandle, start};
 use super::sts::StsConfig;
@@ -42,15 +42,42 @@ pub struct SimArgs {
     /// Every Nth call answers 500 InternalError (0: never).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fail_every: u64,
-    /// Every Nth call answers 200 with a truncated body (0: never).
+    /// Every Nth call that would succeed answers a malformed body of --malformed-kind
+    /// (0: never).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub malformed_every: u64,
+    /// What --malformed-every answers: a truncated body, a 502 HTML page, an empty 200, the
+    /// page with odd types, a 200 error object, or a 50 MiB body.
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = MalformedKind::Truncated)]
+    pub malformed_kind: MalformedKind,
+    /// Seeded share of calls, in percent, answering 400 Throttling.User.
+    #[arg(long, value_name = "P", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub throttle_percent: u8,
+    /// Seeded share of calls, in percent, answering 500 InternalError.
+    #[arg(long, value_name = "P", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub fail_percent: u8,
+    /// Seed of --throttle-percent, --fail-percent and --retry-after-percent.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub fault_seed: u64,
+    /// Every Nth call carrying a NextToken answers 403 Invalid.NextToken (1: always; 0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub invalid_token_every: u64,
+    /// Every Nth call waits --slow-ms more before answering (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub slow_every: u64,
+    /// The extra delay of --slow-every calls, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub slow_ms: u64,
     /// Delay before every answer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
     /// Add `x-acs-retry-after: MS` to throttling answers.
     #[arg(long, value_name = "MS")]
     pub retry_after_ms: Option<u64>,
+    /// Only this seeded share of throttling answers, in percent, carries --retry-after-ms
+    /// (default: all).
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub retry_after_percent: Option<u8>,
     /// Append one JSON line per request to FILE.
     #[arg(long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -106,8 +133,16 @@ impl SimArgs {
                 throttle_every: self.throttle_every,
                 fail_every: self.fail_every,
                 malformed_every: self.malformed_every,
+                malformed_kind: self.malformed_kind,
                 latency_ms: self.latency_ms,
                 retry_after_ms: self.retry_after_ms,
+                retry_after_percent: self.retry_after_percent,
+                throttle_percent: self.throttle_percent,
+                fail_percent: self.fail_percent,
+                seed: self.fault_seed,
+                invalid_token_every: self.invalid_token_every,
+                slow_every: self.slow_every,
+                slow_ms: self.slow_ms,
                 sts_fail_every: self.sts_fail_every,
             },
             log_file: self.log.clone(),
@@ -233,6 +268,73 @@ mod tests {
         assert_eq!(config.faults.throttle_every, 3);
         assert_eq!(config.faults.retry_after_ms, Some(1500));
         assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn fault_flags_become_the_faults() {
+        let faults = Cli::try_parse_from([
+            "ecs-sim",
+            "--malformed-every",
+            "4",
+            "--malformed-kind",
+            "wrong-types",
+            "--throttle-percent",
+            "30",
+            "--fail-percent",
+            "10",
+            "--fault-seed",
+            "42",
+            "--retry-after-ms",
+            "200",
+            "--retry-after-percent",
+            "50",
+            "--invalid-token-every",
+            "3",
+            "--slow-every",
+            "5",
+            "--slow-ms",
+            "2000",
+        ])
+        .expect("valid flags")
+        .sim
+        .to_config()
+        .expect("config")
+        .faults;
+        assert_eq!(
+            faults,
+            Faults {
+                malformed_every: 4,
+                malformed_kind: MalformedKind::WrongTypes,
+                throttle_percent: 30,
+                fail_percent: 10,
+                seed: 42,
+                retry_after_ms: Some(200),
+                retry_after_percent: Some(50),
+                invalid_token_every: 3,
+                slow_every: 5,
+                slow_ms: 2000,
+                ..Faults::default()
+            }
+        );
+        for kind in [
+            "truncated",
+            "html",
+            "empty",
+            "wrong-types",
+            "error200",
+            "huge",
+        ] {
+            assert!(
+                Cli::try_parse_from(["ecs-sim", "--malformed-kind", kind]).is_ok(),
+                "{kind}"
+            );
+        }
+        for bad in [
+            &["ecs-sim", "--throttle-percent", "101"][..],
+            &["ecs-sim", "--malformed-kind", "bogus"][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,13 +11,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use futures::StreamExt as _;
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
 use crate::ecs::{DESCRIBE_IMAGE_PIPELINES, ECS_API_VERSION};
 
 use super::errors::ApiFailure;
-use super::faults::{Fault, garble};
+use super::faults::{Fault, HTML_ERROR_PAGE, HUGE_BODY_BYTES, MalformedKind, garble, odd_types};
 use super::format::Format;
 use super::log::{LoggedRequest, loggable};
 use super::request::RpcRequest;
@@ -105,59 +106,180 @@ async fn rpc_entry(State(state): State<Arc<SimState>>, req: Request) -> Response
         Format::from_param(params.get("Format").map(String::as_str))
     };
     let faults = state.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    let token_call = params.get("NextToken").filter(|t| !t.is_empty()).map(|_| {
+        state
+            .token_calls
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1)
+    });
+    let delay = faults.delay_ms(call);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let fault = faults.decide(call);
+    let fault = faults.decide(call, token_call);
     let outcome = match fault {
         _ if too_large => Err(ApiFailure::body_too_large()),
-        Fault::Throttle => Err(ApiFailure::throttling()),
+        Fault::Throttle { .. } => Err(ApiFailure::throttling()),
         Fault::Fail => Err(ApiFailure::internal_error()),
-        Fault::Malformed | Fault::None => handle(&state, &rpc, &params, is_v3, action.as_deref()),
+        Fault::InvalidToken => Err(ApiFailure::invalid_next_token()),
+        Fault::Malformed(_) | Fault::None => {
+            handle(&state, &rpc, &params, is_v3, action.as_deref())
+        }
     };
-    let (status, code, mut bytes) = match &outcome {
+    let root = format!("{}Response", action.as_deref().unwrap_or_default());
+    let mut answer = match &outcome {
         Ok(body) => {
             let mut body = body.clone();
             if let Some(obj) = body.as_object_mut() {
                 obj.insert("RequestId".into(), Value::String(request_id.clone()));
             }
-            let root = format!("{}Response", action.as_deref().unwrap_or_default());
-            (200, None, format.render(&root, &body))
+            Answer::new(200, None, format.render(&root, &body), format)
         }
-        Err(f) => (
+        Err(f) => Answer::new(
             f.status,
             Some(f.code.clone()),
             format.render("Error", &f.body(&request_id, &host)),
+            format,
         ),
     };
-    if fault == Fault::Malformed && outcome.is_ok() {
-        bytes = garble(&bytes);
+    if let (Fault::Malformed(kind), Ok(page)) = (fault, &outcome) {
+        answer = malformed(
+            &state,
+            kind,
+            answer,
+            page,
+            &request_id,
+            &host,
+            &root,
+            format,
+        );
     }
     state.log.record(LoggedRequest {
         time: jiff::Timestamp::now().to_string(),
         method: rpc.method.to_string(),
         action,
         parameters: loggable(&params),
-        status,
-        code: code.clone(),
+        status: answer.status,
+        code: answer.code.clone(),
         request_id: request_id.clone(),
     });
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = Response::new(answer.body);
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
     let headers = response.headers_mut();
     headers.insert(
         "content-type",
-        HeaderValue::from_static(format.content_type()),
+        HeaderValue::from_static(answer.content_type),
     );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", v);
     }
-    if code.as_deref() == Some("Throttling.User") {
-        if let Some(ms) = faults.retry_after_ms {
+    if let (Fault::Throttle { retry_after: true }, Some(ms)) = (fault, faults.retry_after_ms) {
+        if !too_large {
             headers.insert("x-acs-retry-after", HeaderValue::from(ms));
         }
     }
     response
+}
+
+/// One answer before it becomes a response.
+struct Answer {
+    status: u16,
+    code: Option<String>,
+    body: Body,
+    content_type: &'static str,
+}
+
+impl Answer {
+    fn new(status: u16, code: Option<String>, bytes: Vec<u8>, format: Format) -> Self {
+        Self {
+            status,
+            code,
+            body: Body::from(bytes),
+            content_type: format.content_type(),
+        }
+    }
+}
+
+/// Replaces the successful `answer` (whose body was `page`) with a malformed one of `kind`.
+#[allow(clippy::too_many_arguments)]
+fn malformed(
+    state: &Arc<SimState>,
+    kind: MalformedKind,
+    answer: Answer,
+    page: &Value,
+    request_id: &str,
+    host: &str,
+    root: &str,
+    format: Format,
+) -> Answer {
+    let with_id = |mut page: Value| {
+        if let Some(obj) = page.as_object_mut() {
+            obj.insert("RequestId".into(), Value::String(request_id.to_string()));
+        }
+        page
+    };
+    match kind {
+        MalformedKind::Truncated => {
+            let bytes = garble(&format.render(root, &with_id(page.clone())));
+            Answer {
+                body: Body::from(bytes),
+                ..answer
+            }
+        }
+        MalformedKind::Html => Answer {
+            status: 502,
+            code: None,
+            body: Body::from(HTML_ERROR_PAGE),
+            content_type: "text/html",
+        },
+        MalformedKind::Empty => Answer::new(200, None, Vec::new(), format),
+        MalformedKind::WrongTypes => {
+            let bytes = format.render(root, &with_id(odd_types(page)));
+            Answer {
+                body: Body::from(bytes),
+                ..answer
+            }
+        }
+        MalformedKind::Error200 => {
+            let failure = ApiFailure::internal_error();
+            let body = failure.body(request_id, host);
+            Answer::new(
+                200,
+                Some(failure.code),
+                format.render("Error", &body),
+                format,
+            )
+        }
+        MalformedKind::Huge => Answer {
+            status: 200,
+            code: None,
+            body: huge_body(Arc::clone(state), request_id),
+            content_type: "application/json;charset=utf-8",
+        },
+    }
+}
+
+/// A JSON page padded to [`HUGE_BODY_BYTES`] with spaces, streamed in 64 KiB chunks that are
+/// counted in `huge_bytes_sent` as the connection takes them.
+fn huge_body(state: Arc<SimState>, request_id: &str) -> Body {
+    const CHUNK: usize = 64 * 1024;
+    static SPACES: [u8; CHUNK] = [b' '; CHUNK];
+    let head = format!(r#"{{"RequestId":"{request_id}","ImagePipeline":{{"ImagePipelineSet":["#);
+    let tail = "]}}";
+    let padding = HUGE_BODY_BYTES.saturating_sub((head.len() + tail.len()) as u64);
+    let full = padding / CHUNK as u64;
+    let rest = usize::try_from(padding % CHUNK as u64).unwrap_or(0);
+    let chunks = std::iter::once(bytes::Bytes::from(head))
+        .chain((0..full).map(|_| bytes::Bytes::from_static(&SPACES)))
+        .chain(std::iter::once(bytes::Bytes::from_static(&SPACES[..rest])))
+        .chain(std::iter::once(bytes::Bytes::from_static(tail.as_bytes())));
+    let counted = futures::stream::iter(chunks).map(move |chunk| {
+        state
+            .huge_bytes_sent
+            .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        Ok::<_, std::convert::Infallible>(chunk)
+    });
+    Body::from_stream(counted)
 }
 
 /// Routing, version check, authentication and the action itself.

@@ -66,6 +66,10 @@ pub struct SimState {
     pub faults: RwLock<Faults>,
     /// RPC calls received (admin calls excluded).
     pub calls: AtomicU64,
+    /// RPC calls received that carried a non-empty `NextToken`.
+    pub token_calls: AtomicU64,
+    /// Body bytes of `huge` malformed answers handed to connections so far.
+    pub huge_bytes_sent: AtomicU64,
     /// The request log.
     pub log: RequestLog,
     /// Signs `NextToken`s.
@@ -85,6 +89,8 @@ impl SimState {
             nonces: NonceCache::default(),
             faults: RwLock::new(config.faults.clone()),
             calls: AtomicU64::new(0),
+            token_calls: AtomicU64::new(0),
+            huge_bytes_sent: AtomicU64::new(0),
             log: RequestLog::open(config.log_file.as_deref())?,
             tokens: TokenKey::random(),
             sts: StsState::new(config.sts.clone()),
@@ -177,6 +183,12 @@ impl SimHandle {
     /// How many RPC calls were received (including rejected and faulted ones).
     pub fn call_count(&self) -> usize {
         usize::try_from(self.state.calls.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
+    }
+
+    /// How many body bytes of `huge` malformed answers the simulator handed to its connections:
+    /// a client that stops reading early makes this stop well short of the 50 MiB.
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.state.huge_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Replaces the injected faults; the call counter keeps counting.
