@@ -426,3 +426,18 @@ fn a_claim_by_the_syncing_query_itself_or_an_unknown_query_changes_nothing() {
         .plan_as("a", &[], NOW);
     assert_eq!(p.counts.deleted, 1);
 }
+
+#[test]
+fn a_listing_with_unreadable_items_removes_nothing() {
+    let s = Scenario::new()
+        .with_query(owner("b", &[]))
+        .mirrored_by("b", &[item("ip-shared")])
+        .mirrored_by("a", &[item("ip-kept"), item("ip-shared"), item("ip-old")]);
+    let full = s.plan_as("a", &[item("ip-kept"), item("ip-new")], NOW);
+    assert_eq!((full.counts.deleted, full.counts.released), (1, 1));
+    let kept = full.without_removals();
+    assert!(kept.deletions.is_empty());
+    assert!(kept.writes.iter().all(|w| w.kind != WriteKind::Release));
+    assert_eq!(kept.counts.created, 1, "new pipelines are still mirrored");
+    assert_eq!((kept.counts.deleted, kept.counts.released), (0, 0));
+}

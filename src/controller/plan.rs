@@ -124,6 +124,21 @@ fn is_terminating(obj: &ImagePipeline) -> bool {
     obj.metadata.deletion_timestamp.is_some()
 }
 
+impl Plan {
+    /// The same plan without deletions and releases: what a sync may do when the listing had
+    /// items it could not read (no ID), since one of them may be a pipeline that is mirrored.
+    /// Creates and updates stay; nothing already mirrored is removed.
+    pub fn without_removals(mut self) -> Self {
+        let removed = self.counts.deleted + self.counts.released;
+        self.deletions.clear();
+        self.writes.retain(|w| w.kind != WriteKind::Release);
+        self.counts.deleted = 0;
+        self.counts.released = 0;
+        self.counts.unchanged += removed;
+        self
+    }
+}
+
 /// Owner references of the other queries that matched `name` in their last listing.
 fn claimants(input: &PlanInput<'_>, name: &str) -> Vec<OwnerReference> {
     input

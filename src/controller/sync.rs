@@ -142,7 +142,14 @@ pub async fn attempt(
     }
     let lock = ctx.locks.of(&namespace);
     let _guard = lock.lock().await;
-    let plan = plan_for(ctx, query, valid, &listing, now)?;
+    let mut plan = plan_for(ctx, query, valid, &listing, now)?;
+    if listing.skipped_items > 0 {
+        tracing::warn!(
+            skipped = listing.skipped_items,
+            "the listing had items without a readable ImagePipelineId; nothing is deleted or released this time"
+        );
+        plan = plan.without_removals();
+    }
     if !plan.unmirrorable.is_empty() {
         tracing::warn!(ids = ?plan.unmirrorable, "pipeline IDs that are not valid object names are not mirrored");
     }

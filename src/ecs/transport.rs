@@ -253,7 +253,12 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
     let looks_like_page = ["RequestId", "ImagePipeline", "TotalCount", "NextToken"]
         .iter()
         .any(|k| obj.contains_key(*k));
-    if !looks_like_page {
+    // A list that is there but is not a list cannot be read as "no pipelines": that would make
+    // a garbled answer look like an empty last page and prune everything mirrored.
+    let garbled_list = obj
+        .get("ImagePipeline")
+        .is_some_and(|l| !matches!(l, Value::Object(_) | Value::Array(_) | Value::Null));
+    if !looks_like_page || garbled_list {
         return Err(decode_error());
     }
     Ok(decode_page(&value))
@@ -262,6 +267,25 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_whose_list_is_a_scalar_is_undecodable_not_empty() {
+        for body in [
+            br#"{"RequestId":"R","ImagePipeline":"oops"}"#.as_slice(),
+            br#"{"RequestId":"R","ImagePipeline":42}"#.as_slice(),
+        ] {
+            assert!(
+                matches!(
+                    decode_response(200, body),
+                    Err(EcsError::Decode { status: 200, .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let empty = decode_response(200, br#"{"RequestId":"R","ImagePipeline":{}}"#);
+        assert_eq!(empty.map(|p| p.items.len()).ok(), Some(0));
+    }
 
     #[test]
     fn endpoint_overrides_keep_scheme_host_and_port_only() {
