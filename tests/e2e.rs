@@ -868,3 +868,45 @@ fn the_chart_installs_its_rbac_suffices_and_only_the_operator_may_write_pipeline
     );
     assert_eq!(env.names(), hangzhou_ids(&items), "nothing changed");
 }
+
+/// Kills the operator (SIGKILL) while it is writing the objects of a large first sync, starts it
+/// again, and checks it converges: every pipeline mirrored exactly once, owned by the query, and
+/// nothing else.
+#[test]
+fn an_operator_killed_in_the_middle_of_a_sync_converges_after_restart() {
+    let total = 400;
+    let items: Vec<Value> = (0..total)
+        .map(|i| pipeline(&format!("ip-kill{i:04}"), "cn-hangzhou"))
+        .collect();
+    let Some(mut env) = Env::start("kill", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    env.apply_ok(&hangzhou_query("hz"));
+    // Wait until the writes have started but not finished, then kill the process outright.
+    let partial = wait_for("the first objects to be written", || {
+        let n = env.names().len();
+        (n > 0).then_some(n)
+    });
+    env.stop_operator();
+    let after_kill = env.names().len();
+    eprintln!("killed the operator with {partial}..{after_kill} of {total} objects written");
+
+    env.start_operator();
+    let q = env.wait_ready("hz", "Synced");
+    assert_eq!(q["status"]["matchedCount"], total);
+    let query_uid = q["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mirrored = env.pipelines();
+    assert_eq!(mirrored.len(), total, "nothing lost, nothing extra");
+    for (name, (_, owners)) in &mirrored {
+        assert_eq!(
+            owners,
+            &vec![query_uid.clone()],
+            "{name} is owned by the query once"
+        );
+    }
+    assert_eq!(env.names(), hangzhou_ids(&items));
+}
