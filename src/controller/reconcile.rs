@@ -52,35 +52,16 @@ pub async fn reconcile(
     let requested_at = query.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
 
     // Suspended or invalid: report, and wait for a change of the spec.
-    if query.spec.suspend {
-        finish(
-            &ctx,
-            &query,
-            Outcome::Suspended,
-            now,
-            None,
-            None,
-            requested_at.as_deref(),
-            started,
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
-    let valid = match validate(&query.spec) {
+    let valid = if query.spec.suspend {
+        Err(Outcome::Suspended)
+    } else {
+        validate(&query.spec).map_err(|e| Outcome::InvalidSpec(e.to_string()))
+    };
+    let valid = match valid {
         Ok(v) => v,
-        Err(e) => {
-            let outcome = Outcome::InvalidSpec(e.to_string());
-            finish(
-                &ctx,
-                &query,
-                outcome,
-                now,
-                None,
-                None,
-                requested_at.as_deref(),
-                started,
-            )
-            .await?;
+        Err(outcome) => {
+            let requested = requested_at.as_deref();
+            finish(&ctx, &query, outcome, now, None, None, requested, started).await?;
             return Ok(Action::await_change());
         }
     };

@@ -61,17 +61,19 @@ pub fn sign_params(method: &str, params: &BTreeMap<String, String>, secret: &str
     signature(&string_to_sign(method, params), secret)
 }
 
+/// Parameters from `(name, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn encoding_matches_the_sdk_vector() {

@@ -127,12 +127,7 @@ pub fn describe(
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::ecs::sign::params;
 
     fn code(pairs: &[(&str, &str)]) -> Option<String> {
         parse(&params(pairs)).err().map(|e| e.code)

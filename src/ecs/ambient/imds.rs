@@ -184,15 +184,7 @@ impl Fetch for ImdsFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> Lookup {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Box::new(move |k| map.get(k).cloned())
-    }
+    use crate::ecs::ambient::lookup_from as env;
 
     #[test]
     fn settings_follow_the_environment() {

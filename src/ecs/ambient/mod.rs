@@ -22,6 +22,15 @@ use crate::ecs::credentials::{
 /// Reads a setting by name (the process environment in production, a map in tests).
 pub type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// A [`Lookup`] over fixed `(name, value)` pairs, for tests and embedding.
+pub fn lookup_from(pairs: &[(&str, &str)]) -> Lookup {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Box::new(move |k| map.get(k).cloned())
+}
+
 /// A [`Lookup`] several providers share.
 type SharedLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
