@@ -8,6 +8,8 @@
 //! Environment: `BENCH_SIZES` (default `1000,10000,50000`), `BENCH_PAGE_SIZES` (default `50,500`),
 //! `BENCH_RUNS` (default 5).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,47 +20,7 @@ use imagepipeline_operator::ecs::model::decode_page;
 use imagepipeline_operator::ecs::{ClientConfig, EcsClient, PipelineFilter};
 use imagepipeline_operator::sim;
 use serde_json::{Value, json};
-
-const REGION: &str = "cn-hangzhou";
-
-/// Process CPU time (user + system) in seconds, all threads, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on Linux for every architecture's user-space ABI.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident set size of this process in MiB (`VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn env_list(name: &str, default: &str) -> Vec<usize> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
-}
+use support::{REGION, cpu_seconds, env_list, median, peak_rss_mib};
 
 /// One listing in this (child) process; prints a JSON line.
 fn child_listing(url: &str, page_size: u32) {
@@ -106,13 +68,7 @@ impl Drop for Sim {
 }
 
 fn start_sim(n: usize, dir: &std::path::Path) -> Sim {
-    let items: Vec<Value> = sim::generate(n, 42)
-        .into_iter()
-        .map(|mut item| {
-            item["RegionId"] = json!(REGION);
-            item
-        })
-        .collect();
+    let items = support::api_items(n);
     let path = dir.join(format!("items-{n}.json"));
     std::fs::write(&path, serde_json::to_vec(&items).expect("json")).expect("write data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_imagepipeline-operator"))
@@ -159,6 +115,11 @@ fn bench_listing(runs: usize) {
             assert_eq!(
                 items as usize, n,
                 "listing returned the wrong number of pipelines"
+            );
+            assert_eq!(
+                calls as usize,
+                n.div_ceil(page),
+                "one ECS call per page, no more"
             );
             let f = |k: &str| median(results.iter().filter_map(|r| r[k].as_f64()).collect());
             let wall = f("wall");
@@ -223,15 +184,11 @@ fn main() {
         return;
     }
     // `cargo test --benches` runs this with `--bench` absent; keep that path quick.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !support::started_by_cargo_bench() {
         println!("benchmarks run with `cargo bench --bench listing`");
         return;
     }
-    let runs = env_list("BENCH_RUNS", "5")
-        .first()
-        .copied()
-        .unwrap_or(5)
-        .max(1);
+    let runs = support::runs(5);
     bench_decode(runs);
     bench_listing(runs);
 }
