@@ -149,8 +149,6 @@ fn child(url: &str) {
             .init();
     }
     // No readiness hook: the parent sees from the requests when every watch has listed.
-    // (`Readiness` is not used because the operator's watches-synced signal can stall: two
-    // tasks awaiting one `Store::wait_until_ready` lose a wake-up; see BENCHMARKS.md.)
     let hooks = RunHooks {
         ambient: None,
         observer: Arc::new(NoopObserver),

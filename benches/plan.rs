@@ -122,6 +122,7 @@ fn main() {
                     existing: &existing,
                     owners: &owners,
                     prune: true,
+                    claims: &std::collections::BTreeMap::new(),
                     now: NOW,
                 })
             };

@@ -182,6 +182,7 @@ fn fixture(items: &[ImagePipelineItem], objects: &[ImagePipeline]) -> Fixture {
             },
         ),
         pipelines: store_of(objects.iter().cloned()),
+        pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of([query()]),
         listings: Arc::new(SharedListings::new(source.clone(), Duration::ZERO)),
         credentials: Arc::new(CredentialsResolver::new(Some(ambient), policy)),

@@ -172,6 +172,7 @@ fn fixture(
             },
         ),
         pipelines: store_of(pipelines),
+        pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of(queries),
         listings: Arc::new(SharedListings::new(source.clone(), Duration::ZERO)),
         credentials: Arc::new(CredentialsResolver::new(Some(ambient), policy)),

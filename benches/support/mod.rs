@@ -144,6 +144,7 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
         existing: &empty,
         owners: &owners,
         prune: true,
+        claims: &std::collections::BTreeMap::new(),
         now: EARLIER,
     });
     let created: Time = Time(EARLIER.parse().expect("timestamp"));

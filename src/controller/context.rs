@@ -75,6 +75,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// The ImagePipelines of the watched namespaces.
     pub pipelines: Store<ImagePipeline>,
+    /// Turns true once the ImagePipeline cache has listed everything; many reconciles may wait
+    /// on it at once (unlike `Store::wait_until_ready`, which wakes only its last waiter).
+    pub pipelines_ready: tokio::sync::watch::Receiver<bool>,
     /// The ImagePipelineQueries of the watched namespaces.
     pub queries: Store<ImagePipelineQuery>,
     /// Listings, shared between identical queries (of every watched namespace).

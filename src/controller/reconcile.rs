@@ -80,7 +80,8 @@ pub async fn reconcile(
     };
 
     // Only the mirrored cache's complete picture may be planned from.
-    ctx.pipelines.wait_until_ready().await.ok();
+    // (The sender only goes away when the controller stops.)
+    let _ = ctx.pipelines_ready.clone().wait_for(|ready| *ready).await;
 
     let memory = ctx.remembered(&uid);
     let status = query.status.as_ref();

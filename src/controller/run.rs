@@ -13,6 +13,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::context::{Context, NoopObserver, SyncObserver};
@@ -261,33 +262,51 @@ impl Shared {
     async fn controller(&self, namespace: Option<&str>) {
         let wc = watcher::Config::default();
         let pipelines_api: Api<ImagePipeline> = api(&self.client, namespace);
+        // Readiness comes from the watch streams' InitDone events: `Store::wait_until_ready`
+        // wakes only the last of several waiters, and the controller itself waits on its store.
         let (pipelines, cache_writer) = reflector::store();
+        let (pipelines_ready_tx, pipelines_ready) = watch::channel(false);
         let cache = reflector::reflector(cache_writer, watcher(pipelines_api.clone(), wc.clone()))
             .default_backoff()
-            .for_each(|event| {
-                if let Err(e) = event {
-                    warn!(error = %e, "ImagePipeline watch failed; retrying");
+            .for_each(move |event| {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        pipelines_ready_tx.send_replace(true);
+                    }
+                    Err(e) => warn!(error = %e, "ImagePipeline watch failed; retrying"),
+                    Ok(_) => {}
                 }
                 futures::future::ready(())
             });
         let cache = tokio::spawn(cache);
 
-        let controller = Controller::new(
-            api::<ImagePipelineQuery>(&self.client, namespace),
-            wc.clone(),
+        let (queries, queries_writer) = reflector::store();
+        let (queries_ready_tx, mut queries_ready) = watch::channel(false);
+        let query_stream = reflector::reflector(
+            queries_writer,
+            watcher(
+                api::<ImagePipelineQuery>(&self.client, namespace),
+                wc.clone(),
+            ),
         )
-        .with_config(
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                queries_ready_tx.send_replace(true);
+            }
+        })
+        .touched_objects();
+        let controller = Controller::for_stream(query_stream, queries.clone()).with_config(
             Config::default()
                 .concurrency(self.concurrency)
                 .debounce(Duration::from_millis(500)),
         );
-        let queries = controller.store();
         let synced = {
-            let (queries, pipelines) = (queries.clone(), pipelines.clone());
+            let mut pipelines_ready = pipelines_ready.clone();
             let (unsynced, readiness) = (self.unsynced.clone(), self.readiness.clone());
             tokio::spawn(async move {
-                if queries.wait_until_ready().await.is_ok()
-                    && pipelines.wait_until_ready().await.is_ok()
+                if queries_ready.wait_for(|r| *r).await.is_ok()
+                    && pipelines_ready.wait_for(|r| *r).await.is_ok()
                     && unsynced.fetch_sub(1, Ordering::SeqCst) == 1
                 {
                     info!("watches synced");
@@ -302,6 +321,7 @@ impl Shared {
             writer: self.writer.clone(),
             recorder: self.recorder.clone(),
             pipelines,
+            pipelines_ready,
             queries: queries.clone(),
             listings: self.listings.clone(),
             credentials: self.credentials.clone(),

@@ -94,6 +94,7 @@ pub fn context_with_window(
             },
         ),
         pipelines: store_of(pipelines),
+        pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of(queries),
         listings: Arc::new(SharedListings::new(source, window)),
         credentials: Arc::new(CredentialsResolver::new(Some(sim_ambient()), policy)),
