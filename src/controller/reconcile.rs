@@ -96,7 +96,7 @@ pub async fn reconcile(
             _ => Ok(false),
         }
     };
-    let input = DueInput {
+    let mut input = DueInput {
         generation: query.metadata.generation,
         observed_generation: status.and_then(|s| s.observed_generation),
         requested_at: requested_at.as_deref(),
@@ -106,10 +106,16 @@ pub async fn reconcile(
         credentials_changed: memory
             .as_ref()
             .is_some_and(|m| m.credentials.as_deref() != Some(fingerprint.as_str())),
-        drifted: drifted()?,
+        // Checking drift costs a plan: only when nothing else already makes the query due.
+        drifted: false,
         retry: memory.as_ref().is_some_and(|m| m.errors > 0),
     };
-    let Some(reason) = due(&input, now) else {
+    let mut reason = due(&input, now);
+    if reason.is_none() {
+        input.drifted = drifted()?;
+        reason = due(&input, now);
+    }
+    let Some(reason) = reason else {
         debug!("not due");
         return Ok(match input.next_sync_time {
             Some(next) => Action::requeue(until(now, next).max(Duration::from_secs(1))),
