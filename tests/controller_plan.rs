@@ -441,3 +441,46 @@ fn a_listing_with_unreadable_items_removes_nothing() {
     assert_eq!(kept.counts.created, 1, "new pipelines are still mirrored");
     assert_eq!((kept.counts.deleted, kept.counts.released), (0, 0));
 }
+
+#[test]
+fn trimming_an_object_for_the_cache_keeps_what_the_plan_reads() {
+    use imagepipeline_operator::controller::desired::{managed_metadata_keys, trim_for_cache};
+    let s = Scenario::new()
+        .with_query(owner("a", &[("team", "a")]))
+        .mirrored_by("a", &[item("ip-a1")]);
+    let mut obj = (*s.existing["ip-a1"]).clone();
+    // Another manager's entry, and our entry's spec fields, are dead weight for the plan.
+    let mut other = managed_entry(&obj);
+    other.manager = Some("kubectl-edit".into());
+    obj.metadata
+        .managed_fields
+        .get_or_insert_default()
+        .push(other);
+    if let Some(ours) = obj
+        .metadata
+        .managed_fields
+        .as_mut()
+        .and_then(|m| m.first_mut())
+    {
+        if let Some(fields) = ours.fields_v1.as_mut() {
+            fields.0["f:spec"] = serde_json::json!({"f:name": {}, "f:baseImage": {}});
+        }
+    }
+    let before = managed_metadata_keys(&obj);
+    trim_for_cache(&mut obj);
+    assert_eq!(managed_metadata_keys(&obj), before);
+    let entries = obj
+        .metadata
+        .managed_fields
+        .as_ref()
+        .expect("our entry stays");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].manager.as_deref(), Some(FIELD_MANAGER));
+    let fields = &entries[0].fields_v1.as_ref().expect("fields").0;
+    assert!(fields.get("f:spec").is_none());
+    assert!(fields["f:metadata"].get("f:labels").is_some());
+    // The trimmed object plans exactly like the full one.
+    let mut trimmed = s;
+    trimmed.existing.insert("ip-a1".into(), Arc::new(obj));
+    assert!(trimmed.plan_as("a", &[item("ip-a1")], NOW).is_empty());
+}

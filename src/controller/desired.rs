@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
 use kube::api::ObjectMeta;
 
 use super::FIELD_MANAGER;
@@ -118,6 +118,39 @@ pub fn build_object(
     }
 }
 
+/// Trims an object for the operator's cache: of its managed fields only the operator's own
+/// apply entry is kept, and of that only the label and annotation keys (all that
+/// [`managed_metadata_keys`] reads). Managed fields are otherwise most of an object's memory.
+pub fn trim_for_cache(obj: &mut ImagePipeline) {
+    let Some(entries) = obj.metadata.managed_fields.take() else {
+        return;
+    };
+    let kept: Vec<_> = entries
+        .into_iter()
+        .filter(is_our_apply)
+        .map(|mut entry| {
+            if let Some(fields) = entry.fields_v1.as_mut() {
+                let metadata = &fields.0["f:metadata"];
+                let mut trimmed = serde_json::Map::new();
+                for key in ["f:labels", "f:annotations"] {
+                    if let Some(v) = metadata.get(key) {
+                        trimmed.insert(key.to_string(), v.clone());
+                    }
+                }
+                fields.0 = serde_json::json!({ "f:metadata": trimmed });
+            }
+            entry
+        })
+        .collect();
+    obj.metadata.managed_fields = (!kept.is_empty()).then_some(kept);
+}
+
+fn is_our_apply(m: &ManagedFieldsEntry) -> bool {
+    m.manager.as_deref() == Some(FIELD_MANAGER)
+        && m.operation.as_deref() == Some("Apply")
+        && m.subresource.as_deref().unwrap_or("").is_empty()
+}
+
 /// The label and annotation keys the operator's field manager owns on `obj`, read from its
 /// managed fields: the keys a previous apply set, which an apply without them removes.
 pub fn managed_metadata_keys(obj: &ImagePipeline) -> (BTreeSet<String>, BTreeSet<String>) {
@@ -128,9 +161,7 @@ pub fn managed_metadata_keys(obj: &ImagePipeline) -> (BTreeSet<String>, BTreeSet
         .managed_fields
         .iter()
         .flatten()
-        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
-        .filter(|m| m.operation.as_deref() == Some("Apply"))
-        .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty());
+        .filter(|m| is_our_apply(m));
     for entry in ours {
         let Some(fields) = &entry.fields_v1 else {
             continue;

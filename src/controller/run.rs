@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::context::{Context, NoopObserver, SyncObserver};
 use super::credentials::{AmbientPolicy, CredentialsResolver};
+use super::desired::trim_for_cache;
 use super::error::ControllerError;
 use super::reconcile::{error_policy, reconcile};
 use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
@@ -266,7 +267,8 @@ impl Shared {
         // wakes only the last of several waiters, and the controller itself waits on its store.
         let (pipelines, cache_writer) = reflector::store();
         let (pipelines_ready_tx, pipelines_ready) = watch::channel(false);
-        let cache = reflector::reflector(cache_writer, watcher(pipelines_api.clone(), wc.clone()))
+        let pipelines_watch = watcher(pipelines_api.clone(), wc.clone()).modify(trim_for_cache);
+        let cache = reflector::reflector(cache_writer, pipelines_watch)
             .default_backoff()
             .for_each(move |event| {
                 match event {
