@@ -162,11 +162,52 @@ impl ImagePipelineSpec {
 
     /// Whether two specs mirror the same pipeline content (everything but `lastSyncTime`).
     pub fn same_content(&self, other: &Self) -> bool {
-        let strip = |s: &Self| Self {
-            last_sync_time: None,
-            ..s.clone()
-        };
-        strip(self) == strip(other)
+        // Exhaustive on purpose: a new field fails to compile here until it is compared.
+        let Self {
+            image_pipeline_id,
+            region_id,
+            name,
+            description,
+            base_image,
+            base_image_type,
+            build_content,
+            test_content,
+            repair_mode,
+            image_name,
+            image_family,
+            instance_type,
+            system_disk_size,
+            internet_max_bandwidth_out,
+            v_switch_id,
+            delete_instance_on_failure,
+            resource_group_id,
+            creation_time,
+            tags,
+            to_region_ids,
+            add_accounts,
+            last_sync_time: _,
+        } = self;
+        *image_pipeline_id == other.image_pipeline_id
+            && *region_id == other.region_id
+            && *name == other.name
+            && *description == other.description
+            && *base_image == other.base_image
+            && *base_image_type == other.base_image_type
+            && *build_content == other.build_content
+            && *test_content == other.test_content
+            && *repair_mode == other.repair_mode
+            && *image_name == other.image_name
+            && *image_family == other.image_family
+            && *instance_type == other.instance_type
+            && *system_disk_size == other.system_disk_size
+            && *internet_max_bandwidth_out == other.internet_max_bandwidth_out
+            && *v_switch_id == other.v_switch_id
+            && *delete_instance_on_failure == other.delete_instance_on_failure
+            && *resource_group_id == other.resource_group_id
+            && *creation_time == other.creation_time
+            && *tags == other.tags
+            && *to_region_ids == other.to_region_ids
+            && *add_accounts == other.add_accounts
     }
 }
 
