@@ -177,7 +177,9 @@ fn wrapped_list<'a>(outer: Option<&'a Value>, inner: &str) -> impl Iterator<Item
     let list: &'a [Value] = match outer {
         Some(Value::Object(o)) => match o.get(inner) {
             Some(Value::Array(a)) => a.as_slice(),
-            Some(v @ (Value::Object(_) | Value::String(_) | Value::Number(_))) => {
+            // A lone value is a one-element list (an odd one is then counted as skipped);
+            // `null` is no list at all.
+            Some(v @ (Value::Object(_) | Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
                 std::slice::from_ref(v)
             }
             _ => &[],
@@ -304,6 +306,15 @@ mod tests {
         assert_eq!(a.to_region_ids, vec!["cn-beijing"]);
         assert!(a.add_accounts.is_empty());
         assert_eq!(page.items[1].system_disk_size, None);
+    }
+
+    #[test]
+    fn a_lone_odd_value_is_a_skipped_item_and_null_is_no_item() {
+        let page = |set: Value| decode_page(&json!({"ImagePipeline": {"ImagePipelineSet": set}}));
+        assert_eq!(page(json!(true)).skipped_items, 1);
+        assert_eq!(page(json!("x")).skipped_items, 1);
+        assert_eq!(page(Value::Null).skipped_items, 0);
+        assert_eq!(page(json!({"ImagePipelineId": "ip-a"})).items.len(), 1);
     }
 
     #[test]
