@@ -36,7 +36,7 @@ pub use context::{Context, NoopObserver, QueryMemory, SyncObserver};
 pub use credentials::{AmbientPolicy, CredentialsResolver};
 pub use error::ControllerError;
 pub use reconcile::{error_policy, reconcile};
-pub use run::{RunArgs, RunHooks, run, run_with, scopes};
+pub use run::{RunArgs, RunHooks, run_with, scopes};
 pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings};
 pub use writer::Writer;
 

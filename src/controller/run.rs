@@ -16,7 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::context::{Context, NoopObserver, SyncObserver};
+use super::context::{Context, SyncObserver};
 use super::credentials::{AmbientPolicy, CredentialsResolver};
 use super::desired::trim_for_cache;
 use super::error::ControllerError;
@@ -27,7 +27,6 @@ use super::writer::Writer;
 use crate::admin::Readiness;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
-use crate::ecs::credentials::EnvProvider;
 
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -108,16 +107,6 @@ pub struct RunHooks {
     pub readiness: Option<Arc<Readiness>>,
 }
 
-impl Default for RunHooks {
-    fn default() -> Self {
-        Self {
-            ambient: Some(Arc::new(EnvProvider)),
-            observer: Arc::new(NoopObserver),
-            readiness: None,
-        }
-    }
-}
-
 impl RunArgs {
     /// Which namespaces may use ambient credentials.
     pub fn ambient_policy(&self) -> AmbientPolicy {
@@ -147,15 +136,6 @@ impl RunArgs {
         namespaces.dedup();
         namespaces
     }
-}
-
-/// Runs the controller with the operator's environment credentials as ambient credentials until
-/// SIGTERM or SIGINT.
-pub async fn run(args: RunArgs, source: Arc<dyn PipelineSource>) -> Result<(), ControllerError> {
-    let client = Client::try_default()
-        .await
-        .map_err(ControllerError::Client)?;
-    run_with(client, args, source, RunHooks::default()).await
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -143,6 +143,17 @@ pub fn credentials_from_env(
     }
 }
 
+/// Like [`credentials_from_env`], but absent variables are an error naming them.
+pub fn required_credentials_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Credentials, CredentialsError> {
+    credentials_from_env(lookup)?.ok_or_else(|| {
+        CredentialsError::Missing(format!(
+            "{ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} are not set"
+        ))
+    })
+}
+
 /// Credentials from the process environment, read on every call so a rotated value is seen.
 #[derive(Debug, Clone, Default)]
 pub struct EnvProvider;
@@ -153,13 +164,7 @@ impl CredentialsProvider for EnvProvider {
     }
 
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
-        let result = credentials_from_env(|k| std::env::var(k).ok()).and_then(|c| {
-            c.ok_or_else(|| {
-                CredentialsError::Missing(format!(
-                    "{ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} are not set"
-                ))
-            })
-        });
+        let result = required_credentials_from_env(|k| std::env::var(k).ok());
         Box::pin(futures::future::ready(result))
     }
 }

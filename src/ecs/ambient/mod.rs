@@ -15,8 +15,8 @@ use self::imds::{ImdsFetcher, ImdsSettings};
 use self::oidc::{OidcFetcher, OidcSettings};
 use self::refresh::{Fetch, REFRESH_MARGIN, Refreshing};
 use crate::ecs::credentials::{
-    Credentials, CredentialsError, CredentialsProvider, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET,
-    SharedProvider, credentials_from_env,
+    Credentials, CredentialsError, CredentialsProvider, SharedProvider,
+    required_credentials_from_env,
 };
 
 /// Reads a setting by name (the process environment in production, a map in tests).
@@ -53,13 +53,7 @@ impl CredentialsProvider for LookupEnvProvider {
     }
 
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
-        let result = credentials_from_env(|k| (self.lookup)(k)).and_then(|c| {
-            c.ok_or_else(|| {
-                CredentialsError::Missing(format!(
-                    "{ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} are not set"
-                ))
-            })
-        });
+        let result = required_credentials_from_env(|k| (self.lookup)(k));
         Box::pin(futures::future::ready(result))
     }
 }
@@ -222,7 +216,7 @@ pub fn ambient_provider(overrides: &AmbientOverrides) -> Result<SharedProvider, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::credentials::StaticProvider;
+    use crate::ecs::credentials::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, StaticProvider};
 
     #[derive(Debug)]
     struct Failing(&'static str);

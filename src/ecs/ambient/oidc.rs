@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::refresh::{Expiring, Fetch};
 use super::{Lookup, http_client, service_error};
 use crate::ecs::credentials::{Credentials, CredentialsError};
+use crate::ecs::retry::Backoff;
 
 /// The role to assume.
 pub const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
@@ -249,7 +250,10 @@ pub fn parse_credentials(c: &Value, provider: &str) -> Result<Expiring, Credenti
 impl Fetch for OidcFetcher {
     fn fetch(&self) -> BoxFuture<'_, Result<Expiring, CredentialsError>> {
         Box::pin(async move {
-            let mut delay = Duration::from_millis(200);
+            let backoff = Backoff {
+                base: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+            };
             let mut attempt = 1;
             loop {
                 // Re-read every time: the kubelet rotates the projected token.
@@ -258,9 +262,10 @@ impl Fetch for OidcFetcher {
                     Ok(fresh) => return Ok(fresh),
                     Err((e, transient)) if transient && attempt < self.attempts => {
                         tracing::warn!(error = %e, attempt, "STS call failed; retrying");
-                        let jitter = rand::random_range(0..=delay.as_millis() as u64);
-                        tokio::time::sleep(Duration::from_millis(jitter) + delay / 2).await;
-                        delay *= 2;
+                        // Half the ceiling at least: STS is a single endpoint every replica shares.
+                        let ceiling = backoff.ceiling(attempt - 1);
+                        let jitter = ceiling.mul_f64(rand::random::<f64>());
+                        tokio::time::sleep(ceiling / 2 + jitter).await;
                         attempt += 1;
                     }
                     Err((e, _)) => return Err(e),
