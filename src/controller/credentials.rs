@@ -75,11 +75,46 @@ pub enum ResolveError {
 pub struct Resolved {
     /// The provider to sign with.
     pub provider: SharedProvider,
-    /// What shares listings: `secret/<namespace>/<name>@<resourceVersion>` or `ambient/<provider>`.
+    /// What shares listings: `secret/<namespace>/<name>@<resourceVersion>`, or `ambient` for the
+    /// operator's own credentials (one chain per process, whichever provider it settles on).
     pub identity: String,
-    /// What the status shows: `secret/<name>` or `ambient/<provider>`.
-    pub display: String,
+    /// Where the credentials come from.
+    pub origin: Origin,
 }
+
+/// Where a query's credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The Secret with this name, in the query's namespace.
+    Secret(String),
+    /// The operator's ambient credentials.
+    Ambient,
+}
+
+impl Resolved {
+    /// What the status shows: `secret/<name>`, or `ambient/<provider>` once the ambient chain
+    /// has found a provider that works (`ambient` before). Ask after the listing: the chain
+    /// settles on a provider while it lists.
+    pub fn display(&self) -> String {
+        match &self.origin {
+            Origin::Secret(name) => format!("secret/{name}"),
+            Origin::Ambient => ambient_display(&self.provider.name()),
+        }
+    }
+}
+
+/// `ambient/<provider>` for an ambient provider's name. The ambient chain already names itself
+/// `ambient` or `ambient/<provider>`; a single provider (`env`, `rrsa`, ...) gets the prefix.
+pub fn ambient_display(provider_name: &str) -> String {
+    if provider_name == AMBIENT || provider_name.starts_with("ambient/") {
+        provider_name.to_string()
+    } else {
+        format!("{AMBIENT}/{provider_name}")
+    }
+}
+
+/// The listing identity of the operator's ambient credentials.
+pub const AMBIENT: &str = "ambient";
 
 /// Reads the credentials of Secret `name` from its data.
 pub fn credentials_from_secret(
@@ -191,7 +226,7 @@ impl CredentialsResolver {
         Ok(Resolved {
             provider,
             identity: format!("secret/{namespace}/{name}@{rv}"),
-            display: format!("secret/{name}"),
+            origin: Origin::Secret(name.to_string()),
         })
     }
 
@@ -205,11 +240,10 @@ impl CredentialsResolver {
             .ambient
             .clone()
             .ok_or(ResolveError::AmbientUnavailable)?;
-        let name = format!("ambient/{}", provider.name());
         Ok(Resolved {
             provider,
-            identity: name.clone(),
-            display: name,
+            identity: AMBIENT.to_string(),
+            origin: Origin::Ambient,
         })
     }
 
@@ -239,6 +273,15 @@ impl CredentialsResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ambient_credentials_are_shown_with_one_prefix() {
+        assert_eq!(ambient_display("ambient/env"), "ambient/env");
+        assert_eq!(ambient_display("ambient"), "ambient");
+        assert_eq!(ambient_display("rrsa"), "ambient/rrsa");
+        // A provider whose own name merely starts with the word is still prefixed.
+        assert_eq!(ambient_display("ambientish"), "ambient/ambientish");
+    }
 
     fn data(pairs: &[(&str, &[u8])]) -> BTreeMap<String, ByteString> {
         pairs

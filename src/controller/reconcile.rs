@@ -16,7 +16,8 @@ use super::credentials::ResolveError;
 use super::error::ControllerError;
 use super::events::{event_for, publish};
 use super::schedule::{
-    DueInput, MIN_TRIGGERED_SPACING, TRANSIENT_BASE, backoff, due, next_sync_time, until,
+    DueInput, MIN_TRIGGERED_SPACING, TRANSIENT_BASE, backoff, due, listing_not_before,
+    next_sync_time, until,
 };
 use super::status::{Outcome, StatusInput, next_status};
 use super::sync::{attempt, plan_for};
@@ -137,8 +138,17 @@ pub async fn reconcile(
         m.last_attempt = Some(started);
     });
 
-    let (outcome, _listing) =
-        attempt(&ctx, &query, &valid, credentials.as_ref(), &now.to_string()).await?;
+    let created = query.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let not_before = listing_not_before(reason, now, created);
+    let (outcome, _listing) = attempt(
+        &ctx,
+        &query,
+        &valid,
+        credentials.as_ref(),
+        not_before,
+        &now.to_string(),
+    )
+    .await?;
     let failures = match &outcome {
         Outcome::Synced { .. } => 0,
         _ => memory.map_or(0, |m| m.failures) + 1,
@@ -157,7 +167,7 @@ pub async fn reconcile(
             (super::schedule::add(now, wait), wait)
         }
     };
-    let display = credentials.as_ref().ok().map(|r| r.display.clone());
+    let display = credentials.as_ref().ok().map(|r| r.display());
     finish(
         &ctx,
         &query,

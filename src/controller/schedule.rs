@@ -46,6 +46,26 @@ impl SyncReason {
     }
 }
 
+/// The earliest start of a listing that a sync for `reason` may use (`None`: any listing in the
+/// share window). A sync triggered by a change at `now` (a refresh request, a new spec, new
+/// credentials, drift) must see the cloud as it is after the trigger; a new query, what is there
+/// since it was created (`created`, when known). Scheduled refreshes and retries share freely,
+/// which is what lets queries due at the same moment list once.
+pub fn listing_not_before(
+    reason: SyncReason,
+    now: Timestamp,
+    created: Option<Timestamp>,
+) -> Option<Timestamp> {
+    match reason {
+        SyncReason::SpecChanged
+        | SyncReason::Requested
+        | SyncReason::CredentialsChanged
+        | SyncReason::Drift => Some(now),
+        SyncReason::FirstSeen => created,
+        SyncReason::Scheduled | SyncReason::Retry => None,
+    }
+}
+
 /// The shortest time between two syncs of a query caused by watched objects.
 pub const MIN_TRIGGERED_SPACING: Duration = Duration::from_secs(10);
 
@@ -197,6 +217,37 @@ mod tests {
         let mut i = settled();
         i.remembered = false;
         assert_eq!(due(&i, now), Some(SyncReason::FirstSeen));
+    }
+
+    #[test]
+    fn only_scheduled_refreshes_and_retries_share_a_listing_that_started_earlier() {
+        let now = t("2026-01-01T00:10:00Z");
+        let created = t("2026-01-01T00:09:58Z");
+        for reason in [
+            SyncReason::SpecChanged,
+            SyncReason::Requested,
+            SyncReason::CredentialsChanged,
+            SyncReason::Drift,
+        ] {
+            assert_eq!(
+                listing_not_before(reason, now, Some(created)),
+                Some(now),
+                "{reason:?}"
+            );
+        }
+        assert_eq!(
+            listing_not_before(SyncReason::FirstSeen, now, Some(created)),
+            Some(created)
+        );
+        assert_eq!(listing_not_before(SyncReason::FirstSeen, now, None), None);
+        assert_eq!(
+            listing_not_before(SyncReason::Scheduled, now, Some(created)),
+            None
+        );
+        assert_eq!(
+            listing_not_before(SyncReason::Retry, now, Some(created)),
+            None
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::ecs::{Listing, ListingError, PipelineFilter, SharedProvider};
@@ -50,12 +51,16 @@ impl ListingKey {
 pub type SharedResult = Result<Arc<Listing>, ListingError>;
 
 struct Flight {
+    /// When it started, for the share window (the runtime's clock).
     started: Instant,
+    /// When it started, for the triggers' "not before" (the wall clock, as triggers are dated).
+    started_at: Timestamp,
     result: Shared<BoxFuture<'static, SharedResult>>,
 }
 
 /// A single-flight map over a [`PipelineSource`]: a listing already in flight for the same key is
-/// joined, and a finished one is reused for [`SHARE_WINDOW`] after it started.
+/// joined, and a finished one is reused for [`SHARE_WINDOW`] after it started, but never by a
+/// sync that needs a listing started after some moment (see [`SharedListings::list`]).
 pub struct SharedListings {
     source: Arc<dyn PipelineSource>,
     window: Duration,
@@ -73,16 +78,26 @@ impl SharedListings {
     }
 
     /// The listing for `key`, fetched with `provider` unless an identical one is in flight or
-    /// fresh.
+    /// fresh. With `not_before`, only a listing that started at or after that moment is joined
+    /// or reused: a sync triggered by a change (a refresh request, a new spec, new credentials,
+    /// drift) must see the cloud as it is after the trigger, not a listing already under way.
     // `ListingError` is the client's error type, returned as the seam defines it.
     #[allow(clippy::result_large_err)]
-    pub async fn list(&self, key: ListingKey, provider: SharedProvider) -> SharedResult {
+    pub async fn list(
+        &self,
+        key: ListingKey,
+        provider: SharedProvider,
+        not_before: Option<Timestamp>,
+    ) -> SharedResult {
         let shared = {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let window = self.window;
             flights.retain(|_, f| f.result.peek().is_none() || now - f.started < window);
-            match flights.get(&key) {
+            let usable = flights
+                .get(&key)
+                .filter(|f| not_before.is_none_or(|t| f.started_at >= t));
+            match usable {
                 Some(flight) => flight.result.clone(),
                 None => {
                     let fut = self
@@ -91,10 +106,12 @@ impl SharedListings {
                         .map(|r| r.map(Arc::new))
                         .boxed()
                         .shared();
+                    // An older flight for the key keeps serving those who already joined it.
                     flights.insert(
                         key,
                         Flight {
                             started: now,
+                            started_at: Timestamp::now(),
                             result: fut.clone(),
                         },
                     );
@@ -153,21 +170,21 @@ mod tests {
         let mut b = a.clone();
         b.image_pipeline_ids.reverse();
         let (ra, rb) = tokio::join!(
-            shared.list(ListingKey::new("ambient/env", &a), provider()),
-            shared.list(ListingKey::new("ambient/env", &b), provider()),
+            shared.list(ListingKey::new("ambient", &a), provider(), None),
+            shared.list(ListingKey::new("ambient", &b), provider(), None),
         );
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Within the window, a finished listing is reused.
         shared
-            .list(ListingKey::new("ambient/env", &a), provider())
+            .list(ListingKey::new("ambient", &a), provider(), None)
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // After it, a new one is fetched.
         tokio::time::sleep(SHARE_WINDOW).await;
         shared
-            .list(ListingKey::new("ambient/env", &a), provider())
+            .list(ListingKey::new("ambient", &a), provider(), None)
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
@@ -181,10 +198,46 @@ mod tests {
         let mut small = a.clone();
         small.page_size = 10;
         let _ = tokio::join!(
-            shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider()),
-            shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider()),
-            shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider()),
+            shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider(), None),
+            shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider(), None),
+            shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider(), None),
         );
+        assert_eq!(counting.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_triggered_sync_never_uses_a_listing_that_started_before_its_trigger() {
+        let counting = Arc::new(Counting::default());
+        let shared = Arc::new(SharedListings::new(
+            Arc::new(counting.clone()),
+            SHARE_WINDOW,
+        ));
+        let key = || ListingKey::new("ambient", &PipelineFilter::region("cn-hangzhou"));
+        // A scheduled listing is under way...
+        let scheduled = {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.list(key(), provider(), None).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        // ...when a refresh is requested: it lists again instead of joining.
+        let trigger = Timestamp::now() + jiff::SignedDuration::from_millis(1);
+        while Timestamp::now() < trigger {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        shared.list(key(), provider(), Some(trigger)).await.unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+        scheduled.await.unwrap().unwrap();
+        // The fresh listing is shared with whatever comes after the trigger.
+        shared.list(key(), provider(), Some(trigger)).await.unwrap();
+        shared.list(key(), provider(), None).await.unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+        // A finished listing within the window is not reused by a later trigger either.
+        let later = Timestamp::now() + jiff::SignedDuration::from_millis(1);
+        while Timestamp::now() < later {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        shared.list(key(), provider(), Some(later)).await.unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
 }

@@ -115,12 +115,14 @@ pub fn plan_for(
     }))
 }
 
-/// Lists, plans and applies. Returns the outcome and, after a complete listing, the listing.
+/// Lists (with a listing started at or after `not_before`, when given), plans and applies.
+/// Returns the outcome and, after a complete listing, the listing.
 pub async fn attempt(
     ctx: &Context,
     query: &ImagePipelineQuery,
     valid: &ValidSpec,
     credentials: Result<&Resolved, &ResolveError>,
+    not_before: Option<jiff::Timestamp>,
     now: &str,
 ) -> Result<(Outcome, Option<Arc<Listing>>), ControllerError> {
     let resolved = match credentials {
@@ -128,7 +130,11 @@ pub async fn attempt(
         Err(e) => return Ok((Outcome::CredentialsError(e.to_string()), None)),
     };
     let key = ListingKey::new(resolved.identity.clone(), &valid.filter);
-    let listing = match ctx.listings.list(key, resolved.provider.clone()).await {
+    let listing = match ctx
+        .listings
+        .list(key, resolved.provider.clone(), not_before)
+        .await
+    {
         Ok(listing) => listing,
         // The client has already scrubbed the credentials from the error's texts.
         Err(e) => return Ok((Outcome::ListingFailed(e), None)),

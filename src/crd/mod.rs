@@ -3,6 +3,7 @@
 
 pub mod pipeline;
 pub mod query;
+pub mod schema;
 
 pub use pipeline::{ImagePipeline, ImagePipelineSpec, PipelineTagSpec};
 pub use query::{

@@ -80,6 +80,7 @@ fn default_prune() -> bool {
     ),
     selectable = ".spec.regionId"
 )]
+#[schemars(transform = super::schema::api_server_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct ImagePipelineQuerySpec {
     /// The region to list image templates in (API `RegionId`), e.g. `cn-hangzhou`.
@@ -128,11 +129,11 @@ pub struct ImagePipelineQuerySpec {
     /// not fire together. Set the annotation `ecs.mirror.io/requested-at` to any new value to
     /// refresh immediately.
     #[serde(default = "default_refresh_interval")]
-    #[schemars(
-        length(max = 32),
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$')").message("refreshInterval must be a duration: numbers with a unit (ns, us, ms, s, m or h), e.g. 30s, 10m or 1h30m"),
+        validation = Rule::new(r"!self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('30s')").message("refreshInterval must be at least 30s")
     )]
-    #[x_kube(validation = Rule::new(r"!self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('30s')").message("refreshInterval must be at least 30s"))]
     pub refresh_interval: String,
 
     /// Stop refreshing. What is mirrored stays as it is until the query is resumed or deleted.
@@ -204,8 +205,9 @@ pub struct MirrorTemplate {
 pub struct TemplateMetadata {
     /// Labels (at most 8), with Kubernetes label syntax.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 8, "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}))]
+    #[schemars(extend("maxProperties" = 8, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     #[x_kube(
+        validation = Rule::new(r"self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))").message("label values must be empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"),
         validation = Rule::new(r"self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))").message("label keys must be an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"),
         validation = Rule::new("self.all(k, !k.contains('/') || k.split('/')[0].size() <= 253)").message("label key prefixes must be at most 253 characters")
     )]
@@ -222,6 +224,7 @@ pub struct TemplateMetadata {
 
 /// What the operator observed and did.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = super::schema::api_server_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct ImagePipelineQueryStatus {
     /// The `metadata.generation` of the spec the status describes.
@@ -269,6 +272,7 @@ pub struct ImagePipelineQueryStatus {
 
 /// Why the last sync failed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[schemars(transform = super::schema::api_server_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncErrorStatus {
     /// The API error code (e.g. `Throttling.User`, `InvalidAccessKeyId.NotFound`) or the name of
@@ -286,6 +290,7 @@ pub struct SyncErrorStatus {
 
 /// What a successful sync did.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[schemars(transform = super::schema::api_server_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResultStatus {
     /// API pages fetched.
