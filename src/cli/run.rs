@@ -112,7 +112,9 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
     let listener = TcpListener::bind(args.admin_addr)
         .await
         .map_err(|e| CliError::Admin(format!("binding {}: {e}", args.admin_addr)))?;
-    info!(addr = %args.admin_addr, "serving /metrics, /healthz and /readyz");
+    // The bound address, not the flag: with port 0 this is the only place the port shows.
+    let admin_addr = listener.local_addr().unwrap_or(args.admin_addr);
+    info!(addr = %admin_addr, "serving /metrics, /healthz and /readyz");
     let admin_state = AdminState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),

@@ -1,0 +1,128 @@
+//! Two operator replicas with `--leader-election` on a real `coordination.k8s.io` Lease.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const LEASE: &str = "ipo-e2e-leader";
+const LEASE_DURATION: Duration = Duration::from_secs(5);
+
+/// The Lease's `holderIdentity`, if the Lease exists and names one.
+fn holder(env: &Env) -> Option<String> {
+    let out = env.kubectl(&["get", "lease", LEASE, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    let lease: Value = serde_json::from_slice(&out.stdout).ok()?;
+    lease["spec"]["holderIdentity"]
+        .as_str()
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+}
+
+#[test]
+fn of_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over_when_it_is_killed() {
+    let mut items = data_set();
+    let Some(env) = Env::without_operator("lease", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    let replica = |identity: &str| {
+        env.spawn_operator(
+            identity,
+            &[
+                "--leader-election",
+                "--lease-name",
+                LEASE,
+                "--lease-namespace",
+                &env.ns,
+                "--lease-duration",
+                "5s",
+            ],
+            &[("POD_NAME", identity)],
+        )
+    };
+    let mut replicas = vec![
+        ("replica-a".to_string(), replica("replica-a")),
+        ("replica-b".to_string(), replica("replica-b")),
+    ];
+
+    // Exactly one holds the Lease, and only that one says it leads.
+    let first = wait_for("a replica to hold the lease", || holder(&env));
+    let leader_at = replicas
+        .iter()
+        .position(|(id, _)| *id == first)
+        .unwrap_or_else(|| panic!("the Lease names {first:?}, no replica of this test"));
+    let (leader_id, mut leader) = replicas.remove(leader_at);
+    let (standby_id, standby) = replicas.remove(0);
+    wait_for("the holder to report itself leader", || {
+        (leader.metric("imagepipeline_leader") == Some(1.0)).then_some(())
+    });
+    assert_eq!(standby.metric("imagepipeline_leader"), Some(0.0));
+
+    env.apply_ok(&hangzhou_query("hz"));
+    env.wait_ready("hz", "Synced");
+    assert_eq!(env.names(), hangzhou_ids(&items));
+    assert_eq!(holder(&env).as_deref(), Some(leader_id.as_str()));
+    assert_eq!(
+        leader.metric("imagepipeline_objects_written_total"),
+        Some(6.0),
+        "the leader wrote the six objects"
+    );
+    // The standby ran no controller: no sync, no write, no ECS call.
+    for metric in [
+        "imagepipeline_syncs_total",
+        "imagepipeline_objects_written_total",
+        "imagepipeline_ecs_calls_total",
+    ] {
+        assert_eq!(
+            standby.metric(metric).unwrap_or(0.0),
+            0.0,
+            "the standby counted {metric}"
+        );
+    }
+    assert!(
+        !standby.log().contains("leading: starting the controller"),
+        "the standby started its controller:\n{}",
+        standby.log()
+    );
+    let before = env.pipelines();
+
+    // A new pipeline appears in the cloud while the leader dies.
+    items.push(pipeline("ip-hz999", "cn-hangzhou"));
+    env.set_items(&items);
+    leader.kill();
+    let killed = Instant::now();
+    wait_for_within(
+        "the standby to take the lease over",
+        LEASE_DURATION * 3,
+        || (holder(&env).as_deref() == Some(standby_id.as_str())).then_some(()),
+    );
+    eprintln!(
+        "{standby_id} took the lease over {:?} after {leader_id} was killed (lease duration {LEASE_DURATION:?})",
+        killed.elapsed()
+    );
+    wait_for("the new leader to report itself leader", || {
+        (standby.metric("imagepipeline_leader") == Some(1.0)).then_some(())
+    });
+
+    // The new leader converges: a refresh mirrors the new pipeline and rewrites nothing else.
+    let q = env.refresh("hz");
+    assert_eq!(q["status"]["matchedCount"], 7);
+    assert_eq!(env.names(), hangzhou_ids(&items));
+    let after = env.pipelines();
+    for (name, version) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(version),
+            "{name} was rewritten by the new leader"
+        );
+    }
+    assert_eq!(
+        standby.metric("imagepipeline_objects_written_total"),
+        Some(1.0),
+        "the new leader wrote only the new pipeline"
+    );
+}
