@@ -17,3 +17,4 @@ mod leader_election;
 mod mirroring;
 mod secret_rotation;
 mod support;
+mod triggers;
