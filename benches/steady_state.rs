@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
-use imagepipeline_operator::controller::events::{Recorder, Reporter};
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
     AmbientPolicy, Context, CredentialsResolver, NoopObserver, PipelineSource, SharedListings,
@@ -29,6 +28,7 @@ use imagepipeline_operator::ecs::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};

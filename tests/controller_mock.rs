@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use imagepipeline_operator::controller::desired::owner_reference;
-use imagepipeline_operator::controller::events::{Recorder, Reporter};
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
     AmbientPolicy, Context, CredentialsResolver, NoopObserver, PipelineSource, SharedListings,
@@ -28,6 +27,7 @@ use imagepipeline_operator::ecs::{
     ApiError, EcsError, ImagePipelineItem, Listing, ListingError, PipelineFilter, SharedProvider,
 };
 use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};

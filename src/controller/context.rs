@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::events::Recorder;
 use kube::Client;
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::time::Instant;
 

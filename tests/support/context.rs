@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use imagepipeline_operator::controller::events::{Recorder, Reporter};
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
     AmbientPolicy, Context, CredentialsResolver, PipelineSource, SharedListings, SyncObserver,
@@ -15,6 +14,7 @@ use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQuery, ImagePipeli
 use imagepipeline_operator::ecs::credentials::{Credentials, StaticProvider};
 use imagepipeline_operator::ecs::{ClientConfig, EcsClient, SharedObserver, SharedProvider};
 use imagepipeline_operator::sim::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
