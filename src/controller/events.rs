@@ -87,7 +87,13 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// Publishes `event` about `query`; a failure is logged, never returned.
 pub async fn publish(recorder: &Recorder, query: &ImagePipelineQuery, event: Event) {
-    let reference = query.object_ref(&());
+    // The recorder folds Events with the same type, action, reason and reference into one
+    // series that keeps the first note, so a recovery would show an earlier sync's counts and a
+    // new failure an earlier code. `event_for` already publishes once per outcome change; the
+    // query's resourceVersion in the reference (compared by the recorder, and different after
+    // every status write) makes each of those an Event of its own.
+    let mut reference = query.object_ref(&());
+    reference.resource_version = query.meta().resource_version.clone();
     if let Err(e) = recorder.publish(&event, &reference).await {
         warn!(error = %e, reason = %event.reason, "could not publish an Event");
     }
