@@ -1675,7 +1675,12 @@ fn dockerfile_builds_a_static_binary_and_runs_it_as_non_root() {
     let dockerfile = read("Dockerfile");
     assert_eq!(
         dockerfile_build_command(),
-        "cargo build --release --locked --target x86_64-unknown-linux-musl"
+        r#"cargo build --release --locked --target "$(uname -m)-unknown-linux-musl""#,
+        "a static musl binary for the platform the stage runs on (amd64 and arm64 alike)"
+    );
+    assert!(
+        !dockerfile.contains("--platform=$BUILDPLATFORM"),
+        "the build stage runs on the target platform, so `uname -m` is the target"
     );
     let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or_default();
     assert!(
