@@ -1,7 +1,13 @@
-//! Prometheus metrics (`prometheus-client`), all prefixed `imagepipeline_`.
+//! Prometheus metrics (`prometheus-client`), prefixed `imagepipeline_`, plus the standard
+//! `process_resident_memory_bytes`. The chart's Grafana dashboard and PrometheusRule use these
+//! names; `tests/observability.rs` fails when one of theirs is not exported.
+
+mod process;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,6 +26,17 @@ pub struct QueryLabels {
     pub namespace: String,
     /// Name of the ImagePipelineQuery.
     pub query: String,
+}
+
+/// Labels of a query's `Ready` condition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    /// Namespace of the ImagePipelineQuery.
+    pub namespace: String,
+    /// Name of the ImagePipelineQuery.
+    pub query: String,
+    /// The condition's reason (`Synced`, `ApiError`, `Suspended`, ...).
+    pub reason: String,
 }
 
 /// Label of a sync's outcome.
@@ -76,7 +93,29 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 for the ambient credentials provider in use.
     pub credentials_provider: Family<ProviderLabels, Gauge>,
-    last_success: Mutex<HashMap<QueryLabels, i64>>,
+    /// Per query, one series labelled with its `Ready` reason: 1 when Ready, 0 when not.
+    pub query_ready: Family<ReadyLabels, Gauge>,
+    /// Per query, when its `Ready` status last changed in this process (Unix seconds).
+    pub query_ready_transition: Family<QueryLabels, Gauge>,
+    /// Per query, its `refreshInterval` in seconds.
+    pub query_refresh_interval: Family<QueryLabels, Gauge<f64, AtomicU64>>,
+    /// ECS calls that waited for a rate-limit token (read from the limiter at scrape time).
+    pub rate_limit_waits: Counter,
+    /// Seconds ECS calls spent waiting for rate-limit tokens.
+    pub rate_limit_wait_seconds: Counter<f64, AtomicU64>,
+    /// Resident memory of the process (`process_resident_memory_bytes`), read at scrape time.
+    pub resident_memory: Gauge,
+    /// The container's cgroup memory limit, 0 when there is none; read at scrape time.
+    pub memory_limit: Gauge,
+    queries: Mutex<HashMap<QueryLabels, QueryState>>,
+}
+
+/// What the metrics remember of one query.
+#[derive(Debug, Default)]
+struct QueryState {
+    last_success: Option<i64>,
+    /// The reason and readiness last reported.
+    ready: Option<(String, bool)>,
 }
 
 impl Default for Metrics {
@@ -88,7 +127,7 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("imagepipeline");
+        let mut root = Registry::default();
         let m = Self {
             registry: Mutex::new(Registry::default()),
             syncs: Family::default(),
@@ -101,8 +140,21 @@ impl Metrics {
             seconds_since_success: Family::default(),
             leader: Gauge::default(),
             credentials_provider: Family::default(),
-            last_success: Mutex::default(),
+            query_ready: Family::default(),
+            query_ready_transition: Family::default(),
+            query_refresh_interval: Family::default(),
+            rate_limit_waits: Counter::default(),
+            rate_limit_wait_seconds: Counter::default(),
+            resident_memory: Gauge::default(),
+            memory_limit: Gauge::default(),
+            queries: Mutex::default(),
         };
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            m.resident_memory.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("imagepipeline");
         registry.register(
             "syncs",
             "Syncs of ImagePipelineQuery objects by result",
@@ -153,8 +205,42 @@ impl Metrics {
             "1 for the ambient credentials provider in use",
             m.credentials_provider.clone(),
         );
-        *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
+        registry.register(
+            "query_ready",
+            "Per query and Ready reason: 1 when the query is Ready, 0 when not",
+            m.query_ready.clone(),
+        );
+        registry.register(
+            "query_ready_last_transition_timestamp_seconds",
+            "When each query's Ready status last changed in this process (Unix seconds)",
+            m.query_ready_transition.clone(),
+        );
+        registry.register(
+            "query_refresh_interval_seconds",
+            "Each query's refreshInterval in seconds",
+            m.query_refresh_interval.clone(),
+        );
+        registry.register(
+            "ecs_rate_limit_waits",
+            "ECS API calls that waited for a rate-limit token",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "ecs_rate_limit_wait_seconds",
+            "Seconds ECS API calls spent waiting for rate-limit tokens",
+            m.rate_limit_wait_seconds.clone(),
+        );
+        registry.register(
+            "container_memory_limit_bytes",
+            "Memory limit of the operator's container (cgroup), 0 when unlimited",
+            m.memory_limit.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = root;
         m
+    }
+
+    fn queries(&self) -> std::sync::MutexGuard<'_, HashMap<QueryLabels, QueryState>> {
+        self.queries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a successful sync of a query at `at`.
@@ -162,20 +248,49 @@ impl Metrics {
         self.pipelines_mirrored
             .get_or_create(&query)
             .set(i64::try_from(matched).unwrap_or(i64::MAX));
-        self.last_success
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(query, at.as_second());
+        self.queries().entry(query).or_default().last_success = Some(at.as_second());
     }
 
-    /// Forgets a deleted query.
+    /// Records the `Ready` reason of a query at `at`: `Synced` is Ready, every other reason is
+    /// not. The transition time moves only when readiness changes, not the reason.
+    pub fn record_ready(&self, query: QueryLabels, reason: &str, at: Timestamp) {
+        let ready = reason == crate::controller::status::reason::SYNCED;
+        let mut queries = self.queries();
+        let state = queries.entry(query.clone()).or_default();
+        let previous = state.ready.replace((reason.to_string(), ready));
+        if let Some((old_reason, _)) = &previous {
+            if old_reason != reason {
+                self.query_ready.remove(&ready_labels(&query, old_reason));
+            }
+        }
+        self.query_ready
+            .get_or_create(&ready_labels(&query, reason))
+            .set(i64::from(ready));
+        if previous.is_none_or(|(_, was_ready)| was_ready != ready) {
+            self.query_ready_transition
+                .get_or_create(&query)
+                .set(at.as_second());
+        }
+    }
+
+    /// Records a query's refresh interval.
+    pub fn record_interval(&self, query: &QueryLabels, interval: Duration) {
+        self.query_refresh_interval
+            .get_or_create(query)
+            .set(interval.as_secs_f64());
+    }
+
+    /// Forgets a deleted query: none of its series is exported any more.
     pub fn forget_query(&self, query: &QueryLabels) {
         self.pipelines_mirrored.remove(query);
         self.seconds_since_success.remove(query);
-        self.last_success
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(query);
+        self.query_ready_transition.remove(query);
+        self.query_refresh_interval.remove(query);
+        if let Some(state) = self.queries().remove(query) {
+            if let Some((reason, _)) = state.ready {
+                self.query_ready.remove(&ready_labels(query, &reason));
+            }
+        }
     }
 
     /// Counts a sync by result and records its duration.
@@ -207,18 +322,28 @@ impl Metrics {
 
     /// The Prometheus text exposition at `now`.
     pub fn encode(&self, now: Timestamp) -> String {
-        for (query, at) in self
-            .last_success
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            self.seconds_since_success
-                .get_or_create(query)
-                .set(now.as_second() - at);
+        for (query, state) in self.queries().iter() {
+            if let Some(at) = state.last_success {
+                self.seconds_since_success
+                    .get_or_create(query)
+                    .set(now.as_second() - at);
+            }
         }
-        let mut out = String::new();
+        // Held while the scrape-time values are brought up to date, so that two concurrent
+        // scrapes cannot add the same rate-limit waits twice.
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let waits = crate::ecs::ratelimit::wait_totals();
+        self.rate_limit_waits
+            .inc_by(waits.waits.saturating_sub(self.rate_limit_waits.get()));
+        let waited = waits.waited.as_secs_f64() - self.rate_limit_wait_seconds.get();
+        if waited > 0.0 {
+            self.rate_limit_wait_seconds.inc_by(waited);
+        }
+        let bytes = |b: Option<u64>| b.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.resident_memory
+            .set(bytes(process::resident_memory_bytes()));
+        self.memory_limit.set(bytes(process::memory_limit_bytes()));
+        let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
@@ -257,13 +382,20 @@ impl crate::controller::SyncObserver for Metrics {
         matched: Option<u32>,
     ) {
         self.record_sync(reason, elapsed.as_secs_f64());
+        let query = query_labels(namespace, name);
+        let now = Timestamp::now();
+        self.record_ready(query.clone(), reason, now);
         if let Some(matched) = matched {
-            let query = QueryLabels {
-                namespace: namespace.into(),
-                query: name.into(),
-            };
-            self.record_success(query, matched as usize, Timestamp::now());
+            self.record_success(query, matched as usize, now);
         }
+    }
+
+    fn refresh_interval(&self, namespace: &str, name: &str, interval: Duration) {
+        self.record_interval(&query_labels(namespace, name), interval);
+    }
+
+    fn query_deleted(&self, namespace: &str, name: &str) {
+        self.forget_query(&query_labels(namespace, name));
     }
 
     fn object_written(&self, kind: crate::controller::plan::WriteKind) {
@@ -286,6 +418,21 @@ impl crate::controller::SyncObserver for Metrics {
                 operation: "deleted".into(),
             })
             .inc();
+    }
+}
+
+fn query_labels(namespace: &str, name: &str) -> QueryLabels {
+    QueryLabels {
+        namespace: namespace.into(),
+        query: name.into(),
+    }
+}
+
+fn ready_labels(query: &QueryLabels, reason: &str) -> ReadyLabels {
+    ReadyLabels {
+        namespace: query.namespace.clone(),
+        query: query.query.clone(),
+        reason: reason.to_string(),
     }
 }
 
@@ -326,5 +473,86 @@ mod tests {
             r#"imagepipeline_seconds_since_last_successful_sync{namespace="ns",query="q"} 42"#
         ));
         assert!(text.contains("imagepipeline_sync_duration_seconds_count 1"));
+    }
+
+    fn labels(query: &str) -> QueryLabels {
+        QueryLabels {
+            namespace: "ns".into(),
+            query: query.into(),
+        }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("valid")
+    }
+
+    #[test]
+    fn ready_keeps_one_series_per_query_and_moves_its_transition_only_on_a_change() {
+        let m = Metrics::new();
+        m.record_ready(labels("q"), "Synced", at(1000));
+        m.record_ready(labels("q"), "ApiError", at(2000));
+        m.record_ready(labels("q"), "Throttled", at(3000));
+        let text = m.encode(at(3500));
+        assert!(
+            text.contains(
+                r#"imagepipeline_query_ready{namespace="ns",query="q",reason="Throttled"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"reason="ApiError""#), "{text}");
+        assert!(!text.contains(r#"reason="Synced""#), "{text}");
+        assert!(
+            text.contains(r#"imagepipeline_query_ready_last_transition_timestamp_seconds{namespace="ns",query="q"} 2000"#),
+            "not Ready since the first failure: {text}"
+        );
+        m.record_ready(labels("q"), "Synced", at(4000));
+        let text = m.encode(at(4000));
+        assert!(
+            text.contains(
+                r#"imagepipeline_query_ready{namespace="ns",query="q",reason="Synced"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"imagepipeline_query_ready_last_transition_timestamp_seconds{namespace="ns",query="q"} 4000"#
+        ));
+    }
+
+    #[test]
+    fn sync_observer_records_readiness_success_and_the_interval_and_forgets_a_deleted_query() {
+        use crate::controller::SyncObserver;
+        let m = Metrics::new();
+        m.refresh_interval("ns", "q", Duration::from_secs(600));
+        m.sync_finished("ns", "q", "Synced", Duration::from_millis(20), Some(4));
+        m.sync_finished("ns", "other", "InvalidSpec", Duration::ZERO, None);
+        let text = m.encode(Timestamp::now());
+        for series in [
+            r#"imagepipeline_query_refresh_interval_seconds{namespace="ns",query="q"} 600.0"#,
+            r#"imagepipeline_query_ready{namespace="ns",query="q",reason="Synced"} 1"#,
+            r#"imagepipeline_query_ready{namespace="ns",query="other",reason="InvalidSpec"} 0"#,
+            r#"imagepipeline_pipelines_mirrored{namespace="ns",query="q"} 4"#,
+            r#"imagepipeline_seconds_since_last_successful_sync{namespace="ns",query="q"} "#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        m.query_deleted("ns", "q");
+        let text = m.encode(Timestamp::now());
+        assert!(!text.contains(r#"query="q""#), "{text}");
+        assert!(text.contains(r#"query="other""#), "{text}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_memory_is_exported_without_the_prefix() {
+        let text = Metrics::new().encode(Timestamp::now());
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("process_resident_memory_bytes sample");
+        assert!(rss > 1 << 20, "{rss}");
+        assert!(text.contains("\nimagepipeline_container_memory_limit_bytes "));
+        assert!(text.contains("\nimagepipeline_ecs_rate_limit_waits_total "));
+        assert!(text.contains("\nimagepipeline_ecs_rate_limit_wait_seconds_total "));
     }
 }

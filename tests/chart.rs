@@ -17,7 +17,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -58,6 +58,14 @@ fn scenarios() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "ServiceMonitor",
             vec!["metrics.serviceMonitor.enabled=true"],
+        ),
+        (
+            "dashboard and alerts",
+            vec![
+                "metrics.serviceMonitor.enabled=true",
+                "dashboard.enabled=true",
+                "prometheusRule.enabled=true",
+            ],
         ),
         ("three replicas", vec!["replicaCount=3"]),
         (
@@ -275,8 +283,8 @@ fn check<K: DeserializeOwned + Serialize>(doc: &Value) {
     typed::<K>(doc);
 }
 
-/// Parses every document into its type; the ServiceMonitor (not a k8s-openapi type) is
-/// checked loosely.
+/// Parses every document into its type; the ServiceMonitor and the PrometheusRule (not
+/// k8s-openapi types) are checked loosely.
 fn check_every_document_is_typed(docs: &[Value]) {
     for doc in docs {
         match kind(doc) {
@@ -292,6 +300,8 @@ fn check_every_document_is_typed(docs: &[Value]) {
             "ValidatingAdmissionPolicyBinding" => check::<ValidatingAdmissionPolicyBinding>(doc),
             "CustomResourceDefinition" => check::<CustomResourceDefinition>(doc),
             "ServiceMonitor" => check_service_monitor_loosely(doc),
+            "ConfigMap" => check::<ConfigMap>(doc),
+            "PrometheusRule" => check_prometheus_rule_loosely(doc),
             other => panic!("the chart renders a {other} that this test does not know"),
         }
     }
@@ -309,11 +319,41 @@ fn check_service_monitor_loosely(doc: &Value) {
     }
     let endpoint = &doc["spec"]["endpoints"][0];
     for key in endpoint.as_object().expect("an endpoint").keys() {
-        let known = ["port", "path", "interval", "scrapeTimeout", "scheme"];
+        let known = [
+            "port",
+            "path",
+            "interval",
+            "scrapeTimeout",
+            "scheme",
+            "honorLabels",
+        ];
         assert!(
             known.contains(&key.as_str()),
             "unexpected ServiceMonitor endpoint.{key}"
         );
+    }
+}
+
+/// A PrometheusRule as the Prometheus Operator's schema has it: groups of named rules, each
+/// an alert or a recording with an `expr`, and only the fields the schema knows.
+fn check_prometheus_rule_loosely(doc: &Value) {
+    assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
+    let spec = doc["spec"].as_object().expect("PrometheusRule has a spec");
+    assert_eq!(spec.keys().collect::<Vec<_>>(), ["groups"]);
+    for group in doc["spec"]["groups"].as_array().expect("groups") {
+        assert!(group["name"].is_string(), "a group has a name");
+        for rule in group["rules"].as_array().expect("rules") {
+            let rule = rule.as_object().expect("a rule");
+            for key in rule.keys() {
+                let known = ["alert", "record", "expr", "for", "labels", "annotations"];
+                assert!(known.contains(&key.as_str()), "unexpected rule field {key}");
+            }
+            assert!(
+                rule.contains_key("alert") != rule.contains_key("record"),
+                "a rule is an alert or a recording: {rule:?}"
+            );
+            assert!(rule["expr"].is_string(), "{rule:?}");
+        }
     }
 }
 
@@ -1283,6 +1323,106 @@ fn metrics_service_exposes_the_admin_port_and_service_monitor_scrapes_it() {
         monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
         RELEASE
     );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["honorLabels"], true,
+        "per-query series keep the query's namespace label, which the dashboard and alerts use"
+    );
+}
+
+fn chart_file(path: &str) -> String {
+    read(&format!("{CHART}/{path}"))
+}
+
+#[test]
+fn dashboard_and_alerts_are_opt_in() {
+    let Some(helm) = helm_or_skip("dashboard_and_alerts_are_opt_in") else {
+        return;
+    };
+    let docs = render(&helm, &[]);
+    assert!(
+        all_of(&docs, "ConfigMap").is_empty(),
+        "no dashboard by default"
+    );
+    assert!(
+        all_of(&docs, "PrometheusRule").is_empty(),
+        "no alerts by default"
+    );
+}
+
+#[test]
+fn dashboard_ships_as_a_configmap_the_grafana_sidecar_imports() {
+    let Some(helm) = helm_or_skip("dashboard_ships_as_a_configmap") else {
+        return;
+    };
+    let docs = render(&helm, &["dashboard.enabled=true"]);
+    let map: ConfigMap = typed(one_of(&docs, "ConfigMap"));
+    assert_eq!(
+        map.metadata.name.as_deref(),
+        Some("rel-imagepipeline-operator-dashboard")
+    );
+    assert_eq!(map.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let labels = map.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("grafana_dashboard").map(String::as_str),
+        Some("1")
+    );
+    let data = map.data.unwrap_or_default();
+    assert_eq!(data.len(), 1, "one dashboard");
+    let shipped: Value = serde_json::from_str(&data["imagepipeline-operator.json"])
+        .expect("the ConfigMap holds the dashboard's JSON");
+    let file: Value =
+        serde_json::from_str(&chart_file("files/dashboards/imagepipeline-operator.json"))
+            .expect("the dashboard file is JSON");
+    assert_eq!(shipped, file);
+    assert_eq!(shipped["uid"], "imagepipeline-operator");
+
+    // The sidecar may watch another namespace, and folders come from annotations.
+    let docs = render(
+        &helm,
+        &[
+            "dashboard.enabled=true",
+            "dashboard.namespace=monitoring",
+            "dashboard.annotations.grafana_folder=Operators",
+        ],
+    );
+    let map = one_of(&docs, "ConfigMap");
+    assert_eq!(namespace(map), "monitoring");
+    assert_eq!(
+        map["metadata"]["annotations"]["grafana_folder"],
+        "Operators"
+    );
+}
+
+#[test]
+fn prometheus_rule_carries_the_alert_file() {
+    let Some(helm) = helm_or_skip("prometheus_rule_carries_the_alert_file") else {
+        return;
+    };
+    let docs = render(
+        &helm,
+        &[
+            "prometheusRule.enabled=true",
+            "prometheusRule.labels.release=kps",
+        ],
+    );
+    let rule = one_of(&docs, "PrometheusRule");
+    check_prometheus_rule_loosely(rule);
+    assert_eq!(name(rule), FULLNAME);
+    assert_eq!(namespace(rule), NAMESPACE);
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    let file: Value = serde_yaml::from_str(&chart_file("files/alerts/rules.yaml"))
+        .expect("the rules file is YAML");
+    assert_eq!(rule["spec"], file, "the rules are shipped untemplated");
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    // Prometheus, not Helm, fills in the alert text.
+    let text = serde_json::to_string(&rule["spec"]).expect("serializable");
+    assert!(text.contains("{{ $labels.query }}"), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1535,7 +1675,12 @@ fn dockerfile_builds_a_static_binary_and_runs_it_as_non_root() {
     let dockerfile = read("Dockerfile");
     assert_eq!(
         dockerfile_build_command(),
-        "cargo build --release --locked --target x86_64-unknown-linux-musl"
+        r#"cargo build --release --locked --target "$(uname -m)-unknown-linux-musl""#,
+        "a static musl binary for the platform the stage runs on (amd64 and arm64 alike)"
+    );
+    assert!(
+        !dockerfile.contains("--platform=$BUILDPLATFORM"),
+        "the build stage runs on the target platform, so `uname -m` is the target"
     );
     let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or_default();
     assert!(

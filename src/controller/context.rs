@@ -42,6 +42,15 @@ pub trait SyncObserver: Send + Sync + 'static {
     fn reconcile_failed(&self, label: &str) {
         let _ = label;
     }
+    /// The query's `refreshInterval`, once its spec validated (metrics compare the time since
+    /// its last successful sync with it).
+    fn refresh_interval(&self, namespace: &str, name: &str, interval: Duration) {
+        let _ = (namespace, name, interval);
+    }
+    /// The query was deleted: what is recorded about it is no longer true.
+    fn query_deleted(&self, namespace: &str, name: &str) {
+        let _ = (namespace, name);
+    }
 }
 
 /// An observer that observes nothing.

@@ -3,9 +3,12 @@
 //!
 //! Built on `governor`'s keyed limiter with a clock that reads tokio's time, so the limiter
 //! follows `tokio::time::pause()` in tests and waits with `tokio::time::sleep`.
+//!
+//! Calls that had to wait for a token are counted process-wide ([`wait_totals`]), so `/metrics`
+//! can show when the limit, rather than the API, is what slows syncs down.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -34,6 +37,37 @@ type Keyed = RateLimiter<
     TokioClock,
     governor::middleware::NoOpMiddleware<Nanos>,
 >;
+
+// Process-wide rather than per limiter: the metrics read them at scrape time without a handle
+// on the client that owns the limiter (a process runs one client).
+static WAITS: AtomicU64 = AtomicU64::new(0);
+static WAITED_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// How many calls waited for a rate-limit token, and for how long in total, since the process
+/// started (every limiter of the process together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitTotals {
+    /// Calls that found their bucket empty and waited.
+    pub waits: u64,
+    /// Time those calls spent waiting.
+    pub waited: Duration,
+}
+
+/// The process-wide [`WaitTotals`].
+pub fn wait_totals() -> WaitTotals {
+    WaitTotals {
+        waits: WAITS.load(Ordering::Relaxed),
+        waited: Duration::from_micros(WAITED_MICROS.load(Ordering::Relaxed)),
+    }
+}
+
+fn record_wait(waited: Duration) {
+    WAITED_MICROS.fetch_add(
+        u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    WAITS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// Limits calls per key (the AccessKeyId) to `qps` per second with bursts of `burst`.
 #[derive(Debug)]
@@ -78,13 +112,21 @@ impl KeyedRateLimiter {
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Waits until a token for `key` is available and takes it.
+    /// Waits until a token for `key` is available and takes it; a wait is counted in
+    /// [`wait_totals`].
     pub async fn acquire(&self, key: &str) {
+        let mut waiting_since = None;
         loop {
             match self.try_acquire(key) {
-                Ok(()) => return,
-                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+                Ok(()) => break,
+                Err(wait) => {
+                    waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                }
             }
+        }
+        if let Some(since) = waiting_since {
+            record_wait(since.elapsed());
         }
     }
 }
@@ -110,6 +152,23 @@ mod tests {
             start.elapsed() < Duration::from_millis(2600),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_that_wait_are_counted_with_their_waiting_time() {
+        let limiter = KeyedRateLimiter::new(2, 1).expect("valid quota");
+        // Other tests of this process may wait at the same time: the totals only grow.
+        limiter.acquire("counted").await;
+        let before = wait_totals();
+        for _ in 0..3 {
+            limiter.acquire("counted").await;
+        }
+        let after = wait_totals();
+        assert!(after.waits >= before.waits + 3, "{before:?} -> {after:?}");
+        assert!(
+            after.waited >= before.waited + Duration::from_millis(1400),
+            "three waits of about 500 ms: {before:?} -> {after:?}"
         );
     }
 
