@@ -9,7 +9,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use imagepipeline_operator::admin::{self, AdminState, Readiness};
 use imagepipeline_operator::controller::reconcile;
@@ -468,10 +467,6 @@ async fn every_metric_the_dashboard_and_alerts_use_is_in_a_real_scrape() {
     );
     // What `run` does when this replica starts leading.
     metrics.leader.set(1);
-    // MERGE: reconcile reports the validated interval through `SyncObserver::refresh_interval`
-    // once the call site lands in src/controller/reconcile.rs; drop this line then.
-    ctx.observer
-        .refresh_interval(NS, "payments", Duration::from_secs(300));
     reconcile(Arc::new(q), ctx.clone())
         .await
         .expect("reconcile");

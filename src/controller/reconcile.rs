@@ -66,6 +66,8 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
+    ctx.observer
+        .refresh_interval(&namespace, &query.name_any(), valid.refresh_interval);
 
     let credentials = match ctx
         .credentials

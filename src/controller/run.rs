@@ -264,6 +264,7 @@ impl Shared {
 
         let (queries, queries_writer) = reflector::store();
         let (queries_ready_tx, mut queries_ready) = watch::channel(false);
+        let observer = self.observer.clone();
         let query_stream = reflector::reflector(
             queries_writer,
             watcher(
@@ -272,10 +273,14 @@ impl Shared {
             ),
         )
         .default_backoff()
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => {
                 queries_ready_tx.send_replace(true);
             }
+            Ok(watcher::Event::Delete(query)) => {
+                observer.query_deleted(&query.namespace().unwrap_or_default(), &query.name_any());
+            }
+            _ => {}
         })
         .touched_objects();
         let controller = Controller::for_stream(query_stream, queries.clone()).with_config(
