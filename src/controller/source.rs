@@ -205,6 +205,16 @@ mod tests {
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
 
+    /// A wall-clock moment after every listing started so far, once it has come (the runtime's
+    /// paused clock does not move the wall clock).
+    fn a_moment_later() -> Timestamp {
+        let later = Timestamp::now() + jiff::SignedDuration::from_millis(1);
+        while Timestamp::now() < later {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        later
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_triggered_sync_never_uses_a_listing_that_started_before_its_trigger() {
         let counting = Arc::new(Counting::default());
@@ -221,10 +231,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // ...when a refresh is requested: it lists again instead of joining.
-        let trigger = Timestamp::now() + jiff::SignedDuration::from_millis(1);
-        while Timestamp::now() < trigger {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let trigger = a_moment_later();
         shared.list(key(), provider(), Some(trigger)).await.unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         scheduled.await.unwrap().unwrap();
@@ -233,10 +240,7 @@ mod tests {
         shared.list(key(), provider(), None).await.unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         // A finished listing within the window is not reused by a later trigger either.
-        let later = Timestamp::now() + jiff::SignedDuration::from_millis(1);
-        while Timestamp::now() < later {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let later = a_moment_later();
         shared.list(key(), provider(), Some(later)).await.unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
