@@ -87,7 +87,7 @@ start_operator() {
     --admin-addr "127.0.0.1:$ADMIN_PORT" ${RUN_ARGS:-} >>"$WORK/operator-$N.log" 2>&1 &
   OP_PID=$!
   PIDS+=("$OP_PID")
-  wait_until 120 "readiness" curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz"
+  wait_until 120 "readiness" curl -fs -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz"
 }
 
 stop_operator() {
@@ -106,14 +106,19 @@ for N in ${SIZES//,/ }; do
   "$OPERATOR_BIN" crds | kubectl apply -f - >/dev/null
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
-  "$OPERATOR_BIN" ecs-sim --generate "$N" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-  SIM_PID=$!
-  PIDS+=("$SIM_PID")
-  wait_until 30 "ecs-sim" grep -q http "$WORK/sim.out"
-  SIM_URL="$(grep -o 'http://[^ ]*' "$WORK/sim.out" | head -1)"
-  # Every pipeline in one region, so one query matches all N.
+  start_sim() { # ecs-sim flags...
+    : >"$WORK/sim.out"
+    "$OPERATOR_BIN" ecs-sim "$@" >"$WORK/sim.out" 2>"$WORK/sim.err" &
+    SIM_PID=$!
+    PIDS+=("$SIM_PID")
+    wait_until 30 "ecs-sim" grep -q http "$WORK/sim.out"
+    SIM_URL="$(grep -o 'http://[^ ]*' "$WORK/sim.out" | head -1)"
+  }
+  # N generated pipelines, all in one region so that one query matches all of them.
+  start_sim --generate "$N"
   curl -fsS "$SIM_URL/_sim/items" | jq -c '[.[] | .RegionId = "cn-hangzhou"]' >"$WORK/items.json"
-  curl -fsS -X PUT --data-binary "@$WORK/items.json" "$SIM_URL/_sim/items" >/dev/null
+  kill "$SIM_PID"
+  start_sim --data "$WORK/items.json"
 
   NS="bench-$N"
   kubectl create namespace "$NS" >/dev/null
