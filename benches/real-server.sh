@@ -97,8 +97,12 @@ stop_operator() {
 
 now_ms() { date +%s%3N; }
 
-printf '| pipelines | converge (s) | kubectl apply --server-side (s) | ratio | RSS after first sync (MiB) | peak RSS VmHWM (MiB) | RSS after restart (MiB) | writes per unchanged refresh |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+cpu_seconds() { # pid -> user+system CPU seconds so far
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
+printf '| pipelines | converge (s) | kubectl apply --server-side (s) | ratio | operator CPU to converge (s) | RSS after first sync (MiB) | peak RSS VmHWM (MiB) | RSS after restart (MiB) | writes per unchanged refresh |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 declare -A RSS
 for N in ${SIZES//,/ }; do
   log "N=$N: fresh API server"
@@ -138,7 +142,8 @@ spec:
 EOF
   wait_until 1800 "the first sync" synced
   converge=$(( $(now_ms) - t0 ))
-  log "N=$N: converged in ${converge} ms"
+  cpu=$(cpu_seconds "$OP_PID")
+  log "N=$N: converged in ${converge} ms, operator CPU ${cpu} s"
   sleep 10
   rss=$(status_of "$OP_PID" VmRSS)
   hwm=$(status_of "$OP_PID" VmHWM)
@@ -172,9 +177,9 @@ EOF
   kubectl_ms=$(( $(now_ms) - t0 ))
   kill "$SIM_PID" 2>/dev/null || true
 
-  printf '| %d | %.1f | %.1f | %.2f | %s | %s | %s | %d |\n' "$N" \
+  printf '| %d | %.1f | %.1f | %.2f | %s | %s | %s | %s | %d |\n' "$N" \
     "$(bc -l <<<"$converge / 1000")" "$(bc -l <<<"$kubectl_ms / 1000")" \
-    "$(bc -l <<<"$converge / $kubectl_ms")" "$rss" "$hwm" "$rss_restart" "$refresh_writes"
+    "$(bc -l <<<"$converge / $kubectl_ms")" "$cpu" "$rss" "$hwm" "$rss_restart" "$refresh_writes"
 done
 if [ -n "${RSS[10000]:-}" ] && [ -n "${RSS[50000]:-}" ]; then
   printf '\nmarginal RSS per mirrored object (10k -> 50k): %.2f KiB\n' \

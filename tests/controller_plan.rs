@@ -542,7 +542,7 @@ fn the_record_of_an_object_keeps_what_the_plan_reads() {
     assert_eq!(record.labels, [("team".to_string(), Some("a".to_string()))]);
     assert!(annotations.is_empty() && record.annotations.is_empty());
     assert_eq!(
-        record.owners,
+        record.owners.to_vec(),
         obj.metadata.owner_references.clone().unwrap()
     );
     assert_eq!(record.resource_version, obj.metadata.resource_version);

@@ -615,7 +615,11 @@ fn essence(cluster: &Cluster) -> BTreeMap<String, Essence> {
         .map(|(name, o)| {
             let mut spec = o.spec.clone();
             spec.last_sync_time = None;
-            let owners = Mirrored::of(o).owners.into_iter().map(|r| r.uid).collect();
+            let owners = Mirrored::of(o)
+                .owners
+                .iter()
+                .map(|r| r.uid.clone())
+                .collect();
             (name.clone(), (spec, owners, o.metadata.labels.clone()))
         })
         .collect()

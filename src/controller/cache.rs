@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use super::mirrored::Mirrored;
+use super::mirrored::{Mirrored, OwnerSets};
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
@@ -76,6 +76,7 @@ fn owner_refs(
 pub struct CacheFeeder {
     cache: MirrorCache,
     relisting: Option<Namespaces>,
+    owner_sets: OwnerSets,
 }
 
 impl CacheFeeder {
@@ -84,6 +85,7 @@ impl CacheFeeder {
         Self {
             cache,
             relisting: None,
+            owner_sets: OwnerSets::default(),
         }
     }
 
@@ -100,7 +102,7 @@ impl CacheFeeder {
             watcher::Event::InitApply(obj) => {
                 if let Some(next) = self.relisting.as_mut() {
                     let namespace = obj.namespace().unwrap_or_default();
-                    let record = Mirrored::of(&obj);
+                    let record = Mirrored::interned(&obj, &mut self.owner_sets);
                     next.entry(namespace)
                         .or_default()
                         .insert(record.name.clone(), Arc::new(record));
@@ -129,7 +131,7 @@ impl CacheFeeder {
             }
             watcher::Event::Apply(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
-                let record = Arc::new(Mirrored::of(&obj));
+                let record = Arc::new(Mirrored::interned(&obj, &mut self.owner_sets));
                 drop(obj);
                 triggers.extend(owner_refs(&namespace, &record));
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());

@@ -9,8 +9,10 @@
 //! compared by a 64-bit hash of the mirrored fields (everything but `lastSyncTime`), computed
 //! the same way from the object's spec and from the listing's item.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -32,8 +34,9 @@ pub struct Mirrored {
     pub uid: Option<String>,
     /// `metadata.resourceVersion`.
     pub resource_version: Option<String>,
-    /// The ImagePipelineQuery owner references, in the object's order.
-    pub owners: Vec<OwnerReference>,
+    /// The ImagePipelineQuery owner references, in the object's order (shared between the
+    /// records with the same owners, see [`OwnerSets`]).
+    pub owners: Arc<[OwnerReference]>,
     /// The labels the operator's field manager owns, with their values.
     pub labels: Vec<ManagedEntry>,
     /// The annotations the operator's field manager owns, with their values.
@@ -82,9 +85,47 @@ impl Mirrored {
         }
     }
 
+    /// The record of `obj`, its owner list shared through `sets`.
+    pub fn interned(obj: &ImagePipeline, sets: &mut OwnerSets) -> Self {
+        let mut record = Self::of(obj);
+        record.owners = sets.intern(record.owners);
+        record
+    }
+
     /// Whether the query with `uid` owns the object.
     pub fn is_owned_by(&self, uid: &str) -> bool {
         self.owners.iter().any(|r| r.uid == uid)
+    }
+}
+
+/// Owner lists by content: most mirrored objects of a namespace have the same one or two
+/// owners, so the records share one copy.
+#[derive(Debug, Default)]
+pub struct OwnerSets {
+    sets: HashMap<String, Arc<[OwnerReference]>>,
+}
+
+impl OwnerSets {
+    /// The shared copy of `owners`.
+    pub fn intern(&mut self, owners: Arc<[OwnerReference]>) -> Arc<[OwnerReference]> {
+        let mut key = String::new();
+        for r in owners.iter() {
+            for part in [r.api_version.as_str(), &r.kind, &r.name, &r.uid] {
+                key.push_str(part);
+                key.push('\0');
+            }
+            key.push(if r.controller == Some(true) { 'c' } else { '-' });
+            key.push(if r.block_owner_deletion == Some(true) {
+                'b'
+            } else {
+                '-'
+            });
+        }
+        if self.sets.len() > 4096 {
+            // Owner sets no record uses any more.
+            self.sets.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        self.sets.entry(key).or_insert(owners).clone()
     }
 }
 

@@ -212,7 +212,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             continue;
         }
         let hash = item.content_hash(input.region_id);
-        let mut owners = existing.map(|e| e.owners.clone()).unwrap_or_default();
+        let mut owners = existing.map(|e| e.owners.to_vec()).unwrap_or_default();
         owners.retain(|r| r.uid != input.query_uid);
         owners.push(owner_reference(input.query_name, input.query_uid));
         let template = merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners);
@@ -249,7 +249,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         if matched.contains(name) || !obj.is_owned_by(input.query_uid) || obj.terminating {
             continue;
         }
-        let all = &obj.owners;
+        let all: &[OwnerReference] = &obj.owners;
         let mut remaining: Vec<_> = all
             .iter()
             .filter(|r| r.uid != input.query_uid)
@@ -268,7 +268,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             continue;
         }
         // Keep the labels the object had when no owner is left (only the reference goes).
-        let template_from = if remaining.is_empty() {
+        let template_from: &[OwnerReference] = if remaining.is_empty() {
             all
         } else {
             &remaining

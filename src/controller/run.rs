@@ -28,6 +28,9 @@ use crate::admin::Readiness;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
 
+/// ImagePipelines per page of the watch's (re-)list.
+const PIPELINE_PAGE_SIZE: u32 = 100;
+
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct RunArgs {
@@ -255,7 +258,9 @@ impl Shared {
         let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
         let cache = {
             let mut feeder = CacheFeeder::new(pipelines.clone());
-            watcher(pipelines_api, wc.clone())
+            // Small pages: a page of full objects (managed fields and all) is decoded at once
+            // before it is reduced, so the page size bounds that transient memory.
+            watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))
                 .default_backoff()
                 .for_each(move |event| {
                     match event {
