@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::mirrored::{Mirrored, OwnerSets};
+use super::view::RecentWrites;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
@@ -77,6 +78,7 @@ pub struct CacheFeeder {
     cache: MirrorCache,
     relisting: Option<Namespaces>,
     owner_sets: OwnerSets,
+    recent: Option<RecentWrites>,
 }
 
 impl CacheFeeder {
@@ -86,6 +88,20 @@ impl CacheFeeder {
             cache,
             relisting: None,
             owner_sets: OwnerSets::default(),
+            recent: None,
+        }
+    }
+
+    /// Also tells `recent` what the cache now shows, so writes it has caught up with are
+    /// forgotten at once.
+    pub fn with_recent(mut self, recent: RecentWrites) -> Self {
+        self.recent = Some(recent);
+        self
+    }
+
+    fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        if let Some(recent) = &self.recent {
+            recent.observed(namespace, name, resource_version);
         }
     }
 
@@ -134,14 +150,17 @@ impl CacheFeeder {
                 let record = Arc::new(Mirrored::interned(&obj, &mut self.owner_sets));
                 drop(obj);
                 triggers.extend(owner_refs(&namespace, &record));
+                let (name, rv) = (record.name.clone(), record.resource_version.clone());
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
                 let old = inner
                     .entry(namespace.clone())
                     .or_default()
                     .insert(record.name.clone(), record);
+                drop(inner);
                 if let Some(old) = old {
                     triggers.extend(owner_refs(&namespace, &old));
                 }
+                self.observed(&namespace, &name, rv.as_deref());
             }
             watcher::Event::Delete(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
@@ -156,6 +175,8 @@ impl CacheFeeder {
                         inner.remove(&namespace);
                     }
                 }
+                drop(inner);
+                self.observed(&namespace, &name, None);
             }
         }
         triggers

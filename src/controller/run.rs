@@ -256,8 +256,9 @@ impl Shared {
         let pipelines = MirrorCache::default();
         let (pipelines_ready_tx, pipelines_ready) = watch::channel(false);
         let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+        let recent = RecentWrites::tracking(pipelines.clone());
         let cache = {
-            let mut feeder = CacheFeeder::new(pipelines.clone());
+            let mut feeder = CacheFeeder::new(pipelines.clone()).with_recent(recent.clone());
             // Small pages: a page of full objects (managed fields and all) is decoded at once
             // before it is reduced, so the page size bounds that transient memory.
             watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))
@@ -325,7 +326,7 @@ impl Shared {
             queries: queries.clone(),
             listings: self.listings.clone(),
             credentials: self.credentials.clone(),
-            recent: RecentWrites::default(),
+            recent,
             locks: NamespaceLocks::default(),
             memory: Mutex::new(HashMap::new()),
             observer: self.observer.clone(),

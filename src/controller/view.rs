@@ -54,12 +54,40 @@ struct Entry {
 }
 
 /// Writes this process made, by namespace and name, until the cache shows something newer.
-#[derive(Debug, Default)]
+/// Cheap to clone (shared).
+#[derive(Debug, Default, Clone)]
 pub struct RecentWrites {
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    entries: Arc<Mutex<HashMap<(String, String), Entry>>>,
+    /// The cache the writes are compared with as they are recorded, so a write the cache has
+    /// already seen is not kept (a first sync writes every object).
+    cache: Option<MirrorCache>,
 }
 
 impl RecentWrites {
+    /// Recent writes compared with `cache` as they are recorded and as the cache changes
+    /// (see [`RecentWrites::observed`]): an entry lives only while the cache is behind it.
+    pub fn tracking(cache: MirrorCache) -> Self {
+        Self {
+            entries: Arc::default(),
+            cache: Some(cache),
+        }
+    }
+
+    /// The cache now shows `name` at `resource_version` (`None`: gone): an entry the cache is
+    /// no longer behind is dropped.
+    pub fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        let behind = entries.get(&key).is_some_and(|e| {
+            e.superseded
+                .iter()
+                .any(|s| s.as_deref() == resource_version)
+        });
+        if !behind {
+            entries.remove(&key);
+        }
+    }
+
     /// Records a write. A write based on the result of the previous recorded write of the same
     /// object continues its chain: a cache still showing any version the chain replaced is
     /// behind it.
@@ -80,6 +108,16 @@ impl RecentWrites {
             _ => Vec::new(),
         };
         superseded.push(written.base_resource_version.clone());
+        if let Some(cache) = &self.cache {
+            let cached = cache
+                .get(namespace, name)
+                .and_then(|c| c.resource_version.clone());
+            if !superseded.contains(&cached) {
+                // The cache has already seen this write (or something newer).
+                entries.remove(&key);
+                return;
+            }
+        }
         entries.insert(
             key,
             Entry {
@@ -223,5 +261,39 @@ mod tests {
             !view.contains_key("ip-a"),
             "the entry was dropped once caught up"
         );
+    }
+
+    #[test]
+    fn a_tracking_record_lives_only_while_the_cache_is_behind_it() {
+        let created = || Written {
+            base_resource_version: None,
+            after: Some(obj("1")),
+        };
+        let empty = MirrorCache::default();
+        let recent = RecentWrites::tracking(empty.clone());
+        recent.record("ns", "ip-a", created());
+        let view = recent.namespace_view(&empty, "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("1"));
+        // The watch delivered our create: the entry goes at once.
+        recent.observed("ns", "ip-a", Some("1"));
+        assert!(recent.namespace_view(&empty, "ns").is_empty());
+        // A write the cache has already seen is not kept at all.
+        let seen = store_of(vec![full("1")]);
+        let recent = RecentWrites::tracking(seen.clone());
+        recent.record("ns", "ip-a", created());
+        assert!(recent.namespace_view(&empty, "ns").is_empty());
+        // An event of a version the write replaced keeps it.
+        let recent = RecentWrites::tracking(seen.clone());
+        recent.record(
+            "ns",
+            "ip-a",
+            Written {
+                base_resource_version: Some("1".into()),
+                after: Some(obj("2")),
+            },
+        );
+        recent.observed("ns", "ip-a", Some("1"));
+        let view = recent.namespace_view(&seen, "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("2"));
     }
 }
