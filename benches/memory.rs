@@ -157,6 +157,7 @@ fn child(url: &str) {
     let args = RunArgs {
         namespaces: vec![support::NAMESPACE.into()],
         concurrency: 4,
+        write_concurrency: 16,
         ambient_credentials_namespaces: vec![],
         ambient_credentials_namespace_selector: None,
         ecs_endpoint: None,

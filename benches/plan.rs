@@ -1,5 +1,5 @@
 //! Planning a sync of N pipelines against N existing objects, as the controller does on every
-//! refresh: build the namespace view from the reflector's store, then the pure plan.
+//! refresh: build the namespace view from the operator's cache of records, then the pure plan.
 //!
 //! `cargo bench --bench plan` prints the median of `BENCH_RUNS` (default 11) timings per
 //! scenario after one warm-up. Environment: `BENCH_SIZES` (default `1000,10000,50000`),
@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use imagepipeline_operator::controller::plan::{Plan, PlanInput, plan};
 use imagepipeline_operator::controller::view::RecentWrites;
-use imagepipeline_operator::crd::ImagePipeline;
+
+use imagepipeline_operator::controller::cache::MirrorCache;
 use imagepipeline_operator::ecs::ImagePipelineItem;
-use kube::runtime::reflector;
-use kube::runtime::watcher;
 use support::{NAMESPACE, NOW, QUERY, QUERY_UID, REGION};
 
 /// What the listing looks like compared with the objects.
@@ -96,12 +95,7 @@ fn main() {
     for n in support::env_list("BENCH_SIZES", "1000,10000,50000") {
         let items = support::items(n);
         let objects = support::stored_objects(&items);
-        let (store, mut writer) = reflector::store::<ImagePipeline>();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for o in &objects {
-            writer.apply_watcher_event(&watcher::Event::InitApply(o.clone()));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let store = MirrorCache::from_objects(objects.iter().cloned());
         let recent = RecentWrites::default();
         let existing = recent.namespace_view(&store, NAMESPACE);
         assert_eq!(existing.len(), n);

@@ -181,7 +181,9 @@ fn fixture(items: &[ImagePipelineItem], objects: &[ImagePipeline]) -> Fixture {
                 instance: None,
             },
         ),
-        pipelines: store_of(objects.iter().cloned()),
+        pipelines: imagepipeline_operator::controller::cache::MirrorCache::from_objects(
+            objects.iter().cloned(),
+        ),
         pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of([query()]),
         listings: Arc::new(SharedListings::new(source.clone(), Duration::ZERO)),

@@ -59,7 +59,10 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     };
     telemetry::init(cli.log_format, level).map_err(CliError::Logging)?;
     match cli.command {
-        Command::Run(args) => cli::run::run(args).await,
+        Command::Run(args) => {
+            trim_heap_periodically();
+            cli::run::run(args).await
+        }
         Command::Crds => {
             print!("{}", crd::crds_yaml());
             Ok(())
@@ -72,3 +75,30 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::EcsSim(args) => Ok(sim::run_cli(args).await?),
     }
 }
+
+/// How often the controller hands freed heap memory back to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const HEAP_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc's malloc gives freed memory back to the system only from the top of its heap: after a
+/// sync, the pages of the listing and of the decoded watch pages stay resident between the
+/// small long-lived records allocated meanwhile. `malloc_trim` releases them (BENCHMARKS.md:
+/// mimalloc and glibc's arena limits measured no better). musl (the container image's static
+/// build) has no such call; its allocator is not measured here.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap_periodically() {
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(HEAP_TRIM_EVERY);
+        loop {
+            every.tick().await;
+            // SAFETY: malloc_trim takes glibc's own arena locks and only returns free pages to
+            // the kernel; it touches no memory Rust owns.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap_periodically() {}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
+use imagepipeline_operator::controller::cache::MirrorCache;
 use imagepipeline_operator::controller::desired::owner_reference;
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
@@ -171,7 +172,7 @@ fn fixture(
                 instance: None,
             },
         ),
-        pipelines: store_of(pipelines),
+        pipelines: MirrorCache::from_objects(pipelines),
         pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of(queries),
         listings: Arc::new(SharedListings::new(source.clone(), Duration::ZERO)),
@@ -401,6 +402,16 @@ async fn a_shared_pipeline_that_stopped_matching_only_loses_this_query_s_referen
         &[NS],
     );
     let task = run_reconcile(&f.ctx, &q).await;
+    // The operator keeps no content of mirrored objects: a release reads it just before.
+    let get = f.server.next().await;
+    assert_eq!(get.method, Method::GET);
+    assert_eq!(
+        get.uri,
+        format!("/apis/ecs.mirror.io/v1alpha1/namespaces/{NS}/imagepipelines/ip-shared")
+    );
+    let mut on_server = stored("ip-shared", &["q", "other"]);
+    on_server.spec.description = Some("as on the server".into());
+    get.reply(StatusCode::OK, &serde_json::to_value(&on_server).unwrap());
     let apply = f.server.next().await;
     assert_eq!(apply.method, Method::PATCH);
     assert_eq!(
@@ -408,6 +419,11 @@ async fn a_shared_pipeline_that_stopped_matching_only_loses_this_query_s_referen
         format!(
             "/apis/ecs.mirror.io/v1alpha1/namespaces/{NS}/imagepipelines/ip-shared{APPLY_QUERY}"
         )
+    );
+    assert_eq!(
+        apply.body["spec"],
+        serde_json::to_value(&on_server.spec).unwrap(),
+        "the content stays as it is on the server"
     );
     let refs = apply.body["metadata"]["ownerReferences"]
         .as_array()
@@ -468,6 +484,12 @@ async fn with_prune_false_a_vanished_pipeline_is_kept_without_this_query_s_refer
         &[NS],
     );
     let task = run_reconcile(&f.ctx, &q).await;
+    let get = f.server.next().await;
+    assert_eq!(get.method, Method::GET, "no DELETE");
+    get.reply(
+        StatusCode::OK,
+        &serde_json::to_value(stored("ip-kept", &["q"])).unwrap(),
+    );
     let apply = f.server.next().await;
     assert_eq!(apply.method, Method::PATCH, "no DELETE");
     assert!(apply.body["metadata"].get("ownerReferences").is_none());

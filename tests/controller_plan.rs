@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use imagepipeline_operator::controller::FIELD_MANAGER;
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
-use imagepipeline_operator::controller::plan::{Plan, PlanInput, WriteKind, plan};
+use imagepipeline_operator::controller::mirrored::Mirrored;
+use imagepipeline_operator::controller::plan::{
+    Deletion, Plan, PlanCounts, PlanInput, WriteKind, plan,
+};
 use imagepipeline_operator::crd::ImagePipeline;
 use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::ecs::ImagePipelineItem;
@@ -35,6 +38,50 @@ fn owner(name: &str, labels: &[(&str, &str)]) -> OwnerInfo {
                 .collect(),
             annotations: BTreeMap::new(),
         },
+    }
+}
+
+/// One planned apply with the object it applies: built from the listing item, or for a
+/// release, from the content the object has on the server (as the writer reads it).
+#[derive(Debug)]
+struct Applied {
+    kind: WriteKind,
+    object: ImagePipeline,
+}
+
+/// A plan with every object built.
+#[derive(Debug)]
+struct Planned {
+    writes: Vec<Applied>,
+    deletions: Vec<Deletion>,
+    counts: PlanCounts,
+    matched: u32,
+    unmirrorable: Vec<String>,
+}
+
+impl Planned {
+    fn of(p: Plan<'_>, existing: &BTreeMap<String, Arc<ImagePipeline>>) -> Self {
+        let writes = p
+            .writes
+            .iter()
+            .map(|w| Applied {
+                kind: w.kind,
+                object: w
+                    .object()
+                    .unwrap_or_else(|| w.object_with(existing[w.name()].spec.clone())),
+            })
+            .collect();
+        Self {
+            writes,
+            deletions: p.deletions,
+            counts: p.counts,
+            matched: p.matched,
+            unmirrorable: p.unmirrorable,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.deletions.is_empty()
     }
 }
 
@@ -103,20 +150,38 @@ impl Scenario {
         self
     }
 
-    fn plan_as(&self, query: &str, items: &[ImagePipelineItem], now: &str) -> Plan {
+    fn plan_as(&self, query: &str, items: &[ImagePipelineItem], now: &str) -> Planned {
+        self.plan_then(query, items, now, |p| p)
+    }
+
+    /// Plans as `query`, changes the plan with `f`, and builds its objects.
+    fn plan_then(
+        &self,
+        query: &str,
+        items: &[ImagePipelineItem],
+        now: &str,
+        f: impl FnOnce(Plan<'_>) -> Plan<'_>,
+    ) -> Planned {
         let uid = format!("uid-{query}");
-        plan(&PlanInput {
+        // The operator plans from its records of the objects.
+        let existing: BTreeMap<String, Arc<Mirrored>> = self
+            .existing
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::new(Mirrored::of(v))))
+            .collect();
+        let p = plan(&PlanInput {
             query_name: query,
             query_uid: &uid,
             namespace: "ns",
             region_id: "cn-hangzhou",
             items,
-            existing: &self.existing,
+            existing: &existing,
             owners: &self.owners,
             prune: self.prune,
             claims: &self.claims,
             now,
-        })
+        });
+        Planned::of(f(p), &self.existing)
     }
 }
 
@@ -433,9 +498,10 @@ fn a_listing_with_unreadable_items_removes_nothing() {
         .with_query(owner("b", &[]))
         .mirrored_by("b", &[item("ip-shared")])
         .mirrored_by("a", &[item("ip-kept"), item("ip-shared"), item("ip-old")]);
-    let full = s.plan_as("a", &[item("ip-kept"), item("ip-new")], NOW);
+    let listing = [item("ip-kept"), item("ip-new")];
+    let full = s.plan_as("a", &listing, NOW);
     assert_eq!((full.counts.deleted, full.counts.released), (1, 1));
-    let kept = full.without_removals();
+    let kept = s.plan_then("a", &listing, NOW, |p| p.without_removals());
     assert!(kept.deletions.is_empty());
     assert!(kept.writes.iter().all(|w| w.kind != WriteKind::Release));
     assert_eq!(kept.counts.created, 1, "new pipelines are still mirrored");
@@ -443,44 +509,50 @@ fn a_listing_with_unreadable_items_removes_nothing() {
 }
 
 #[test]
-fn trimming_an_object_for_the_cache_keeps_what_the_plan_reads() {
-    use imagepipeline_operator::controller::desired::{managed_metadata_keys, trim_for_cache};
+fn the_record_of_an_object_keeps_what_the_plan_reads() {
+    use imagepipeline_operator::controller::desired::managed_metadata_keys;
     let s = Scenario::new()
         .with_query(owner("a", &[("team", "a")]))
         .mirrored_by("a", &[item("ip-a1")]);
     let mut obj = (*s.existing["ip-a1"]).clone();
-    // Another manager's entry, and our entry's spec fields, are dead weight for the plan.
+    // Another manager's entry and label are not the operator's business.
     let mut other = managed_entry(&obj);
     other.manager = Some("kubectl-edit".into());
+    if let Some(fields) = other.fields_v1.as_mut() {
+        fields.0 = serde_json::json!({"f:metadata": {"f:labels": {"f:x": {}}}});
+    }
     obj.metadata
         .managed_fields
         .get_or_insert_default()
         .push(other);
-    if let Some(ours) = obj
-        .metadata
-        .managed_fields
-        .as_mut()
-        .and_then(|m| m.first_mut())
-    {
-        if let Some(fields) = ours.fields_v1.as_mut() {
-            fields.0["f:spec"] = serde_json::json!({"f:name": {}, "f:baseImage": {}});
-        }
-    }
-    let before = managed_metadata_keys(&obj);
-    trim_for_cache(&mut obj);
-    assert_eq!(managed_metadata_keys(&obj), before);
-    let entries = obj
-        .metadata
-        .managed_fields
-        .as_ref()
-        .expect("our entry stays");
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].manager.as_deref(), Some(FIELD_MANAGER));
-    let fields = &entries[0].fields_v1.as_ref().expect("fields").0;
-    assert!(fields.get("f:spec").is_none());
-    assert!(fields["f:metadata"].get("f:labels").is_some());
-    // The trimmed object plans exactly like the full one.
-    let mut trimmed = s;
-    trimmed.existing.insert("ip-a1".into(), Arc::new(obj));
-    assert!(trimmed.plan_as("a", &[item("ip-a1")], NOW).is_empty());
+    obj.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("x".into(), "1".into());
+    let record = Mirrored::of(&obj);
+    let (labels, annotations) = managed_metadata_keys(&obj);
+    assert_eq!(
+        record
+            .labels
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>(),
+        labels.into_iter().collect::<Vec<_>>()
+    );
+    assert_eq!(record.labels, [("team".to_string(), Some("a".to_string()))]);
+    assert!(annotations.is_empty() && record.annotations.is_empty());
+    assert_eq!(
+        record.owners.to_vec(),
+        obj.metadata.owner_references.clone().unwrap()
+    );
+    assert_eq!(record.resource_version, obj.metadata.resource_version);
+    assert_eq!(record.uid, obj.metadata.uid);
+    assert_eq!(record.last_sync_time.as_deref(), Some(EARLIER));
+    // The record plans exactly like the full object: unchanged, then changed content.
+    let mut with_other = s;
+    with_other.existing.insert("ip-a1".into(), Arc::new(obj));
+    assert!(with_other.plan_as("a", &[item("ip-a1")], NOW).is_empty());
+    let mut changed = item("ip-a1");
+    changed.description = Some("new".into());
+    assert_eq!(with_other.plan_as("a", &[changed], NOW).counts.updated, 1);
 }

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::Engine;
-use imagepipeline_operator::controller::desired::{OwnerInfo, Owners, owner_reference, query_refs};
+use imagepipeline_operator::controller::FIELD_MANAGER;
+use imagepipeline_operator::controller::desired::{OwnerInfo, Owners, owner_reference};
+use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{Deletion, PlanInput, Write, plan};
 use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile};
 use imagepipeline_operator::crd::query::TemplateMetadata;
@@ -25,6 +27,7 @@ use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQueryStatus, Image
 use imagepipeline_operator::ecs::{CallObserver, ImagePipelineItem};
 use imagepipeline_operator::metrics::Metrics;
 use imagepipeline_operator::sim::{Credential, Faults, SimConfig};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::context::{NS, context, context_with_window, ecs_client, query};
@@ -431,22 +434,31 @@ struct Cluster {
 
 impl Cluster {
     /// What a freshly started operator's cache shows.
-    fn view(&self) -> BTreeMap<String, Arc<ImagePipeline>> {
+    fn view(&self) -> BTreeMap<String, Arc<Mirrored>> {
         self.objects
             .iter()
-            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+            .map(|(k, v)| (k.clone(), Arc::new(Mirrored::of(v))))
             .collect()
     }
 
     fn apply(&mut self, write: &Write) {
         let name = write.name().to_string();
         let existing = self.objects.get(&name);
-        if let Some(rv) = &write.object.metadata.resource_version {
+        if let Some(rv) = &write.resource_version {
             let current = existing.and_then(|e| e.metadata.resource_version.as_ref());
             assert_eq!(Some(rv), current, "conflict applying {name}");
         }
         self.version += 1;
-        let mut obj = write.object.clone();
+        // A release keeps the content on the server, as the writer reads it before applying.
+        let mut obj = write.object().unwrap_or_else(|| {
+            write.object_with(
+                existing
+                    .expect("a release of an existing object")
+                    .spec
+                    .clone(),
+            )
+        });
+        obj.metadata.managed_fields = Some(vec![managed_entry(&obj)]);
         obj.metadata.uid = existing
             .and_then(|e| e.metadata.uid.clone())
             .or_else(|| Some(format!("uid-{name}-{}", self.version)));
@@ -465,6 +477,30 @@ impl Cluster {
         );
         self.objects.remove(&deletion.name);
         self.deleted.push(deletion.name.clone());
+    }
+}
+
+/// The managed-fields entry the API server records for an apply by the operator: the label and
+/// annotation keys it set.
+fn managed_entry(obj: &ImagePipeline) -> ManagedFieldsEntry {
+    let keys = |m: &Option<BTreeMap<String, String>>| -> Value {
+        m.iter()
+            .flatten()
+            .map(|(k, _)| (format!("f:{k}"), json!({})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.into()),
+        operation: Some("Apply".into()),
+        api_version: Some("ecs.mirror.io/v1alpha1".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(json!({
+            "f:metadata": {"f:labels": keys(&obj.metadata.labels), "f:annotations": keys(&obj.metadata.annotations)},
+            "f:spec": {}
+        }))),
+        subresource: None,
+        time: None,
     }
 }
 
@@ -579,7 +615,11 @@ fn essence(cluster: &Cluster) -> BTreeMap<String, Essence> {
         .map(|(name, o)| {
             let mut spec = o.spec.clone();
             spec.last_sync_time = None;
-            let owners = query_refs(o).into_iter().map(|r| r.uid).collect();
+            let owners = Mirrored::of(o)
+                .owners
+                .iter()
+                .map(|r| r.uid.clone())
+                .collect();
             (name.clone(), (spec, owners, o.metadata.labels.clone()))
         })
         .collect()

@@ -53,6 +53,7 @@ fn args(namespaces: &[&str]) -> RunArgs {
     RunArgs {
         namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
         concurrency: 4,
+        write_concurrency: 16,
         ambient_credentials_namespaces: vec![],
         ambient_credentials_namespace_selector: None,
         ecs_endpoint: None,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use imagepipeline_operator::controller::FIELD_MANAGER;
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
+use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{PlanInput, plan};
 use imagepipeline_operator::crd::ImagePipeline;
 use imagepipeline_operator::ecs::ImagePipelineItem;
@@ -153,7 +154,7 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
         .into_iter()
         .enumerate()
         .map(|(i, w)| {
-            let mut obj = w.object;
+            let mut obj = w.object().expect("a create carries its content");
             let applied = serde_json::to_value(&obj).expect("serialize");
             obj.metadata.uid = Some(format!("{:08x}-5c1e-4b7a-9d3f-{:012x}", i, i * 7919));
             obj.metadata.resource_version = Some((100_000 + i).to_string());
@@ -173,14 +174,14 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
         .collect()
 }
 
-/// The objects by name, as the plan takes them.
-pub fn by_name(objects: &[ImagePipeline]) -> BTreeMap<String, Arc<ImagePipeline>> {
+/// The objects by name, as the plan takes them (the operator's records of them).
+pub fn by_name(objects: &[ImagePipeline]) -> BTreeMap<String, Arc<Mirrored>> {
     objects
         .iter()
         .map(|o| {
             (
                 o.metadata.name.clone().unwrap_or_default(),
-                Arc::new(o.clone()),
+                Arc::new(Mirrored::of(o)),
             )
         })
         .collect()

@@ -10,13 +10,14 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::time::Instant;
 
+use super::cache::MirrorCache;
 use super::credentials::CredentialsResolver;
+use super::mirrored::ListedDigest;
 use super::plan::WriteKind;
 use super::source::SharedListings;
 use super::view::{NamespaceLocks, RecentWrites};
 use super::writer::Writer;
-use crate::crd::{ImagePipeline, ImagePipelineQuery};
-use crate::ecs::Listing;
+use crate::crd::ImagePipelineQuery;
 
 /// Hooks for metrics; every method has an empty default.
 pub trait SyncObserver: Send + Sync + 'static {
@@ -64,8 +65,9 @@ impl SyncObserver for NoopObserver {}
 pub struct QueryMemory {
     /// The credentials identity (or error) of the last attempt.
     pub credentials: Option<String>,
-    /// The last complete listing, to notice drift of the mirrored objects.
-    pub listing: Option<Arc<Listing>>,
+    /// The IDs and content hashes of the last complete listing, to notice drift of the
+    /// mirrored objects and to hand objects over between queries.
+    pub listing: Option<Arc<ListedDigest>>,
     /// Consecutive attempts that ended in a listing or credentials failure.
     pub failures: u32,
     /// Consecutive reconciles that failed with a Kubernetes API error.
@@ -82,8 +84,8 @@ pub struct Context {
     pub writer: Writer,
     /// Publishes Events.
     pub recorder: Recorder,
-    /// The ImagePipelines of the watched namespaces.
-    pub pipelines: Store<ImagePipeline>,
+    /// The records of the ImagePipelines of the watched namespaces.
+    pub pipelines: MirrorCache,
     /// Turns true once the ImagePipeline cache has listed everything; many reconciles may wait
     /// on it at once (unlike `Store::wait_until_ready`, which wakes only its last waiter).
     pub pipelines_ready: tokio::sync::watch::Receiver<bool>,

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerRe
 use kube::api::ObjectMeta;
 
 use super::FIELD_MANAGER;
+use super::mirrored::{ManagedEntry, Mirrored};
 use crate::crd::query::TemplateMetadata;
 use crate::crd::{GROUP, ImagePipeline, ImagePipelineSpec, VERSION};
 
@@ -47,22 +48,6 @@ pub fn is_query_ref(r: &OwnerReference) -> bool {
         && r.api_version
             .split_once('/')
             .is_some_and(|(group, _)| group == GROUP)
-}
-
-/// The ImagePipelineQuery owner references of `obj`.
-pub fn query_refs(obj: &ImagePipeline) -> Vec<OwnerReference> {
-    obj.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .filter(|r| is_query_ref(r))
-        .cloned()
-        .collect()
-}
-
-/// Whether the query with `uid` owns `obj`.
-pub fn is_owned_by(obj: &ImagePipeline, uid: &str) -> bool {
-    query_refs(obj).iter().any(|r| r.uid == uid)
 }
 
 /// Labels and annotations merged from the templates of the owners with the given UIDs. Owners
@@ -118,33 +103,6 @@ pub fn build_object(
     }
 }
 
-/// Trims an object for the operator's cache: of its managed fields only the operator's own
-/// apply entry is kept, and of that only the label and annotation keys (all that
-/// [`managed_metadata_keys`] reads). Managed fields are otherwise most of an object's memory.
-pub fn trim_for_cache(obj: &mut ImagePipeline) {
-    let Some(entries) = obj.metadata.managed_fields.take() else {
-        return;
-    };
-    let kept: Vec<_> = entries
-        .into_iter()
-        .filter(is_our_apply)
-        .map(|mut entry| {
-            if let Some(fields) = entry.fields_v1.as_mut() {
-                let metadata = &fields.0["f:metadata"];
-                let mut trimmed = serde_json::Map::new();
-                for key in ["f:labels", "f:annotations"] {
-                    if let Some(v) = metadata.get(key) {
-                        trimmed.insert(key.to_string(), v.clone());
-                    }
-                }
-                fields.0 = serde_json::json!({ "f:metadata": trimmed });
-            }
-            entry
-        })
-        .collect();
-    obj.metadata.managed_fields = (!kept.is_empty()).then_some(kept);
-}
-
 fn is_our_apply(m: &ManagedFieldsEntry) -> bool {
     m.manager.as_deref() == Some(FIELD_MANAGER)
         && m.operation.as_deref() == Some("Apply")
@@ -183,38 +141,36 @@ pub fn managed_metadata_keys(obj: &ImagePipeline) -> (BTreeSet<String>, BTreeSet
     (labels, annotations)
 }
 
-fn map_matches(
-    actual: Option<&BTreeMap<String, String>>,
-    desired: Option<&BTreeMap<String, String>>,
-    managed: &BTreeSet<String>,
-) -> bool {
-    let empty = BTreeMap::new();
-    let actual = actual.unwrap_or(&empty);
-    let desired = desired.unwrap_or(&empty);
-    desired.iter().all(|(k, v)| actual.get(k) == Some(v))
-        && managed
+fn map_matches(actual: &[ManagedEntry], desired: &BTreeMap<String, String>) -> bool {
+    // `actual` holds only the keys the operator manages: a desired key it does not manage yet
+    // is written (once) even if someone else set the same value.
+    let value = |k: &str| {
+        actual
             .iter()
-            .all(|k| desired.contains_key(k) || !actual.contains_key(k))
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.as_deref())
+    };
+    desired.iter().all(|(k, v)| value(k) == Some(v.as_str()))
+        && actual
+            .iter()
+            .all(|(k, v)| v.is_none() || desired.contains_key(k))
 }
 
-/// Whether `existing` already is `desired`: same pipeline content, same query owners, every
-/// desired label and annotation present, and none the operator set before but no longer wants.
-/// Labels and annotations others added are not the operator's business.
-pub fn up_to_date(existing: &ImagePipeline, desired: &ImagePipeline) -> bool {
-    let uids = |o: &ImagePipeline| -> BTreeSet<String> {
-        query_refs(o).into_iter().map(|r| r.uid).collect()
+/// Whether `existing` already is what the plan wants: the same pipeline content (by hash), the
+/// same query owners (by UID), every desired label and annotation present, and none the
+/// operator set before but no longer wants. Labels and annotations others added are not the
+/// operator's business.
+pub fn up_to_date(
+    existing: &Mirrored,
+    content_hash: u64,
+    owners: &[OwnerReference],
+    template: &TemplateMetadata,
+) -> bool {
+    let uids = |refs: &[OwnerReference]| -> BTreeSet<String> {
+        refs.iter().map(|r| r.uid.clone()).collect()
     };
-    let (managed_labels, managed_annotations) = managed_metadata_keys(existing);
-    existing.spec.same_content(&desired.spec)
-        && uids(existing) == uids(desired)
-        && map_matches(
-            existing.metadata.labels.as_ref(),
-            desired.metadata.labels.as_ref(),
-            &managed_labels,
-        )
-        && map_matches(
-            existing.metadata.annotations.as_ref(),
-            desired.metadata.annotations.as_ref(),
-            &managed_annotations,
-        )
+    existing.content_hash == content_hash
+        && uids(&existing.owners) == uids(owners)
+        && map_matches(&existing.labels, &template.labels)
+        && map_matches(&existing.annotations, &template.annotations)
 }

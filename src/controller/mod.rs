@@ -4,7 +4,8 @@
 //! The reconcile is a pipeline of named steps, one module each: [`validate`] the spec, resolve
 //! [`credentials`], [`source`] the listing (shared between identical queries), [`plan`] the
 //! writes (pure, from [`desired`] objects and the cache [`view`]), apply them through the
-//! [`writer`], then [`status`] and [`events`]. [`schedule`] decides when a query is due,
+//! [`writer`], then [`status`] and [`events`]. The mirrored objects are watched once and kept
+//! only as compact [`mirrored`] records in the [`cache`]. [`schedule`] decides when a query is due,
 //! [`reconcile`] strings the steps together and [`run`] starts everything.
 //!
 //! Server-side apply and shared objects: every write is one apply under the single field
@@ -16,11 +17,13 @@
 //! `resourceVersion` they were planned from (any other writer in between turns the apply into
 //! a conflict and a retry). Deletions carry UID and resourceVersion preconditions.
 
+pub mod cache;
 pub mod context;
 pub mod credentials;
 pub mod desired;
 pub mod error;
 pub mod events;
+pub mod mirrored;
 pub mod plan;
 pub mod reconcile;
 pub mod run;

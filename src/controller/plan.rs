@@ -1,22 +1,24 @@
 //! Step 4: plan. From a complete listing and the ImagePipelines of the namespace, decide which
 //! objects to create, update, release (drop this query's owner reference) or delete. Pure: no
-//! client, no clock.
+//! client, no clock. The plan holds no built objects: each write names its listing item, owners
+//! and template, and the object is built only when it is applied ([`Write::object`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::desired::{
-    Owners, build_object, is_owned_by, merged_template, owner_reference, query_refs, up_to_date,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ObjectMeta;
 
+use super::desired::{Owners, build_object, merged_template, owner_reference, up_to_date};
+use super::mirrored::{Listed, Mirrored};
 use crate::crd::pipeline::object_name;
+use crate::crd::query::TemplateMetadata;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::ImagePipelineItem;
 
 /// Everything the plan depends on.
-#[derive(Debug, Clone, Copy)]
-pub struct PlanInput<'a> {
+#[derive(Debug)]
+pub struct PlanInput<'a, 'i, I = ImagePipelineItem> {
     /// The query's name.
     pub query_name: &'a str,
     /// The query's UID.
@@ -25,10 +27,10 @@ pub struct PlanInput<'a> {
     pub namespace: &'a str,
     /// The region the listing covers.
     pub region_id: &'a str,
-    /// Every pipeline of the complete listing.
-    pub items: &'a [ImagePipelineItem],
+    /// Every pipeline of the complete listing (full items, or the remembered digest).
+    pub items: &'i [I],
     /// The ImagePipelines of the namespace, by name, as last seen.
-    pub existing: &'a BTreeMap<String, Arc<ImagePipeline>>,
+    pub existing: &'a BTreeMap<String, Arc<Mirrored>>,
     /// The queries of the namespace (including this one), for the merged templates.
     pub owners: &'a Owners,
     /// Whether objects no query matches any more are deleted.
@@ -54,20 +56,61 @@ pub enum WriteKind {
     Release,
 }
 
-/// One server-side apply.
+/// One server-side apply, built when it is applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Write {
+pub struct Write<'a> {
     /// Why.
     pub kind: WriteKind,
-    /// The complete object to apply, with every query owner and, for existing objects, the
-    /// `resourceVersion` it was planned from (a conflict if it changed since).
-    pub object: ImagePipeline,
+    /// The object name.
+    pub name: String,
+    /// The namespace.
+    pub namespace: Arc<str>,
+    /// The region of the content.
+    pub region_id: Arc<str>,
+    /// The listing item with the content; `None` for a release (the object keeps the content
+    /// it has on the server) and for a plan from a remembered digest (nothing to build).
+    pub item: Option<&'a ImagePipelineItem>,
+    /// `spec.lastSyncTime` to write.
+    pub last_sync_time: Option<String>,
+    /// Every query owner reference of the object.
+    pub owners: Vec<OwnerReference>,
+    /// The labels and annotations merged from those owners' templates.
+    pub template: TemplateMetadata,
+    /// For existing objects, the `resourceVersion` it was planned from (a conflict if it
+    /// changed since).
+    pub resource_version: Option<String>,
 }
 
-impl Write {
+impl Write<'_> {
     /// The object name.
     pub fn name(&self) -> &str {
-        self.object.metadata.name.as_deref().unwrap_or_default()
+        &self.name
+    }
+
+    /// The object to apply with `spec` as its content.
+    pub fn object_with(&self, spec: ImagePipelineSpec) -> ImagePipeline {
+        build_object(
+            &self.name,
+            &self.namespace,
+            spec,
+            self.owners.clone(),
+            self.template.clone(),
+            self.resource_version.clone(),
+        )
+    }
+
+    /// The complete object to apply, when the write carries its content (creates and updates
+    /// planned from a full listing).
+    pub fn object(&self) -> Option<ImagePipeline> {
+        let item = self.item?;
+        let mut spec = ImagePipelineSpec::from_item(item, &self.region_id);
+        spec.last_sync_time = self.last_sync_time.clone();
+        Some(self.object_with(spec))
+    }
+
+    /// The metadata the write applies.
+    pub fn metadata(&self) -> ObjectMeta {
+        self.object_with(ImagePipelineSpec::default()).metadata
     }
 }
 
@@ -100,9 +143,9 @@ pub struct PlanCounts {
 
 /// The writes of one sync.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// Applies, in name order.
-    pub writes: Vec<Write>,
+    pub writes: Vec<Write<'a>>,
     /// Deletions, in name order.
     pub deletions: Vec<Deletion>,
     /// Counts.
@@ -113,18 +156,14 @@ pub struct Plan {
     pub unmirrorable: Vec<String>,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// Whether the plan writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty() && self.deletions.is_empty()
     }
 }
 
-fn is_terminating(obj: &ImagePipeline) -> bool {
-    obj.metadata.deletion_timestamp.is_some()
-}
-
-impl Plan {
+impl Plan<'_> {
     /// The same plan without deletions and releases: what a sync may do when the listing had
     /// items it could not read (no ID), since one of them may be a pipeline that is mirrored.
     /// Creates and updates stay; nothing already mirrored is removed.
@@ -140,7 +179,7 @@ impl Plan {
 }
 
 /// Owner references of the other queries that matched `name` in their last listing.
-fn claimants(input: &PlanInput<'_>, name: &str) -> Vec<OwnerReference> {
+fn claimants<I>(input: &PlanInput<'_, '_, I>, name: &str) -> Vec<OwnerReference> {
     input
         .claims
         .get(name)
@@ -153,58 +192,64 @@ fn claimants(input: &PlanInput<'_>, name: &str) -> Vec<OwnerReference> {
 }
 
 /// Plans the writes that make the namespace mirror `input.items` for this query.
-pub fn plan(input: &PlanInput<'_>) -> Plan {
+pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
     let mut out = Plan::default();
     let mut matched = BTreeSet::new();
+    let namespace: Arc<str> = input.namespace.into();
+    let region_id: Arc<str> = input.region_id.into();
     for item in input.items {
-        let Some(name) = object_name(&item.image_pipeline_id) else {
-            out.unmirrorable.push(item.image_pipeline_id.clone());
+        let Some(name) = object_name(item.id()) else {
+            out.unmirrorable.push(item.id().to_string());
             continue;
         };
         if !matched.insert(name.clone()) {
             continue;
         }
         let existing = input.existing.get(&name);
-        if existing.is_some_and(|e| is_terminating(e)) {
+        if existing.is_some_and(|e| e.terminating) {
             // Being deleted: recreated once it is gone (its deletion triggers a sync).
             out.counts.unchanged += 1;
             continue;
         }
-        let mut spec = ImagePipelineSpec::from_item(item, input.region_id);
-        let mut owners = existing.map(|e| query_refs(e)).unwrap_or_default();
+        let hash = item.content_hash(input.region_id);
+        let mut owners = existing.map(|e| e.owners.to_vec()).unwrap_or_default();
         owners.retain(|r| r.uid != input.query_uid);
         owners.push(owner_reference(input.query_name, input.query_uid));
         let template = merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners);
-        spec.last_sync_time = match existing {
-            Some(e) if e.spec.same_content(&spec) => e.spec.last_sync_time.clone(),
+        let kind = match existing {
+            None => WriteKind::Create,
+            Some(e) if up_to_date(e, hash, &owners, &template) => {
+                out.counts.unchanged += 1;
+                continue;
+            }
+            Some(_) => WriteKind::Update,
+        };
+        let last_sync_time = match existing {
+            Some(e) if e.content_hash == hash => e.last_sync_time.clone(),
             _ => Some(input.now.to_string()),
         };
-        let rv = existing.and_then(|e| e.metadata.resource_version.clone());
-        let object = build_object(&name, input.namespace, spec, owners, template, rv);
-        match existing {
-            None => {
-                out.counts.created += 1;
-                out.writes.push(Write {
-                    kind: WriteKind::Create,
-                    object,
-                });
-            }
-            Some(e) if up_to_date(e, &object) => out.counts.unchanged += 1,
-            Some(_) => {
-                out.counts.updated += 1;
-                out.writes.push(Write {
-                    kind: WriteKind::Update,
-                    object,
-                });
-            }
+        match kind {
+            WriteKind::Create => out.counts.created += 1,
+            _ => out.counts.updated += 1,
         }
+        out.writes.push(Write {
+            kind,
+            name,
+            namespace: namespace.clone(),
+            region_id: region_id.clone(),
+            item: item.item(),
+            last_sync_time,
+            owners,
+            template,
+            resource_version: existing.and_then(|e| e.resource_version.clone()),
+        });
     }
     out.matched = matched.len() as u32;
     for (name, obj) in input.existing {
-        if matched.contains(name) || !is_owned_by(obj, input.query_uid) || is_terminating(obj) {
+        if matched.contains(name) || !obj.is_owned_by(input.query_uid) || obj.terminating {
             continue;
         }
-        let all = query_refs(obj);
+        let all: &[OwnerReference] = &obj.owners;
         let mut remaining: Vec<_> = all
             .iter()
             .filter(|r| r.uid != input.query_uid)
@@ -217,14 +262,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             out.counts.deleted += 1;
             out.deletions.push(Deletion {
                 name: name.clone(),
-                uid: obj.metadata.uid.clone(),
-                resource_version: obj.metadata.resource_version.clone(),
+                uid: obj.uid.clone(),
+                resource_version: obj.resource_version.clone(),
             });
             continue;
         }
         // Keep the labels the object had when no owner is left (only the reference goes).
-        let template_from = if remaining.is_empty() {
-            &all
+        let template_from: &[OwnerReference] = if remaining.is_empty() {
+            all
         } else {
             &remaining
         };
@@ -232,16 +277,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
-            object: build_object(
-                name,
-                input.namespace,
-                obj.spec.clone(),
-                remaining,
-                template,
-                obj.metadata.resource_version.clone(),
-            ),
+            name: name.clone(),
+            namespace: namespace.clone(),
+            region_id: region_id.clone(),
+            item: None,
+            last_sync_time: obj.last_sync_time.clone(),
+            owners: remaining,
+            template,
+            resource_version: obj.resource_version.clone(),
         });
     }
-    out.writes.sort_by(|a, b| a.name().cmp(b.name()));
+    out.writes.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

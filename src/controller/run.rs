@@ -16,17 +16,20 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::cache::{CacheFeeder, MirrorCache};
 use super::context::{Context, SyncObserver};
 use super::credentials::{AmbientPolicy, CredentialsResolver};
-use super::desired::trim_for_cache;
 use super::error::ControllerError;
 use super::reconcile::{error_policy, reconcile};
 use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
 use super::view::{NamespaceLocks, RecentWrites};
-use super::writer::Writer;
+use super::writer::{DEFAULT_WRITE_CONCURRENCY, Writer};
 use crate::admin::Readiness;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
+
+/// ImagePipelines per page of the watch's (re-)list.
+const PIPELINE_PAGE_SIZE: u32 = 100;
 
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -39,6 +42,11 @@ pub struct RunArgs {
     /// How many queries are reconciled at the same time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// How many ImagePipeline writes of one sync are in flight at the same time (each object
+    /// still has one writer at a time; 429 answers are retried after their Retry-After).
+    #[arg(long, env = "WRITE_CONCURRENCY", default_value_t = DEFAULT_WRITE_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub write_concurrency: u16,
 
     /// Namespaces whose queries may omit spec.credentials and use the operator's own (ambient)
     /// credentials. Default: none.
@@ -204,7 +212,7 @@ pub async fn run_with(
     }
     let shared = Shared {
         client: client.clone(),
-        writer: Writer::new(client.clone()),
+        writer: Writer::new(client.clone()).with_concurrency(usize::from(args.write_concurrency)),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -242,24 +250,35 @@ struct Shared {
 impl Shared {
     async fn controller(&self, namespace: Option<&str>) {
         let wc = watcher::Config::default();
+        // One watch of the ImagePipelines: each object is reduced to its record on arrival, and
+        // its owner queries are triggered from the same stream (no second watch).
         let pipelines_api: Api<ImagePipeline> = api(&self.client, namespace);
-        // Readiness comes from the watch streams' InitDone events: `Store::wait_until_ready`
-        // wakes only the last of several waiters, and the controller itself waits on its store.
-        let (pipelines, cache_writer) = reflector::store();
+        let pipelines = MirrorCache::default();
         let (pipelines_ready_tx, pipelines_ready) = watch::channel(false);
-        let pipelines_watch = watcher(pipelines_api.clone(), wc.clone()).modify(trim_for_cache);
-        let cache = reflector::reflector(cache_writer, pipelines_watch)
-            .default_backoff()
-            .for_each(move |event| {
-                match event {
-                    Ok(watcher::Event::InitDone) => {
-                        pipelines_ready_tx.send_replace(true);
+        let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+        let recent = RecentWrites::tracking(pipelines.clone());
+        let cache = {
+            let mut feeder = CacheFeeder::new(pipelines.clone()).with_recent(recent.clone());
+            // Small pages: a page of full objects (managed fields and all) is decoded at once
+            // before it is reduced, so the page size bounds that transient memory.
+            watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))
+                .default_backoff()
+                .for_each(move |event| {
+                    match event {
+                        Ok(event) => {
+                            let done = matches!(event, watcher::Event::InitDone);
+                            for query in feeder.on_event(event) {
+                                let _ = trigger_tx.unbounded_send(query);
+                            }
+                            if done {
+                                pipelines_ready_tx.send_replace(true);
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "ImagePipeline watch failed; retrying"),
                     }
-                    Err(e) => warn!(error = %e, "ImagePipeline watch failed; retrying"),
-                    Ok(_) => {}
-                }
-                futures::future::ready(())
-            });
+                    futures::future::ready(())
+                })
+        };
         let cache = tokio::spawn(cache);
 
         let (queries, queries_writer) = reflector::store();
@@ -312,13 +331,13 @@ impl Shared {
             queries: queries.clone(),
             listings: self.listings.clone(),
             credentials: self.credentials.clone(),
-            recent: RecentWrites::default(),
+            recent,
             locks: NamespaceLocks::default(),
             memory: Mutex::new(HashMap::new()),
             observer: self.observer.clone(),
         });
         controller
-            .owns(pipelines_api, wc.clone())
+            .reconcile_on(trigger_rx)
             .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
                 queries_using_secret(&queries, &secret)
             })

@@ -64,7 +64,7 @@ struct Flight {
 pub struct SharedListings {
     source: Arc<dyn PipelineSource>,
     window: Duration,
-    flights: Mutex<HashMap<ListingKey, Flight>>,
+    flights: Arc<Mutex<HashMap<ListingKey, Flight>>>,
 }
 
 impl SharedListings {
@@ -73,7 +73,7 @@ impl SharedListings {
         Self {
             source,
             window,
-            flights: Mutex::new(HashMap::new()),
+            flights: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -108,18 +108,56 @@ impl SharedListings {
                         .shared();
                     // An older flight for the key keeps serving those who already joined it.
                     flights.insert(
-                        key,
+                        key.clone(),
                         Flight {
                             started: now,
                             started_at: Timestamp::now(),
                             result: fut.clone(),
                         },
                     );
+                    self.forget_after_window(key, now);
                     fut
                 }
             }
         };
         shared.await
+    }
+}
+
+impl SharedListings {
+    /// Drops the flight of `key` started at `started` once it has finished and its window has
+    /// passed, so a finished listing (every item of it) is not kept until the next listing.
+    fn forget_after_window(&self, key: ListingKey, started: Instant) {
+        let flights = Arc::downgrade(&self.flights);
+        let window = self.window;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(started + window).await;
+            // Still in flight: look again one window (at least a second) later.
+            while still_in_flight(&flights, &key, started) {
+                tokio::time::sleep(window.max(Duration::from_secs(1))).await;
+            }
+        });
+    }
+}
+
+/// Whether the flight of `key` started at `started` is still running; a finished one is
+/// removed.
+fn still_in_flight(
+    flights: &std::sync::Weak<Mutex<HashMap<ListingKey, Flight>>>,
+    key: &ListingKey,
+    started: Instant,
+) -> bool {
+    let Some(flights) = flights.upgrade() else {
+        return false;
+    };
+    let mut flights = flights.lock().unwrap_or_else(|e| e.into_inner());
+    match flights.get(key) {
+        Some(f) if f.started == started && f.result.peek().is_none() => true,
+        Some(f) if f.started == started => {
+            flights.remove(key);
+            false
+        }
+        _ => false,
     }
 }
 

@@ -8,13 +8,14 @@ use kube::ResourceExt;
 
 use super::context::Context;
 use super::credentials::{ResolveError, Resolved};
-use super::desired::{OwnerInfo, Owners, is_owned_by};
+use super::desired::{OwnerInfo, Owners};
 use super::error::ControllerError;
+use super::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
 use super::plan::{Plan, PlanInput, plan};
 use super::source::ListingKey;
 use super::status::Outcome;
 use super::validate::{ValidSpec, validate};
-use crate::crd::{ImagePipeline, ImagePipelineQuery};
+use crate::crd::ImagePipelineQuery;
 use crate::ecs::Listing;
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
@@ -46,21 +47,17 @@ pub fn owners_in(ctx: &Context, namespace: &str, query: &ImagePipelineQuery) -> 
 
 /// For each object this query owns but no longer lists, the other queries of the namespace
 /// whose last complete listing (remembered by this process) contains it.
-fn claims_on_released(
+fn claims_on_released<I: Listed>(
     ctx: &Context,
     uid: &str,
     owners: &Owners,
-    existing: &BTreeMap<String, Arc<ImagePipeline>>,
-    listing: &Listing,
+    existing: &BTreeMap<String, Arc<Mirrored>>,
+    items: &[I],
 ) -> BTreeMap<String, Vec<String>> {
-    let listed: BTreeSet<&str> = listing
-        .items
-        .iter()
-        .map(|i| i.image_pipeline_id.as_str())
-        .collect();
+    let listed: BTreeSet<&str> = items.iter().map(|i| i.id()).collect();
     let released: BTreeSet<&str> = existing
         .iter()
-        .filter(|(name, obj)| !listed.contains(name.as_str()) && is_owned_by(obj, uid))
+        .filter(|(name, obj)| !listed.contains(name.as_str()) && obj.is_owned_by(uid))
         .map(|(name, _)| name.as_str())
         .collect();
     let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -71,10 +68,10 @@ fn claims_on_released(
         let Some(their) = ctx.remembered(other).and_then(|m| m.listing) else {
             continue;
         };
-        for item in &their.items {
-            if released.contains(item.image_pipeline_id.as_str()) {
+        for entry in &their.entries {
+            if released.contains(&*entry.id) {
                 claims
-                    .entry(item.image_pipeline_id.clone())
+                    .entry(entry.id.to_string())
                     .or_default()
                     .push(other.clone());
             }
@@ -83,14 +80,16 @@ fn claims_on_released(
     claims
 }
 
-/// The plan that makes the namespace mirror `listing` for `query`, from the current view.
-pub fn plan_for(
+/// The plan that makes the namespace mirror `listing` (full, or a remembered digest, which
+/// can tell whether anything needs writing but not build the objects) for `query`, from the
+/// current view.
+pub fn plan_for<'a, L: ListingView>(
     ctx: &Context,
     query: &ImagePipelineQuery,
     valid: &ValidSpec,
-    listing: &Listing,
+    listing: &'a L,
     now: &str,
-) -> Result<Plan, ControllerError> {
+) -> Result<Plan<'a>, ControllerError> {
     let namespace = query
         .namespace()
         .ok_or(ControllerError::MissingObjectKey("namespace"))?;
@@ -100,13 +99,13 @@ pub fn plan_for(
     let name = query.name_any();
     let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
     let owners = owners_in(ctx, &namespace, query);
-    let claims = claims_on_released(ctx, &uid, &owners, &existing, listing);
+    let claims = claims_on_released(ctx, &uid, &owners, &existing, listing.items());
     Ok(plan(&PlanInput {
         query_name: &name,
         query_uid: &uid,
         namespace: &namespace,
         region_id: &valid.filter.region_id,
-        items: &listing.items,
+        items: listing.items(),
         existing: &existing,
         owners: &owners,
         prune: valid.prune,
@@ -144,11 +143,12 @@ pub async fn attempt(
         .ok_or(ControllerError::MissingObjectKey("namespace"))?;
     if let Some(uid) = query.uid() {
         // Remember the listing before writing, so a partly applied plan shows up as drift.
-        ctx.remember(&uid, |m| m.listing = Some(listing.clone()));
+        let digest = Arc::new(ListedDigest::of(&listing, &valid.filter.region_id));
+        ctx.remember(&uid, |m| m.listing = Some(digest));
     }
     let lock = ctx.locks.of(&namespace);
     let _guard = lock.lock().await;
-    let mut plan = plan_for(ctx, query, valid, &listing, now)?;
+    let mut plan = plan_for(ctx, query, valid, listing.as_ref(), now)?;
     if listing.skipped_items > 0 {
         tracing::warn!(
             skipped = listing.skipped_items,

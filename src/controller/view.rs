@@ -13,30 +13,30 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use kube::ResourceExt;
-use kube::runtime::reflector::Store;
-
-use crate::crd::ImagePipeline;
+use super::cache::MirrorCache;
+use super::mirrored::Mirrored;
 
 /// One write of this process: the resourceVersion it replaced (`None` for a create) and the
-/// object the API server answered with (`None` for a deletion).
+/// record of the object the API server answered with (`None` for a deletion); only the record,
+/// never the whole answer, is kept until the cache catches up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     /// The resourceVersion the write was based on.
     pub base_resource_version: Option<String>,
     /// The object after the write.
-    pub after: Option<Arc<ImagePipeline>>,
+    pub after: Option<Arc<Mirrored>>,
 }
 
 /// The object to plan from: the cached one, unless the cache still shows the version a write
 /// of ours replaced, in which case the write's result.
 pub fn effective(
-    cached: Option<Arc<ImagePipeline>>,
+    cached: Option<Arc<Mirrored>>,
     written: Option<&Written>,
-) -> Option<Arc<ImagePipeline>> {
+) -> Option<Arc<Mirrored>> {
     match written {
         Some(w)
-            if cached.as_ref().and_then(|c| c.resource_version()) == w.base_resource_version =>
+            if cached.as_ref().and_then(|c| c.resource_version.clone())
+                == w.base_resource_version =>
         {
             w.after.clone()
         }
@@ -54,12 +54,40 @@ struct Entry {
 }
 
 /// Writes this process made, by namespace and name, until the cache shows something newer.
-#[derive(Debug, Default)]
+/// Cheap to clone (shared).
+#[derive(Debug, Default, Clone)]
 pub struct RecentWrites {
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    entries: Arc<Mutex<HashMap<(String, String), Entry>>>,
+    /// The cache the writes are compared with as they are recorded, so a write the cache has
+    /// already seen is not kept (a first sync writes every object).
+    cache: Option<MirrorCache>,
 }
 
 impl RecentWrites {
+    /// Recent writes compared with `cache` as they are recorded and as the cache changes
+    /// (see [`RecentWrites::observed`]): an entry lives only while the cache is behind it.
+    pub fn tracking(cache: MirrorCache) -> Self {
+        Self {
+            entries: Arc::default(),
+            cache: Some(cache),
+        }
+    }
+
+    /// The cache now shows `name` at `resource_version` (`None`: gone): an entry the cache is
+    /// no longer behind is dropped.
+    pub fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        let behind = entries.get(&key).is_some_and(|e| {
+            e.superseded
+                .iter()
+                .any(|s| s.as_deref() == resource_version)
+        });
+        if !behind {
+            entries.remove(&key);
+        }
+    }
+
     /// Records a write. A write based on the result of the previous recorded write of the same
     /// object continues its chain: a cache still showing any version the chain replaced is
     /// behind it.
@@ -72,14 +100,24 @@ impl RecentWrites {
                     .written
                     .after
                     .as_ref()
-                    .and_then(|a| a.resource_version())
-                    == written.base_resource_version =>
+                    .and_then(|a| a.resource_version.as_ref())
+                    == written.base_resource_version.as_ref() =>
             {
                 prev.superseded.clone()
             }
             _ => Vec::new(),
         };
         superseded.push(written.base_resource_version.clone());
+        if let Some(cache) = &self.cache {
+            let cached = cache
+                .get(namespace, name)
+                .and_then(|c| c.resource_version.clone());
+            if !superseded.contains(&cached) {
+                // The cache has already seen this write (or something newer).
+                entries.remove(&key);
+                return;
+            }
+        }
         entries.insert(
             key,
             Entry {
@@ -92,21 +130,16 @@ impl RecentWrites {
     /// The ImagePipelines of `namespace` to plan from, by name.
     pub fn namespace_view(
         &self,
-        store: &Store<ImagePipeline>,
+        cache: &MirrorCache,
         namespace: &str,
-    ) -> BTreeMap<String, Arc<ImagePipeline>> {
-        let mut view: BTreeMap<String, Arc<ImagePipeline>> = store
-            .state()
-            .into_iter()
-            .filter(|o| o.namespace().as_deref() == Some(namespace))
-            .map(|o| (o.name_any(), o))
-            .collect();
+    ) -> BTreeMap<String, Arc<Mirrored>> {
+        let mut view = cache.namespace(namespace);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|(ns, name), entry| {
             if ns != namespace {
                 return true;
             }
-            let cached = view.get(name).and_then(|c| c.resource_version());
+            let cached = view.get(name).and_then(|c| c.resource_version.clone());
             let stale = entry.superseded.contains(&cached);
             if stale {
                 match &entry.written.after {
@@ -138,13 +171,17 @@ impl NamespaceLocks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::ImagePipelineSpec;
+    use crate::crd::{ImagePipeline, ImagePipelineSpec};
 
-    fn obj(rv: &str) -> Arc<ImagePipeline> {
+    fn full(rv: &str) -> ImagePipeline {
         let mut o = ImagePipeline::new("ip-a", ImagePipelineSpec::default());
         o.metadata.namespace = Some("ns".into());
         o.metadata.resource_version = Some(rv.into());
-        Arc::new(o)
+        o
+    }
+
+    fn obj(rv: &str) -> Arc<Mirrored> {
+        Arc::new(Mirrored::of(&full(rv)))
     }
 
     #[test]
@@ -154,7 +191,7 @@ mod tests {
             after: Some(obj("2")),
         };
         let seen = effective(Some(obj("1")), Some(&write)).unwrap();
-        assert_eq!(seen.resource_version().as_deref(), Some("2"));
+        assert_eq!(seen.resource_version.as_deref(), Some("2"));
         let created = Written {
             base_resource_version: None,
             after: Some(obj("5")),
@@ -174,7 +211,7 @@ mod tests {
             after: Some(obj("2")),
         };
         let seen = effective(Some(obj("7")), Some(&write)).unwrap();
-        assert_eq!(seen.resource_version().as_deref(), Some("7"));
+        assert_eq!(seen.resource_version.as_deref(), Some("7"));
         let deleted = Written {
             base_resource_version: Some("3".into()),
             after: None,
@@ -182,15 +219,8 @@ mod tests {
         assert!(effective(None, Some(&deleted)).is_none());
     }
 
-    fn store_of(objects: Vec<Arc<ImagePipeline>>) -> Store<ImagePipeline> {
-        use kube::runtime::{reflector, watcher};
-        let (store, mut writer) = reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for o in objects {
-            writer.apply_watcher_event(&watcher::Event::InitApply((*o).clone()));
-        }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        store
+    fn store_of(objects: Vec<ImagePipeline>) -> MirrorCache {
+        MirrorCache::from_objects(objects)
     }
 
     #[test]
@@ -208,7 +238,7 @@ mod tests {
         );
         for (base, after) in [("1", "2"), ("2", "3")] {
             let view = recent.namespace_view(&empty, "ns");
-            assert_eq!(view["ip-a"].resource_version().as_deref(), Some(base));
+            assert_eq!(view["ip-a"].resource_version.as_deref(), Some(base));
             recent.record(
                 "ns",
                 "ip-a",
@@ -219,17 +249,51 @@ mod tests {
             );
         }
         let view = recent.namespace_view(&empty, "ns");
-        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
         // A cache that caught up with an intermediate version is still behind.
-        let view = recent.namespace_view(&store_of(vec![obj("2")]), "ns");
-        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        let view = recent.namespace_view(&store_of(vec![full("2")]), "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
         // Once the cache shows a version the chain did not replace, it wins.
-        let view = recent.namespace_view(&store_of(vec![obj("3")]), "ns");
-        assert_eq!(view["ip-a"].resource_version().as_deref(), Some("3"));
+        let view = recent.namespace_view(&store_of(vec![full("3")]), "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
         let view = recent.namespace_view(&empty, "ns");
         assert!(
             !view.contains_key("ip-a"),
             "the entry was dropped once caught up"
         );
+    }
+
+    #[test]
+    fn a_tracking_record_lives_only_while_the_cache_is_behind_it() {
+        let created = || Written {
+            base_resource_version: None,
+            after: Some(obj("1")),
+        };
+        let empty = MirrorCache::default();
+        let recent = RecentWrites::tracking(empty.clone());
+        recent.record("ns", "ip-a", created());
+        let view = recent.namespace_view(&empty, "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("1"));
+        // The watch delivered our create: the entry goes at once.
+        recent.observed("ns", "ip-a", Some("1"));
+        assert!(recent.namespace_view(&empty, "ns").is_empty());
+        // A write the cache has already seen is not kept at all.
+        let seen = store_of(vec![full("1")]);
+        let recent = RecentWrites::tracking(seen.clone());
+        recent.record("ns", "ip-a", created());
+        assert!(recent.namespace_view(&empty, "ns").is_empty());
+        // An event of a version the write replaced keeps it.
+        let recent = RecentWrites::tracking(seen.clone());
+        recent.record(
+            "ns",
+            "ip-a",
+            Written {
+                base_resource_version: Some("1".into()),
+                after: Some(obj("2")),
+            },
+        );
+        recent.observed("ns", "ip-a", Some("1"));
+        let view = recent.namespace_view(&seen, "ns");
+        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("2"));
     }
 }

@@ -1,15 +1,23 @@
 //! The only path that writes to the Kubernetes API: server-side applies of ImagePipelines under
 //! one field manager, deletions with preconditions, and status patches. It can be told that this
 //! replica is not the leader, and then refuses to write.
+//!
+//! A plan's writes run with bounded parallelism ([`Writer::with_concurrency`]): each object
+//! appears once in a plan and plans of one namespace run one at a time, so there is still one
+//! writer per object. Each object is built just before its apply and only the record of the
+//! answer is kept. The client backs off on 429 (API priority and fairness) and 503/504 as the
+//! server's `Retry-After` says (kube's default retry policy).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::TryStreamExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::error::ControllerError;
+use super::mirrored::Mirrored;
 use super::plan::{Deletion, Plan, Write};
 use super::view::{RecentWrites, Written};
 use super::{FIELD_MANAGER, SyncObserver};
@@ -20,7 +28,11 @@ use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
 pub struct Writer {
     client: Client,
     leading: Arc<AtomicBool>,
+    concurrency: usize,
 }
+
+/// How many writes of one plan are in flight at once, unless told otherwise.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
 
 impl Writer {
     /// A writer that may write (until told otherwise through [`Writer::leadership`]).
@@ -28,7 +40,14 @@ impl Writer {
         Self {
             client,
             leading: Arc::new(AtomicBool::new(true)),
+            concurrency: DEFAULT_WRITE_CONCURRENCY,
         }
+    }
+
+    /// The same writer with at most `n` (at least 1) writes of a plan in flight at once.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
     }
 
     /// The flag a leader election sets: `false` disables every write.
@@ -49,21 +68,33 @@ impl Writer {
         }
     }
 
-    /// One server-side apply of a planned object, forced, under [`FIELD_MANAGER`].
+    /// One server-side apply of a planned object, forced, under [`FIELD_MANAGER`]; returns the
+    /// record of the object as stored. A release keeps the content the object has on the
+    /// server (read just before; the planned resourceVersion still guards the apply).
     pub async fn apply(
         &self,
         namespace: &str,
-        write: &Write,
-    ) -> Result<ImagePipeline, ControllerError> {
+        write: &Write<'_>,
+    ) -> Result<Mirrored, ControllerError> {
         self.check_leading()?;
         let api: Api<ImagePipeline> = Api::namespaced(self.client.clone(), namespace);
+        let failed = |source| ControllerError::Write {
+            name: write.name().to_string(),
+            source,
+        };
+        let object = match write.object() {
+            Some(object) => object,
+            None => {
+                let current = api.get(write.name()).await.map_err(failed)?;
+                write.object_with(current.spec)
+            }
+        };
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(write.name(), &params, &Patch::Apply(&write.object))
+        let after = api
+            .patch(write.name(), &params, &Patch::Apply(&object))
             .await
-            .map_err(|source| ControllerError::Write {
-                name: write.name().to_string(),
-                source,
-            })
+            .map_err(failed)?;
+        Ok(Mirrored::of(&after))
     }
 
     /// Deletes an object if it still has the planned UID and resourceVersion. An object that is
@@ -93,39 +124,45 @@ impl Writer {
     }
 
     /// Carries out `plan` in `namespace`, recording every write in `recent` so the next plan
-    /// sees it even before the cache does.
+    /// sees it even before the cache does. Writes run [`Writer::with_concurrency`] at a time;
+    /// the first failure stops the rest (the next sync plans again from what happened).
     pub async fn apply_plan(
         &self,
         namespace: &str,
-        plan: &Plan,
+        plan: &Plan<'_>,
         recent: &RecentWrites,
         observer: &dyn SyncObserver,
     ) -> Result<(), ControllerError> {
-        for write in &plan.writes {
-            let after = self.apply(namespace, write).await?;
-            observer.object_written(write.kind);
-            recent.record(
-                namespace,
-                write.name(),
-                Written {
-                    base_resource_version: write.object.metadata.resource_version.clone(),
-                    after: Some(Arc::new(after)),
-                },
-            );
-        }
-        for deletion in &plan.deletions {
-            self.delete(namespace, deletion).await?;
-            observer.object_deleted();
-            recent.record(
-                namespace,
-                &deletion.name,
-                Written {
-                    base_resource_version: deletion.resource_version.clone(),
-                    after: None,
-                },
-            );
-        }
-        Ok(())
+        futures::stream::iter(plan.writes.iter().map(Ok))
+            .try_for_each_concurrent(self.concurrency, |write| async move {
+                let after = self.apply(namespace, write).await?;
+                observer.object_written(write.kind);
+                recent.record(
+                    namespace,
+                    write.name(),
+                    Written {
+                        base_resource_version: write.resource_version.clone(),
+                        after: Some(Arc::new(after)),
+                    },
+                );
+                Ok::<_, ControllerError>(())
+            })
+            .await?;
+        futures::stream::iter(plan.deletions.iter().map(Ok))
+            .try_for_each_concurrent(self.concurrency, |deletion| async move {
+                self.delete(namespace, deletion).await?;
+                observer.object_deleted();
+                recent.record(
+                    namespace,
+                    &deletion.name,
+                    Written {
+                        base_resource_version: deletion.resource_version.clone(),
+                        after: None,
+                    },
+                );
+                Ok::<_, ControllerError>(())
+            })
+            .await
     }
 
     /// Applies `status` to the query's status subresource under [`FIELD_MANAGER`].

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use imagepipeline_operator::controller::cache::MirrorCache;
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
     AmbientPolicy, Context, CredentialsResolver, PipelineSource, SharedListings, SyncObserver,
@@ -93,7 +94,7 @@ pub fn context_with_window(
                 instance: None,
             },
         ),
-        pipelines: store_of(pipelines),
+        pipelines: MirrorCache::from_objects(pipelines),
         pipelines_ready: tokio::sync::watch::channel(true).1,
         queries: store_of(queries),
         listings: Arc::new(SharedListings::new(source, window)),

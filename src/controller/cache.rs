@@ -1,0 +1,253 @@
+//! The operator's one view of the ImagePipelines it mirrors: a single watch, reduced at event
+//! time to [`Mirrored`] records by namespace and name, and the owner queries each event must
+//! trigger (so the controller needs no second watch of the same objects).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use super::mirrored::{Mirrored, OwnerSets};
+use super::view::RecentWrites;
+use crate::crd::{ImagePipeline, ImagePipelineQuery};
+
+type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
+
+/// The mirrored objects by namespace and name; cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct MirrorCache {
+    inner: Arc<RwLock<Namespaces>>,
+}
+
+impl MirrorCache {
+    /// A cache holding `objects` (tests, benchmarks).
+    pub fn from_objects(objects: impl IntoIterator<Item = ImagePipeline>) -> Self {
+        let cache = Self::default();
+        let mut feeder = CacheFeeder::new(cache.clone());
+        feeder.on_event(watcher::Event::Init);
+        for o in objects {
+            feeder.on_event(watcher::Event::InitApply(o));
+        }
+        feeder.on_event(watcher::Event::InitDone);
+        cache
+    }
+
+    /// The records of `namespace`, by name.
+    pub fn namespace(&self, namespace: &str) -> BTreeMap<String, Arc<Mirrored>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.get(namespace).cloned().unwrap_or_default()
+    }
+
+    /// The record of one object.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Mirrored>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.get(namespace).and_then(|ns| ns.get(name)).cloned()
+    }
+
+    /// How many objects it holds.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The owner queries of a record, as controller triggers.
+fn owner_refs(
+    namespace: &str,
+    m: &Mirrored,
+) -> impl Iterator<Item = ObjectRef<ImagePipelineQuery>> {
+    let namespace = namespace.to_string();
+    m.owners
+        .iter()
+        .map(move |r| ObjectRef::new(&r.name).within(&namespace))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// Applies watch events to a [`MirrorCache`]: every object is reduced to its record on arrival
+/// (a listing page is dropped as soon as it is reduced), and a re-list replaces the cache's
+/// content at its end.
+pub struct CacheFeeder {
+    cache: MirrorCache,
+    relisting: Option<Namespaces>,
+    owner_sets: OwnerSets,
+    recent: Option<RecentWrites>,
+}
+
+impl CacheFeeder {
+    /// Feeds `cache`.
+    pub fn new(cache: MirrorCache) -> Self {
+        Self {
+            cache,
+            relisting: None,
+            owner_sets: OwnerSets::default(),
+            recent: None,
+        }
+    }
+
+    /// Also tells `recent` what the cache now shows, so writes it has caught up with are
+    /// forgotten at once.
+    pub fn with_recent(mut self, recent: RecentWrites) -> Self {
+        self.recent = Some(recent);
+        self
+    }
+
+    fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        if let Some(recent) = &self.recent {
+            recent.observed(namespace, name, resource_version);
+        }
+    }
+
+    /// Applies one event; returns the queries to reconcile because of it: the owners (before
+    /// and after) of a changed or deleted object, and after a (re-)list the owners of every
+    /// object that changed meanwhile.
+    pub fn on_event(
+        &mut self,
+        event: watcher::Event<ImagePipeline>,
+    ) -> HashSet<ObjectRef<ImagePipelineQuery>> {
+        let mut triggers = HashSet::new();
+        match event {
+            watcher::Event::Init => self.relisting = Some(Namespaces::new()),
+            watcher::Event::InitApply(obj) => {
+                if let Some(next) = self.relisting.as_mut() {
+                    let namespace = obj.namespace().unwrap_or_default();
+                    let record = Mirrored::interned(&obj, &mut self.owner_sets);
+                    next.entry(namespace)
+                        .or_default()
+                        .insert(record.name.clone(), Arc::new(record));
+                }
+            }
+            watcher::Event::InitDone => {
+                let next = self.relisting.take().unwrap_or_default();
+                let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
+                for (ns, objects) in &next {
+                    let old = inner.get(ns);
+                    for (name, m) in objects {
+                        if old.and_then(|o| o.get(name)) != Some(m) {
+                            triggers.extend(owner_refs(ns, m));
+                        }
+                    }
+                }
+                for (ns, objects) in inner.iter() {
+                    let new = next.get(ns);
+                    for (name, m) in objects {
+                        if new.and_then(|n| n.get(name)).is_none() {
+                            triggers.extend(owner_refs(ns, m));
+                        }
+                    }
+                }
+                *inner = next;
+            }
+            watcher::Event::Apply(obj) => {
+                let namespace = obj.namespace().unwrap_or_default();
+                let record = Arc::new(Mirrored::interned(&obj, &mut self.owner_sets));
+                drop(obj);
+                triggers.extend(owner_refs(&namespace, &record));
+                let (name, rv) = (record.name.clone(), record.resource_version.clone());
+                let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
+                let old = inner
+                    .entry(namespace.clone())
+                    .or_default()
+                    .insert(record.name.clone(), record);
+                drop(inner);
+                if let Some(old) = old {
+                    triggers.extend(owner_refs(&namespace, &old));
+                }
+                self.observed(&namespace, &name, rv.as_deref());
+            }
+            watcher::Event::Delete(obj) => {
+                let namespace = obj.namespace().unwrap_or_default();
+                let name = obj.name_any();
+                triggers.extend(owner_refs(&namespace, &Mirrored::of(&obj)));
+                let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(ns) = inner.get_mut(&namespace) {
+                    if let Some(old) = ns.remove(&name) {
+                        triggers.extend(owner_refs(&namespace, &old));
+                    }
+                    if ns.is_empty() {
+                        inner.remove(&namespace);
+                    }
+                }
+                drop(inner);
+                self.observed(&namespace, &name, None);
+            }
+        }
+        triggers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::desired::owner_reference;
+    use crate::crd::ImagePipelineSpec;
+
+    fn obj(name: &str, rv: &str, owner: &str) -> ImagePipeline {
+        let mut o = ImagePipeline::new(name, ImagePipelineSpec::default());
+        o.metadata.namespace = Some("ns".into());
+        o.metadata.resource_version = Some(rv.into());
+        o.metadata.owner_references = Some(vec![owner_reference(owner, &format!("uid-{owner}"))]);
+        o
+    }
+
+    fn names(t: &HashSet<ObjectRef<ImagePipelineQuery>>) -> Vec<String> {
+        let mut names: Vec<String> = t.iter().map(|r| r.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn changes_and_deletions_trigger_the_owners_before_and_after() {
+        let cache = MirrorCache::default();
+        let mut feeder = CacheFeeder::new(cache.clone());
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitApply(obj("ip-a", "1", "a")));
+        assert!(cache.is_empty(), "a listing shows only once complete");
+        assert_eq!(names(&feeder.on_event(watcher::Event::InitDone)), ["a"]);
+        assert_eq!(cache.len(), 1);
+        // Someone moved the object to another owner: both queries must look.
+        let t = feeder.on_event(watcher::Event::Apply(obj("ip-a", "2", "b")));
+        assert_eq!(names(&t), ["a", "b"]);
+        assert_eq!(
+            cache.get("ns", "ip-a").unwrap().resource_version.as_deref(),
+            Some("2")
+        );
+        let t = feeder.on_event(watcher::Event::Delete(obj("ip-a", "3", "b")));
+        assert_eq!(names(&t), ["b"]);
+        assert!(cache.get("ns", "ip-a").is_none());
+    }
+
+    #[test]
+    fn a_relist_triggers_the_owners_of_what_changed_while_the_watch_was_down() {
+        let cache = MirrorCache::default();
+        let mut feeder = CacheFeeder::new(cache.clone());
+        feeder.on_event(watcher::Event::Init);
+        for o in [
+            obj("ip-a", "1", "a"),
+            obj("ip-b", "1", "b"),
+            obj("ip-c", "1", "c"),
+        ] {
+            feeder.on_event(watcher::Event::InitApply(o));
+        }
+        feeder.on_event(watcher::Event::InitDone);
+        feeder.on_event(watcher::Event::Init);
+        // ip-a unchanged, ip-b edited, ip-c deleted.
+        feeder.on_event(watcher::Event::InitApply(obj("ip-a", "1", "a")));
+        feeder.on_event(watcher::Event::InitApply(obj("ip-b", "5", "b")));
+        assert_eq!(
+            cache.len(),
+            3,
+            "the old picture stays until the re-list is complete"
+        );
+        let t = feeder.on_event(watcher::Event::InitDone);
+        assert_eq!(names(&t), ["b", "c"]);
+        assert_eq!(cache.len(), 2);
+    }
+}

@@ -1,0 +1,422 @@
+//! The compact record the operator keeps of each mirrored ImagePipeline, and the content hash
+//! that stands in for its spec.
+//!
+//! Why: the plan needs of an existing object only its identity (uid, resourceVersion), its
+//! query owners, the labels and annotations the operator manages, whether it is being deleted,
+//! and whether its pipeline content equals the listing's. A full cached object (spec, metadata,
+//! managed fields) costs several KiB; this record costs a few hundred bytes, which is what
+//! keeps the operator's memory flat in the number of mirrored pipelines. The content is
+//! compared by a 64-bit hash of the mirrored fields (everything but `lastSyncTime`), computed
+//! the same way from the object's spec and from the listing's item.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::desired::{is_query_ref, managed_metadata_keys};
+use crate::crd::pipeline::object_name;
+use crate::crd::{ImagePipeline, ImagePipelineSpec};
+use crate::ecs::{ImagePipelineItem, Listing};
+
+/// A label or annotation the operator manages on an object: its key, and its value when the
+/// object has it.
+pub type ManagedEntry = (String, Option<String>);
+
+/// What the operator remembers of one mirrored ImagePipeline.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mirrored {
+    /// The object name (the pipeline ID).
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: Option<String>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// The ImagePipelineQuery owner references, in the object's order (shared between the
+    /// records with the same owners, see [`OwnerSets`]).
+    pub owners: Arc<[OwnerReference]>,
+    /// The labels the operator's field manager owns, with their values.
+    pub labels: Vec<ManagedEntry>,
+    /// The annotations the operator's field manager owns, with their values.
+    pub annotations: Vec<ManagedEntry>,
+    /// [`spec_hash`] of the object's spec.
+    pub content_hash: u64,
+    /// `spec.lastSyncTime`.
+    pub last_sync_time: Option<String>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+}
+
+fn managed(
+    map: Option<&std::collections::BTreeMap<String, String>>,
+    keys: std::collections::BTreeSet<String>,
+) -> Vec<ManagedEntry> {
+    keys.into_iter()
+        .map(|k| {
+            let v = map.and_then(|m| m.get(&k)).cloned();
+            (k, v)
+        })
+        .collect()
+}
+
+impl Mirrored {
+    /// The record of `obj`.
+    pub fn of(obj: &ImagePipeline) -> Self {
+        let (label_keys, annotation_keys) = managed_metadata_keys(obj);
+        Self {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            uid: obj.metadata.uid.clone(),
+            resource_version: obj.metadata.resource_version.clone(),
+            owners: obj
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|r| is_query_ref(r))
+                .cloned()
+                .collect(),
+            labels: managed(obj.metadata.labels.as_ref(), label_keys),
+            annotations: managed(obj.metadata.annotations.as_ref(), annotation_keys),
+            content_hash: spec_hash(&obj.spec),
+            last_sync_time: obj.spec.last_sync_time.clone(),
+            terminating: obj.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// The record of `obj`, its owner list shared through `sets`.
+    pub fn interned(obj: &ImagePipeline, sets: &mut OwnerSets) -> Self {
+        let mut record = Self::of(obj);
+        record.owners = sets.intern(record.owners);
+        record
+    }
+
+    /// Whether the query with `uid` owns the object.
+    pub fn is_owned_by(&self, uid: &str) -> bool {
+        self.owners.iter().any(|r| r.uid == uid)
+    }
+}
+
+/// Owner lists by content: most mirrored objects of a namespace have the same one or two
+/// owners, so the records share one copy.
+#[derive(Debug, Default)]
+pub struct OwnerSets {
+    sets: HashMap<String, Arc<[OwnerReference]>>,
+}
+
+impl OwnerSets {
+    /// The shared copy of `owners`.
+    pub fn intern(&mut self, owners: Arc<[OwnerReference]>) -> Arc<[OwnerReference]> {
+        let mut key = String::new();
+        for r in owners.iter() {
+            for part in [r.api_version.as_str(), &r.kind, &r.name, &r.uid] {
+                key.push_str(part);
+                key.push('\0');
+            }
+            key.push(if r.controller == Some(true) { 'c' } else { '-' });
+            key.push(if r.block_owner_deletion == Some(true) {
+                'b'
+            } else {
+                '-'
+            });
+        }
+        if self.sets.len() > 4096 {
+            // Owner sets no record uses any more.
+            self.sets.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        self.sets.entry(key).or_insert(owners).clone()
+    }
+}
+
+/// The mirrored fields, borrowed from either a spec or a listing item, hashed field by field.
+#[derive(Hash)]
+struct Content<'a> {
+    image_pipeline_id: &'a str,
+    region_id: &'a str,
+    name: Option<&'a str>,
+    description: Option<&'a str>,
+    base_image: Option<&'a str>,
+    base_image_type: Option<&'a str>,
+    build_content: Option<&'a str>,
+    test_content: Option<&'a str>,
+    repair_mode: Option<&'a str>,
+    image_name: Option<&'a str>,
+    image_family: Option<&'a str>,
+    instance_type: Option<&'a str>,
+    system_disk_size: Option<i64>,
+    internet_max_bandwidth_out: Option<i64>,
+    v_switch_id: Option<&'a str>,
+    delete_instance_on_failure: Option<bool>,
+    resource_group_id: Option<&'a str>,
+    creation_time: Option<&'a str>,
+    tags: Vec<(&'a str, &'a str)>,
+    to_region_ids: &'a [String],
+    add_accounts: &'a [String],
+}
+
+impl Content<'_> {
+    fn hash(&self) -> u64 {
+        // SipHash with fixed keys: the same value in every run of this process.
+        let mut h = DefaultHasher::new();
+        Hash::hash(self, &mut h);
+        h.finish()
+    }
+}
+
+/// The hash of a spec's pipeline content (everything but `lastSyncTime`).
+pub fn spec_hash(spec: &ImagePipelineSpec) -> u64 {
+    // Exhaustive on purpose: a new field fails to compile here until it is hashed.
+    let ImagePipelineSpec {
+        image_pipeline_id,
+        region_id,
+        name,
+        description,
+        base_image,
+        base_image_type,
+        build_content,
+        test_content,
+        repair_mode,
+        image_name,
+        image_family,
+        instance_type,
+        system_disk_size,
+        internet_max_bandwidth_out,
+        v_switch_id,
+        delete_instance_on_failure,
+        resource_group_id,
+        creation_time,
+        tags,
+        to_region_ids,
+        add_accounts,
+        last_sync_time: _,
+    } = spec;
+    Content {
+        image_pipeline_id,
+        region_id,
+        name: name.as_deref(),
+        description: description.as_deref(),
+        base_image: base_image.as_deref(),
+        base_image_type: base_image_type.as_deref(),
+        build_content: build_content.as_deref(),
+        test_content: test_content.as_deref(),
+        repair_mode: repair_mode.as_deref(),
+        image_name: image_name.as_deref(),
+        image_family: image_family.as_deref(),
+        instance_type: instance_type.as_deref(),
+        system_disk_size: *system_disk_size,
+        internet_max_bandwidth_out: *internet_max_bandwidth_out,
+        v_switch_id: v_switch_id.as_deref(),
+        delete_instance_on_failure: *delete_instance_on_failure,
+        resource_group_id: resource_group_id.as_deref(),
+        creation_time: creation_time.as_deref(),
+        tags: tags
+            .iter()
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+            .collect(),
+        to_region_ids,
+        add_accounts,
+    }
+    .hash()
+}
+
+/// The hash of the content `item` is mirrored as in `region_id`: equal to [`spec_hash`] of
+/// `ImagePipelineSpec::from_item(item, region_id)`, without building it.
+pub fn item_hash(item: &ImagePipelineItem, region_id: &str) -> u64 {
+    Content {
+        image_pipeline_id: &item.image_pipeline_id,
+        region_id,
+        name: item.name.as_deref(),
+        description: item.description.as_deref(),
+        base_image: item.base_image.as_deref(),
+        base_image_type: item.base_image_type.as_deref(),
+        build_content: item.build_content.as_deref(),
+        test_content: item.test_content.as_deref(),
+        repair_mode: item.repair_mode.as_deref(),
+        image_name: item.image_name.as_deref(),
+        image_family: item.image_family.as_deref(),
+        instance_type: item.instance_type.as_deref(),
+        system_disk_size: item.system_disk_size,
+        internet_max_bandwidth_out: item.internet_max_bandwidth_out,
+        v_switch_id: item.v_switch_id.as_deref(),
+        delete_instance_on_failure: item.delete_instance_on_failure,
+        resource_group_id: item.resource_group_id.as_deref(),
+        creation_time: item.creation_time.as_deref(),
+        tags: item
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect(),
+        to_region_ids: &item.to_region_ids,
+        add_accounts: &item.add_accounts,
+    }
+    .hash()
+}
+
+/// A pipeline of a listing, as the plan reads it: its ID and the hash of its content. A full
+/// item also gives the content itself, for the objects that must be written.
+pub trait Listed {
+    /// The pipeline ID.
+    fn id(&self) -> &str;
+    /// The content hash in `region_id` (see [`item_hash`]).
+    fn content_hash(&self, region_id: &str) -> u64;
+    /// The full item, when this is one.
+    fn item(&self) -> Option<&ImagePipelineItem>;
+}
+
+impl Listed for ImagePipelineItem {
+    fn id(&self) -> &str {
+        &self.image_pipeline_id
+    }
+    fn content_hash(&self, region_id: &str) -> u64 {
+        item_hash(self, region_id)
+    }
+    fn item(&self) -> Option<&ImagePipelineItem> {
+        Some(self)
+    }
+}
+
+/// One pipeline of a remembered listing: its ID and content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// The pipeline ID.
+    pub id: Box<str>,
+    /// The content hash in the listing's region.
+    pub hash: u64,
+}
+
+impl Listed for DigestEntry {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn content_hash(&self, _region_id: &str) -> u64 {
+        self.hash
+    }
+    fn item(&self) -> Option<&ImagePipelineItem> {
+        None
+    }
+}
+
+/// What this process remembers of a query's last complete listing: enough to tell drift and to
+/// hand objects over between queries, a few dozen bytes per pipeline instead of the items.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedDigest {
+    /// Every pipeline, in listing order.
+    pub entries: Vec<DigestEntry>,
+    /// Items the listing skipped for want of a readable ID.
+    pub skipped_items: usize,
+}
+
+impl ListedDigest {
+    /// The digest of `listing` in `region_id`.
+    pub fn of(listing: &Listing, region_id: &str) -> Self {
+        Self {
+            entries: listing
+                .items
+                .iter()
+                .map(|i| DigestEntry {
+                    id: i.image_pipeline_id.as_str().into(),
+                    hash: item_hash(i, region_id),
+                })
+                .collect(),
+            skipped_items: listing.skipped_items,
+        }
+    }
+
+    /// Whether it lists the pipeline mirrored as `name`.
+    pub fn lists(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| object_name(&e.id).as_deref() == Some(name))
+    }
+}
+
+/// A listing as the plan reads it: full ([`Listing`]) or remembered ([`ListedDigest`]).
+pub trait ListingView {
+    /// The kind of its pipelines.
+    type Item: Listed;
+    /// Its pipelines.
+    fn items(&self) -> &[Self::Item];
+    /// Items skipped for want of a readable ID.
+    fn skipped_items(&self) -> usize;
+}
+
+impl ListingView for Listing {
+    type Item = ImagePipelineItem;
+    fn items(&self) -> &[ImagePipelineItem] {
+        &self.items
+    }
+    fn skipped_items(&self) -> usize {
+        self.skipped_items
+    }
+}
+
+impl ListingView for ListedDigest {
+    type Item = DigestEntry;
+    fn items(&self) -> &[DigestEntry] {
+        &self.entries
+    }
+    fn skipped_items(&self) -> usize {
+        self.skipped_items
+    }
+}
+
+impl<T: ListingView> ListingView for std::sync::Arc<T> {
+    type Item = T::Item;
+    fn items(&self) -> &[T::Item] {
+        (**self).items()
+    }
+    fn skipped_items(&self) -> usize {
+        (**self).skipped_items()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::model::PipelineTag;
+
+    fn item() -> ImagePipelineItem {
+        ImagePipelineItem {
+            image_pipeline_id: "ip-a".into(),
+            name: Some("golden".into()),
+            build_content: Some("RUN true".into()),
+            system_disk_size: Some(40),
+            delete_instance_on_failure: Some(true),
+            tags: vec![PipelineTag {
+                key: "team".into(),
+                value: "pay".into(),
+            }],
+            to_region_ids: vec!["cn-beijing".into()],
+            ..ImagePipelineItem::default()
+        }
+    }
+
+    #[test]
+    fn an_item_and_the_spec_built_from_it_hash_alike_whatever_the_sync_time() {
+        let mut spec = ImagePipelineSpec::from_item(&item(), "cn-hangzhou");
+        spec.last_sync_time = Some("2026-01-01T00:00:00Z".into());
+        assert_eq!(spec_hash(&spec), item_hash(&item(), "cn-hangzhou"));
+    }
+
+    #[test]
+    fn every_content_change_changes_the_hash() {
+        let base = item_hash(&item(), "cn-hangzhou");
+        assert_ne!(base, item_hash(&item(), "cn-beijing"));
+        let changes: Vec<Box<dyn Fn(&mut ImagePipelineItem)>> = vec![
+            Box::new(|i| i.name = Some("other".into())),
+            Box::new(|i| i.name = None),
+            Box::new(|i| i.description = Some("golden".into())),
+            Box::new(|i| i.system_disk_size = Some(41)),
+            Box::new(|i| i.delete_instance_on_failure = Some(false)),
+            Box::new(|i| i.tags[0].value = "search".into()),
+            Box::new(|i| i.to_region_ids.clear()),
+            Box::new(|i| i.add_accounts.push("123".into())),
+        ];
+        for change in changes {
+            let mut changed = item();
+            change(&mut changed);
+            assert_ne!(base, item_hash(&changed, "cn-hangzhou"), "{changed:?}");
+        }
+    }
+}
