@@ -1,6 +1,6 @@
-//! What a triggered sync sees and reports: a refresh requested right after a change in the cloud
-//! acts on it (never on a listing that began before the request), and the credentials it used are
-//! named once.
+//! What a triggered sync sees and does: a refresh requested right after a change in the cloud
+//! acts on it (never on a listing that began before the request), a mirrored object someone else
+//! changed or deleted is put back, and the credentials it used are named once.
 
 use serde_json::json;
 
@@ -54,4 +54,43 @@ fn a_query_on_ambient_credentials_names_the_provider_with_one_prefix() {
         !status.contains("SECRET"),
         "status shows no secret: {status}"
     );
+}
+
+#[test]
+fn a_mirrored_object_edited_or_deleted_by_someone_else_is_put_back() {
+    let items = data_set();
+    let Some(env) = Env::start("drift", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    env.apply_ok(&query_manifest(
+        "hz",
+        json!({
+            "regionId": "cn-hangzhou",
+            "credentials": {"secretRef": {"name": "ak"}},
+            "template": {"metadata": {"labels": {"team": "payments"}}},
+        }),
+    ));
+    env.wait_ready("hz", "Synced");
+    // Without the chart's admission policy nothing stops an admin: the operator must undo it.
+    env.kubectl_ok(&[
+        "patch",
+        "imagepipeline",
+        "ip-hz001",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"name":"hijacked","instanceType":"ecs.tiny"}}"#,
+    ]);
+    env.kubectl_ok(&["label", "imagepipeline", "ip-hz002", "team-"]);
+    env.kubectl_ok(&["delete", "imagepipeline", "ip-hz003"]);
+    wait_for("the edits to be reverted and the object re-created", || {
+        let spec = &env.get_json(&["imagepipeline", "ip-hz001"])["spec"];
+        let labels = &env.get_json(&["imagepipeline", "ip-hz002"])["metadata"]["labels"];
+        let back = spec["name"] == "golden-ip-hz001"
+            && spec["instanceType"] == "ecs.g6.large"
+            && labels["team"] == "payments"
+            && env.names().contains(&"ip-hz003".to_string());
+        back.then_some(())
+    });
+    assert_eq!(env.names(), hangzhou_ids(&items));
 }
