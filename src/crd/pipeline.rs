@@ -159,56 +159,6 @@ impl ImagePipelineSpec {
             last_sync_time: None,
         }
     }
-
-    /// Whether two specs mirror the same pipeline content (everything but `lastSyncTime`).
-    pub fn same_content(&self, other: &Self) -> bool {
-        // Exhaustive on purpose: a new field fails to compile here until it is compared.
-        let Self {
-            image_pipeline_id,
-            region_id,
-            name,
-            description,
-            base_image,
-            base_image_type,
-            build_content,
-            test_content,
-            repair_mode,
-            image_name,
-            image_family,
-            instance_type,
-            system_disk_size,
-            internet_max_bandwidth_out,
-            v_switch_id,
-            delete_instance_on_failure,
-            resource_group_id,
-            creation_time,
-            tags,
-            to_region_ids,
-            add_accounts,
-            last_sync_time: _,
-        } = self;
-        *image_pipeline_id == other.image_pipeline_id
-            && *region_id == other.region_id
-            && *name == other.name
-            && *description == other.description
-            && *base_image == other.base_image
-            && *base_image_type == other.base_image_type
-            && *build_content == other.build_content
-            && *test_content == other.test_content
-            && *repair_mode == other.repair_mode
-            && *image_name == other.image_name
-            && *image_family == other.image_family
-            && *instance_type == other.instance_type
-            && *system_disk_size == other.system_disk_size
-            && *internet_max_bandwidth_out == other.internet_max_bandwidth_out
-            && *v_switch_id == other.v_switch_id
-            && *delete_instance_on_failure == other.delete_instance_on_failure
-            && *resource_group_id == other.resource_group_id
-            && *creation_time == other.creation_time
-            && *tags == other.tags
-            && *to_region_ids == other.to_region_ids
-            && *add_accounts == other.add_accounts
-    }
 }
 
 /// The object name of a pipeline: its ID when that is a valid Kubernetes name (the API's
@@ -284,23 +234,6 @@ mod tests {
         assert_eq!(json["spec"]["toRegionIds"][0], "cn-beijing");
         assert_eq!(json["spec"]["lastSyncTime"], "2026-01-01T00:00:00Z");
         assert!(json["spec"].get("description").is_none());
-    }
-
-    #[test]
-    fn content_comparison_ignores_the_sync_time() {
-        let a = mirror_object(&item(), "cn-hangzhou", "ns", "t1")
-            .unwrap()
-            .spec;
-        let b = mirror_object(&item(), "cn-hangzhou", "ns", "t2")
-            .unwrap()
-            .spec;
-        assert!(a.same_content(&b));
-        let mut changed = item();
-        changed.instance_type = Some("ecs.g7.large".into());
-        let c = mirror_object(&changed, "cn-hangzhou", "ns", "t1")
-            .unwrap()
-            .spec;
-        assert!(!a.same_content(&c));
     }
 
     #[test]
