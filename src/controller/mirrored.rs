@@ -403,15 +403,15 @@ mod tests {
     fn every_content_change_changes_the_hash() {
         let base = item_hash(&item(), "cn-hangzhou");
         assert_ne!(base, item_hash(&item(), "cn-beijing"));
-        let changes: Vec<Box<dyn Fn(&mut ImagePipelineItem)>> = vec![
-            Box::new(|i| i.name = Some("other".into())),
-            Box::new(|i| i.name = None),
-            Box::new(|i| i.description = Some("golden".into())),
-            Box::new(|i| i.system_disk_size = Some(41)),
-            Box::new(|i| i.delete_instance_on_failure = Some(false)),
-            Box::new(|i| i.tags[0].value = "search".into()),
-            Box::new(|i| i.to_region_ids.clear()),
-            Box::new(|i| i.add_accounts.push("123".into())),
+        let changes: [fn(&mut ImagePipelineItem); 8] = [
+            |i| i.name = Some("other".into()),
+            |i| i.name = None,
+            |i| i.description = Some("golden".into()),
+            |i| i.system_disk_size = Some(41),
+            |i| i.delete_instance_on_failure = Some(false),
+            |i| i.tags[0].value = "search".into(),
+            |i| i.to_region_ids.clear(),
+            |i| i.add_accounts.push("123".into()),
         ];
         for change in changes {
             let mut changed = item();
