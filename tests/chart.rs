@@ -876,7 +876,7 @@ fn watched_grants(scope: &str) -> Vec<(String, &'static str)> {
         ),
         (
             format!("{scope} {GROUP}/imagepipelines"),
-            "list watch create patch delete",
+            "get list watch create patch delete",
         ),
         (format!("{scope} /secrets"), "get list watch"),
         (format!("{scope} events.k8s.io/events"), "create patch"),

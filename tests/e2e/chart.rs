@@ -132,6 +132,24 @@ fn with_the_chart_installed_deleting_a_query_collects_what_only_it_owned_and_del
         (p.get("ip-hz002").map(|(_, o)| o.len()) == Some(2)).then_some(())
     });
 
+    // A release as the chart's ServiceAccount (its RBAC must let the operator read the object
+    // it re-applies): `first` stops matching the shared object, which stays with `second` only.
+    let second_uid = env.query("second")["metadata"]["uid"].clone();
+    env.apply_ok(&ids_query("first", &["ip-hz001"]));
+    let first = env.wait_ready("first", "Synced");
+    assert_eq!(first["status"]["lastSyncResult"]["released"], 1);
+    assert_eq!(
+        env.pipelines()["ip-hz002"].1,
+        vec![second_uid.as_str().unwrap_or_default().to_string()],
+        "released, not deleted"
+    );
+    env.apply_ok(&ids_query("first", &["ip-hz001", "ip-hz002"]));
+    env.wait_ready("first", "Synced");
+    wait_for("ip-hz002 to have two owners again", || {
+        let p = env.pipelines();
+        (p.get("ip-hz002").map(|(_, o)| o.len()) == Some(2)).then_some(())
+    });
+
     // The policy lets the garbage collector through: what only `second` owned goes, the
     // shared object stays with `first` as its only owner.
     env.kubectl_ok(&["delete", "imagepipelinequery", "second", "--wait=true"]);

@@ -111,7 +111,7 @@ Deployment so that `helm install` fails early with a clear message.
   verbs: ["patch"]
 - apiGroups: ["{{ include "ipo.group" . }}"]
   resources: ["imagepipelines"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
