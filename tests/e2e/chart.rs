@@ -2,16 +2,12 @@
 //! policy keeps ImagePipelines read-only for everyone else (cluster admins included, told why)
 //! while the garbage collector and the namespace controller still delete them.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
-/// Installs the Helm chart into the test namespace (RBAC, ServiceAccount, admission policy; the
-/// CRDs are already applied and the image may not be loadable into the cluster, so the
-/// Deployment runs no pod), then runs the operator binary *as the chart's ServiceAccount*: the
+/// Installs the Helm chart (RBAC, ServiceAccount, admission policy; the CRDs are already applied
+/// and the image may not be loadable into the cluster, so the Deployment runs no pod), then runs the operator binary *as the chart's ServiceAccount*: the
 /// chart's RBAC must be enough to mirror, and its admission policy must refuse everyone else.
 #[test]
 fn the_chart_installs_its_rbac_suffices_and_only_the_operator_may_write_pipelines() {
@@ -19,55 +15,7 @@ fn the_chart_installs_its_rbac_suffices_and_only_the_operator_may_write_pipeline
     let Some(mut env) = Env::start("helm", &items, &[]) else {
         return;
     };
-    env.stop_operator();
-    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/imagepipeline-operator");
-    let release = "ipo";
-    let sa = "ipo-e2e";
-    let install = Command::new(helm_bin())
-        .args(["install", release])
-        .arg(&chart)
-        .args(["--namespace", &env.ns, "--wait", "--timeout", "3m"])
-        .args(["--set", &format!("fullnameOverride={sa}")])
-        .args([
-            "--set",
-            "replicaCount=0",
-            "--set",
-            "leaderElection.enabled=false",
-        ])
-        .args(["--set", "crds.install=false"])
-        .args(["--set", &format!("watchNamespaces={{{}}}", env.ns)])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("helm must be on PATH (or set E2E_HELM)");
-    assert!(
-        install.status.success(),
-        "helm install failed: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-    struct Uninstall(String, String, String);
-    impl Drop for Uninstall {
-        fn drop(&mut self) {
-            let _ = Command::new(helm_bin())
-                .args(["uninstall", &self.1, "--namespace", &self.2])
-                .env("KUBECONFIG", &self.0)
-                .output();
-        }
-    }
-    let _uninstall = Uninstall(env.kubeconfig.clone(), release.into(), env.ns.clone());
-
-    // A kubeconfig for the chart's ServiceAccount: the tester's cluster, the SA's token.
-    let token = env.kubectl_ok(&["create", "token", sa, "--duration=1h"]);
-    let view = run(
-        &env.kubeconfig,
-        &["config", "view", "--raw", "--minify", "-o", "json"],
-    );
-    assert!(view.status.success(), "kubectl config view failed");
-    let mut config: Value = serde_json::from_slice(&view.stdout).expect("kubeconfig JSON");
-    config["users"][0]["user"] = json!({"token": token.trim()});
-    let path = logs_dir().join(format!("{}-sa.kubeconfig", env.ns));
-    std::fs::write(&path, config.to_string()).expect("write the ServiceAccount kubeconfig");
-    env.operator_kubeconfig = Some(path.to_string_lossy().into_owned());
-    env.start_operator();
+    let _chart = install_chart_and_run_the_operator_as_its_service_account(&mut env);
 
     env.secret();
     env.apply_ok(&hangzhou_query("hz"));
