@@ -27,7 +27,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_DIR="${K8S_DIR:-$ROOT/../shared/k8s}"
-[ -x "$K8S_DIR/start.sh" ] || K8S_DIR=/work/shared/k8s
+[ -x "$K8S_DIR/start.sh" ] || { echo "no API server kit at $K8S_DIR (set K8S_DIR)" >&2; exit 1; }
 export K8S_HOME="${K8S_HOME:-/tmp/k8s-bench}"
 SIZES="${BENCH_SIZES:-10000,50000}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/real-server-bench.XXXXXX")"
