@@ -153,6 +153,7 @@ fn child(url: &str) {
         ambient: None,
         observer: Arc::new(NoopObserver),
         readiness: None,
+        may_write: None,
     };
     let args = RunArgs {
         namespaces: vec![support::NAMESPACE.into()],

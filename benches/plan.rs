@@ -117,6 +117,7 @@ fn main() {
                     owners: &owners,
                     prune: true,
                     claims: &std::collections::BTreeMap::new(),
+                    awaiting_listings: false,
                     now: NOW,
                 })
             };

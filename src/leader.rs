@@ -48,6 +48,9 @@ pub struct Leadership {
     // Keeps the constant channel of a single replica open.
     _sender: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
+    /// The lease manager's task: it releases the Lease once every receiver of its channel is
+    /// gone (the guard task holds the only one).
+    manager: Option<JoinHandle<()>>,
 }
 
 impl Leadership {
@@ -58,6 +61,26 @@ impl Leadership {
             leading: rx,
             _sender: Some(tx),
             task: None,
+            manager: None,
+        }
+    }
+
+    /// Gives the Lease up and waits (at most `timeout`) until the lease manager has released
+    /// it, so a standby replica can take over at once instead of waiting for the lease to
+    /// expire. Without this, a process that exits right after dropping its [`Leadership`]
+    /// kills the release half-way (it runs in the manager's own task).
+    pub async fn release(mut self, timeout: Duration) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // The guard owns the manager's receiver: only once it is dropped does the
+            // manager see its channel closed and release the Lease.
+            let _ = task.await;
+        }
+        if let Some(manager) = self.manager.take() {
+            match tokio::time::timeout(timeout, manager).await {
+                Ok(_) => tracing::info!("lease released"),
+                Err(_) => tracing::warn!(?timeout, "releasing the lease timed out"),
+            }
         }
     }
 
@@ -79,7 +102,7 @@ impl Leadership {
             .await
             .map_err(|e| err(e.to_string()))?;
         let (manager_rx, handle) = manager.watch().await;
-        tokio::spawn(async move {
+        let manager = tokio::spawn(async move {
             match handle.await {
                 Ok(Ok(_)) => tracing::info!("lease manager stopped"),
                 Ok(Err(e)) => tracing::error!(error = %e, "lease manager failed"),
@@ -101,6 +124,7 @@ impl Leadership {
             leading: rx,
             _sender: None,
             task: Some(task),
+            manager: Some(manager),
         })
     }
 }

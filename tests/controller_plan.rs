@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use imagepipeline_operator::controller::FIELD_MANAGER;
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
 use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{
@@ -13,7 +12,7 @@ use imagepipeline_operator::controller::plan::{
 use imagepipeline_operator::crd::ImagePipeline;
 use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::ecs::ImagePipelineItem;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 
 const NOW: &str = "2026-03-01T12:00:00Z";
 const EARLIER: &str = "2026-03-01T11:00:00Z";
@@ -38,6 +37,7 @@ fn owner(name: &str, labels: &[(&str, &str)]) -> OwnerInfo {
                 .collect(),
             annotations: BTreeMap::new(),
         },
+        prune: true,
     }
 }
 
@@ -179,6 +179,7 @@ impl Scenario {
             owners: &self.owners,
             prune: self.prune,
             claims: &self.claims,
+            awaiting_listings: false,
             now,
         });
         Planned::of(f(p), &self.existing)
@@ -187,25 +188,7 @@ impl Scenario {
 
 /// The managed-fields entry the API server would record for an apply of `obj` by the operator.
 fn managed_entry(obj: &ImagePipeline) -> ManagedFieldsEntry {
-    let keys = |m: &Option<BTreeMap<String, String>>| -> serde_json::Value {
-        m.iter()
-            .flatten()
-            .map(|(k, _)| (format!("f:{k}"), serde_json::json!({})))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    ManagedFieldsEntry {
-        manager: Some(FIELD_MANAGER.into()),
-        operation: Some("Apply".into()),
-        api_version: Some("ecs.mirror.io/v1alpha1".into()),
-        fields_type: Some("FieldsV1".into()),
-        fields_v1: Some(FieldsV1(serde_json::json!({
-            "f:metadata": {"f:labels": keys(&obj.metadata.labels), "f:annotations": keys(&obj.metadata.annotations)},
-            "f:spec": {}
-        }))),
-        subresource: None,
-        time: None,
-    }
+    imagepipeline_operator::controller::ownership::apply_entry(obj)
 }
 
 fn owner_uids(obj: &ImagePipeline) -> Vec<String> {

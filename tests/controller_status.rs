@@ -3,7 +3,7 @@
 
 use imagepipeline_operator::controller::events::{SYNC_FAILED, event_for};
 use imagepipeline_operator::controller::plan::PlanCounts;
-use imagepipeline_operator::controller::status::{Outcome, StatusInput, next_status};
+use imagepipeline_operator::controller::status::{Outcome, Skipped, StatusInput, next_status};
 use imagepipeline_operator::crd::ImagePipelineQueryStatus;
 use imagepipeline_operator::ecs::{ApiError, EcsError, ListingError};
 use jiff::Timestamp;
@@ -22,6 +22,7 @@ fn synced(created: u32) -> Outcome {
             unchanged: 7 - created,
             ..PlanCounts::default()
         },
+        skipped: Skipped::default(),
     }
 }
 

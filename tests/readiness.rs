@@ -83,6 +83,7 @@ async fn becomes_ready(namespaces: &[&str]) -> bool {
         ambient: None,
         observer: Arc::new(NoopObserver),
         readiness: Some(readiness.clone()),
+        may_write: None,
     };
     let controller = tokio::spawn(run_with(
         client,

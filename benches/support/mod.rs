@@ -11,13 +11,14 @@ use std::sync::Arc;
 use imagepipeline_operator::controller::FIELD_MANAGER;
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
 use imagepipeline_operator::controller::mirrored::Mirrored;
+use imagepipeline_operator::controller::ownership::applied_fields;
 use imagepipeline_operator::controller::plan::{PlanInput, plan};
 use imagepipeline_operator::crd::ImagePipeline;
 use imagepipeline_operator::ecs::ImagePipelineItem;
 use imagepipeline_operator::ecs::model::decode_page;
 use imagepipeline_operator::sim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// The region every fixture pipeline lives in.
 pub const REGION: &str = "cn-hangzhou";
@@ -126,6 +127,7 @@ pub fn owners() -> Owners {
             .into(),
             annotations: BTreeMap::new(),
         },
+        prune: true,
     };
     [(info.uid.clone(), info)].into()
 }
@@ -146,6 +148,7 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
         owners: &owners,
         prune: true,
         claims: &std::collections::BTreeMap::new(),
+        awaiting_listings: false,
         now: EARLIER,
     });
     let created: Time = Time(EARLIER.parse().expect("timestamp"));
@@ -163,7 +166,7 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
             obj.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
                 api_version: Some("ecs.mirror.io/v1alpha1".into()),
                 fields_type: Some("FieldsV1".into()),
-                fields_v1: Some(FieldsV1(fields_v1(&applied))),
+                fields_v1: Some(FieldsV1(applied_fields(&applied))),
                 manager: Some(FIELD_MANAGER.into()),
                 operation: Some("Apply".into()),
                 subresource: None,
@@ -185,44 +188,4 @@ pub fn by_name(objects: &[ImagePipeline]) -> BTreeMap<String, Arc<Mirrored>> {
             )
         })
         .collect()
-}
-
-/// The `fieldsV1` set the API server records for an apply of `applied`: every field the apply
-/// sets, with owner references keyed by UID and other lists atomic (as the CRD's schema
-/// declares them).
-fn fields_v1(applied: &Value) -> Value {
-    let mut root = Map::new();
-    if let Some(meta) = applied["metadata"].as_object() {
-        let mut m = Map::new();
-        for key in ["labels", "annotations"] {
-            if let Some(map) = meta.get(key).and_then(Value::as_object) {
-                let keys: Map<String, Value> =
-                    map.keys().map(|k| (format!("f:{k}"), json!({}))).collect();
-                m.insert(format!("f:{key}"), Value::Object(keys));
-            }
-        }
-        if let Some(refs) = meta.get("ownerReferences").and_then(Value::as_array) {
-            let keyed: Map<String, Value> = refs
-                .iter()
-                .map(|r| {
-                    let fields: Map<String, Value> = r
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, _)| (format!("f:{k}"), json!({})))
-                        .chain([(".".to_string(), json!({}))])
-                        .collect();
-                    (format!("k:{{\"uid\":{}}}", r["uid"]), Value::Object(fields))
-                })
-                .collect();
-            m.insert("f:ownerReferences".into(), Value::Object(keyed));
-        }
-        root.insert("f:metadata".into(), Value::Object(m));
-    }
-    if let Some(spec) = applied["spec"].as_object() {
-        let fields: Map<String, Value> =
-            spec.keys().map(|k| (format!("f:{k}"), json!({}))).collect();
-        root.insert("f:spec".into(), Value::Object(fields));
-    }
-    Value::Object(root)
 }

@@ -2,6 +2,7 @@
 //! admin listener and leader election around the controller.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,6 +18,9 @@ use crate::metrics::{Metrics, ProviderLabels};
 
 /// How long a leader that got SIGTERM may take to finish its in-flight reconciles.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// How long a stopping replica waits for its Lease to be released.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
@@ -144,15 +148,20 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
     };
 
     let source: Arc<dyn controller::PipelineSource> = Arc::new(ecs);
+    // The writer's own gate: it refuses every write the moment the lease is lost, even from a
+    // task that outlived the controller future.
+    let may_write = Arc::new(AtomicBool::new(false));
     let hooks = RunHooks {
         ambient: Some(ambient),
         observer: metrics.clone(),
         readiness: Some(readiness.clone()),
+        may_write: Some(may_write.clone()),
     };
     let leading = leadership.leading.clone();
     let on_change = {
         let (metrics, readiness) = (metrics.clone(), readiness.clone());
         move |leading: bool| {
+            may_write.store(leading, Ordering::SeqCst);
             metrics.leader.set(i64::from(leading));
             readiness.set_leading(leading);
         }
@@ -180,7 +189,7 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
             }
         }
     }
-    drop(leadership);
+    leadership.release(LEASE_RELEASE_TIMEOUT).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
     info!("stopped");
     Ok(())

@@ -39,6 +39,14 @@ pub trait SyncObserver: Send + Sync + 'static {
     }
     /// An ImagePipeline was deleted.
     fn object_deleted(&self) {}
+    /// The API server refused a write (`create`, `update`, `release` or `delete`).
+    fn write_failed(&self, action: &str) {
+        let _ = action;
+    }
+    /// A sync left `count` items of the query's listing unmirrored (0 once all are).
+    fn items_skipped(&self, namespace: &str, name: &str, count: u32) {
+        let _ = (namespace, name, count);
+    }
     /// A reconcile failed with a controller error (its `metric_label`).
     fn reconcile_failed(&self, label: &str) {
         let _ = label;
@@ -122,5 +130,20 @@ impl Context {
     pub fn forget(&self, uid: &str) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.remove(uid);
+    }
+
+    /// Forgets every query `queries` no longer holds, and the locks of namespaces nobody is
+    /// writing in.
+    pub fn forget_all_but(&self, queries: &Store<ImagePipelineQuery>) {
+        let live: std::collections::HashSet<String> = queries
+            .state()
+            .iter()
+            .filter_map(|q| q.metadata.uid.clone())
+            .collect();
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.retain(|uid, _| live.contains(uid));
+        memory.shrink_to_fit();
+        drop(memory);
+        self.locks.sweep();
     }
 }

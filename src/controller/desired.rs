@@ -2,18 +2,16 @@
 //! that matches it), the labels and annotations merged from those queries' templates, and the
 //! comparison that decides whether the object on the server needs a write.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use super::FIELD_MANAGER;
 use super::mirrored::{ManagedEntry, Mirrored};
+use super::ownership::FieldSet;
+pub use super::ownership::{OWNER_KIND, is_query_ref, managed_metadata_keys, owner_reference};
 use crate::crd::query::TemplateMetadata;
-use crate::crd::{GROUP, ImagePipeline, ImagePipelineSpec, VERSION};
-
-/// The kind of the owners.
-pub const OWNER_KIND: &str = "ImagePipelineQuery";
+use crate::crd::{ImagePipeline, ImagePipelineSpec};
 
 /// A query that may own mirrored objects: what the plan needs to know about it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,31 +22,13 @@ pub struct OwnerInfo {
     pub uid: String,
     /// The labels and annotations it puts on the objects it owns.
     pub template: TemplateMetadata,
+    /// Its `spec.prune`: whether it deletes the objects it is the last owner of once it no
+    /// longer lists them.
+    pub prune: bool,
 }
 
 /// The queries of one namespace, by UID.
 pub type Owners = BTreeMap<String, OwnerInfo>;
-
-/// The owner reference of a query: not a controller reference (several queries may own one
-/// object), and not blocking the owner's deletion.
-pub fn owner_reference(name: &str, uid: &str) -> OwnerReference {
-    OwnerReference {
-        api_version: format!("{GROUP}/{VERSION}"),
-        kind: OWNER_KIND.to_string(),
-        name: name.to_string(),
-        uid: uid.to_string(),
-        controller: Some(false),
-        block_owner_deletion: Some(false),
-    }
-}
-
-/// Whether `r` points at an ImagePipelineQuery.
-pub fn is_query_ref(r: &OwnerReference) -> bool {
-    r.kind == OWNER_KIND
-        && r.api_version
-            .split_once('/')
-            .is_some_and(|(group, _)| group == GROUP)
-}
 
 /// Labels and annotations merged from the templates of the owners with the given UIDs. Owners
 /// are taken in the order of their names; on a conflicting key the first one wins. UIDs of
@@ -103,44 +83,6 @@ pub fn build_object(
     }
 }
 
-fn is_our_apply(m: &ManagedFieldsEntry) -> bool {
-    m.manager.as_deref() == Some(FIELD_MANAGER)
-        && m.operation.as_deref() == Some("Apply")
-        && m.subresource.as_deref().unwrap_or("").is_empty()
-}
-
-/// The label and annotation keys the operator's field manager owns on `obj`, read from its
-/// managed fields: the keys a previous apply set, which an apply without them removes.
-pub fn managed_metadata_keys(obj: &ImagePipeline) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut labels = BTreeSet::new();
-    let mut annotations = BTreeSet::new();
-    let ours = obj
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| is_our_apply(m));
-    for entry in ours {
-        let Some(fields) = &entry.fields_v1 else {
-            continue;
-        };
-        let metadata = &fields.0["f:metadata"];
-        for (set, key) in [
-            (&mut labels, "f:labels"),
-            (&mut annotations, "f:annotations"),
-        ] {
-            if let Some(map) = metadata[key].as_object() {
-                set.extend(
-                    map.keys()
-                        .filter_map(|k| k.strip_prefix("f:"))
-                        .map(str::to_string),
-                );
-            }
-        }
-    }
-    (labels, annotations)
-}
-
 fn map_matches(actual: &[ManagedEntry], desired: &BTreeMap<String, String>) -> bool {
     // `actual` holds only the keys the operator manages: a desired key it does not manage yet
     // is written (once) even if someone else set the same value.
@@ -157,20 +99,40 @@ fn map_matches(actual: &[ManagedEntry], desired: &BTreeMap<String, String>) -> b
 }
 
 /// Whether `existing` already is what the plan wants: the same pipeline content (by hash), the
-/// same query owners (by UID), every desired label and annotation present, and none the
-/// operator set before but no longer wants. Labels and annotations others added are not the
-/// operator's business.
+/// same query owner references (compared whole, so an edited name or flag is put back), none
+/// added by someone else, every desired label and annotation present, none the operator set
+/// before but no longer wants, and a `lastSyncTime` that nobody else rewrote. Labels and
+/// annotations others added are not the operator's business.
 pub fn up_to_date(
     existing: &Mirrored,
     content_hash: u64,
     owners: &[OwnerReference],
     template: &TemplateMetadata,
 ) -> bool {
-    let uids = |refs: &[OwnerReference]| -> BTreeSet<String> {
-        refs.iter().map(|r| r.uid.clone()).collect()
+    let sorted = |refs: &[OwnerReference]| -> Vec<OwnerReference> {
+        let mut refs = refs.to_vec();
+        refs.sort_by(|a, b| a.uid.cmp(&b.uid));
+        refs
     };
     existing.content_hash == content_hash
-        && uids(&existing.owners) == uids(owners)
+        && !existing.foreign_owners
+        && !existing.foreign_spec.contains(FieldSet::last_sync_time())
+        && sorted(&existing.owners) == sorted(owners)
         && map_matches(&existing.labels, &template.labels)
         && map_matches(&existing.annotations, &template.annotations)
+}
+
+/// The query owner references an object should carry when `keep` (the references it has that
+/// this sync leaves in place) plus, when given, the syncing query's own: each rebuilt from the
+/// query it names, when that query is known, so an edited field is put back.
+pub fn owner_references<'a>(
+    keep: impl IntoIterator<Item = &'a OwnerReference>,
+    owners: &Owners,
+) -> Vec<OwnerReference> {
+    keep.into_iter()
+        .map(|r| match owners.get(&r.uid) {
+            Some(o) => owner_reference(&o.name, &o.uid),
+            None => r.clone(),
+        })
+        .collect()
 }

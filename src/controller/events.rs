@@ -38,7 +38,22 @@ pub fn event_for(old: Option<&ImagePipelineQueryStatus>, outcome: &Outcome) -> O
                 counts.released,
                 counts.unchanged
             );
-            (EventType::Normal, reason::SYNCED, note)
+            let type_ = if new_reason == reason::SYNCED {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            (type_, new_reason, note)
+        }
+        Outcome::WriteFailed { .. } => {
+            let old_message = old
+                .and_then(|s| s.last_error.as_ref())
+                .map(|e| e.message.as_str());
+            let message = outcome.message();
+            if !changed && old_message == Some(message.as_str()) {
+                return None;
+            }
+            (EventType::Warning, new_reason, message)
         }
         Outcome::Suspended => {
             if !changed {

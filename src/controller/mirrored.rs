@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::desired::{is_query_ref, managed_metadata_keys};
+use super::ownership::{FieldSet, Ownership, is_query_ref};
 use crate::crd::pipeline::object_name;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::{ImagePipelineItem, Listing};
@@ -34,9 +34,14 @@ pub struct Mirrored {
     pub uid: Option<String>,
     /// `metadata.resourceVersion`.
     pub resource_version: Option<String>,
-    /// The ImagePipelineQuery owner references, in the object's order (shared between the
-    /// records with the same owners, see [`OwnerSets`]).
+    /// The ImagePipelineQuery owner references the operator set, in the object's order (shared
+    /// between the records with the same owners, see [`OwnerSets`]). References to queries that
+    /// only someone else added are left out: they are not the operator's, and are removed.
     pub owners: Arc<[OwnerReference]>,
+    /// Whether the object has query owner references that only someone else added.
+    pub foreign_owners: bool,
+    /// Spec fields someone else set that the operator's apply does not own.
+    pub foreign_spec: FieldSet,
     /// The labels the operator's field manager owns, with their values.
     pub labels: Vec<ManagedEntry>,
     /// The annotations the operator's field manager owns, with their values.
@@ -64,21 +69,29 @@ fn managed(
 impl Mirrored {
     /// The record of `obj`.
     pub fn of(obj: &ImagePipeline) -> Self {
-        let (label_keys, annotation_keys) = managed_metadata_keys(obj);
-        Self {
-            name: obj.metadata.name.clone().unwrap_or_default(),
-            uid: obj.metadata.uid.clone(),
-            resource_version: obj.metadata.resource_version.clone(),
-            owners: obj
-                .metadata
+        let ownership = Ownership::of(obj);
+        let query_refs = || {
+            obj.metadata
                 .owner_references
                 .iter()
                 .flatten()
                 .filter(|r| is_query_ref(r))
+        };
+        Self {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            uid: obj.metadata.uid.clone(),
+            resource_version: obj.metadata.resource_version.clone(),
+            owners: query_refs()
+                .filter(|r| !ownership.is_foreign_owner(&r.uid))
                 .cloned()
                 .collect(),
-            labels: managed(obj.metadata.labels.as_ref(), label_keys),
-            annotations: managed(obj.metadata.annotations.as_ref(), annotation_keys),
+            foreign_owners: query_refs().any(|r| ownership.is_foreign_owner(&r.uid)),
+            foreign_spec: ownership.foreign_spec(),
+            labels: managed(obj.metadata.labels.as_ref(), ownership.ours.labels),
+            annotations: managed(
+                obj.metadata.annotations.as_ref(),
+                ownership.ours.annotations,
+            ),
             content_hash: spec_hash(&obj.spec),
             last_sync_time: obj.spec.last_sync_time.clone(),
             terminating: obj.metadata.deletion_timestamp.is_some(),

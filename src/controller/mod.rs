@@ -24,6 +24,7 @@ pub mod desired;
 pub mod error;
 pub mod events;
 pub mod mirrored;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod run;

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use super::desired::{Owners, build_object, merged_template, owner_reference, up_to_date};
+use super::desired::{
+    Owners, build_object, merged_template, owner_reference, owner_references, up_to_date,
+};
 use super::mirrored::{Listed, Mirrored};
+use super::ownership::{FieldSet, LIST_FIELDS};
 use crate::crd::pipeline::object_name;
 use crate::crd::query::TemplateMetadata;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
@@ -40,6 +43,11 @@ pub struct PlanInput<'a, 'i, I = ImagePipelineItem> {
     /// is handed over to them instead of being deleted, so it is deleted only when no query
     /// matches it, whichever query syncs first.
     pub claims: &'a BTreeMap<String, Vec<String>>,
+    /// Whether other active queries of the namespace have no complete listing this process
+    /// knows of yet (just created, or not synced since a restart): any of them may match an
+    /// object this query lets go of, so deletions wait for them instead of deleting an object
+    /// that would be created again.
+    pub awaiting_listings: bool,
     /// The time stamped on objects whose content changes (RFC 3339).
     pub now: &'a str,
 }
@@ -79,6 +87,12 @@ pub struct Write<'a> {
     /// For existing objects, the `resourceVersion` it was planned from (a conflict if it
     /// changed since).
     pub resource_version: Option<String>,
+    /// Spec fields someone else set: applied as `null` (lists as `[]`) when the content does
+    /// not have them, which takes them over and so removes the foreign values.
+    pub clear: FieldSet,
+    /// Whether query owner references that someone else added are removed after the apply
+    /// (server-side apply cannot remove what it does not own).
+    pub strip_foreign_owners: bool,
 }
 
 impl Write<'_> {
@@ -112,6 +126,32 @@ impl Write<'_> {
     pub fn metadata(&self) -> ObjectMeta {
         self.object_with(ImagePipelineSpec::default()).metadata
     }
+
+    /// The body of the apply of `object`: the object, plus `null` (lists: `[]`) for each field
+    /// of [`Write::clear`] it does not have, so the apply takes those fields over from whoever
+    /// set them.
+    pub fn apply_body(
+        &self,
+        object: &ImagePipeline,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        let mut body = serde_json::to_value(object)?;
+        if let Some(spec) = body
+            .get_mut("spec")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for field in self.clear.names() {
+                if !spec.contains_key(field) {
+                    let cleared = if LIST_FIELDS.contains(&field) {
+                        serde_json::Value::Array(Vec::new())
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    spec.insert(field.to_string(), cleared);
+                }
+            }
+        }
+        Ok(body)
+    }
 }
 
 /// One deletion, with the preconditions that keep it from deleting an object that was
@@ -139,6 +179,8 @@ pub struct PlanCounts {
     pub released: u32,
     /// Objects already up to date.
     pub unchanged: u32,
+    /// Deletions held back until the other queries of the namespace have listed.
+    pub deferred: u32,
 }
 
 /// The writes of one sync.
@@ -212,8 +254,11 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             continue;
         }
         let hash = item.content_hash(input.region_id);
-        let mut owners = existing.map(|e| e.owners.to_vec()).unwrap_or_default();
-        owners.retain(|r| r.uid != input.query_uid);
+        let kept = existing
+            .map(|e| e.owners.iter().filter(|r| r.uid != input.query_uid))
+            .into_iter()
+            .flatten();
+        let mut owners = owner_references(kept, input.owners);
         owners.push(owner_reference(input.query_name, input.query_uid));
         let template = merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners);
         let kind = match existing {
@@ -225,7 +270,12 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             Some(_) => WriteKind::Update,
         };
         let last_sync_time = match existing {
-            Some(e) if e.content_hash == hash => e.last_sync_time.clone(),
+            Some(e)
+                if e.content_hash == hash
+                    && !e.foreign_spec.contains(FieldSet::last_sync_time()) =>
+            {
+                e.last_sync_time.clone()
+            }
             _ => Some(input.now.to_string()),
         };
         match kind {
@@ -242,6 +292,8 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             owners,
             template,
             resource_version: existing.and_then(|e| e.resource_version.clone()),
+            clear: existing.map(|e| e.foreign_spec).unwrap_or_default(),
+            strip_foreign_owners: existing.is_some_and(|e| e.foreign_owners),
         });
     }
     out.matched = matched.len() as u32;
@@ -250,15 +302,27 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             continue;
         }
         let all: &[OwnerReference] = &obj.owners;
-        let mut remaining: Vec<_> = all
+        let others: Vec<&OwnerReference> =
+            all.iter().filter(|r| r.uid != input.query_uid).collect();
+        let pruning_owner = others
             .iter()
-            .filter(|r| r.uid != input.query_uid)
-            .cloned()
-            .collect();
+            .any(|r| input.owners.get(&r.uid).is_some_and(|o| o.prune));
+        if !input.prune && pruning_owner {
+            // `prune: false` keeps its reference while a pruning query still owns the object,
+            // so that query cannot delete it: whichever of them syncs first, the object is
+            // deleted only when every query that owned it prunes.
+            out.counts.unchanged += 1;
+            continue;
+        }
+        let mut remaining = owner_references(others, input.owners);
         if remaining.is_empty() {
             remaining = claimants(input, name);
         }
         if remaining.is_empty() && input.prune {
+            if input.awaiting_listings {
+                out.counts.deferred += 1;
+                continue;
+            }
             out.counts.deleted += 1;
             out.deletions.push(Deletion {
                 name: name.clone(),
@@ -285,6 +349,8 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             owners: remaining,
             template,
             resource_version: obj.resource_version.clone(),
+            clear: FieldSet::default(),
+            strip_foreign_owners: obj.foreign_owners,
         });
     }
     out.writes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -27,6 +27,9 @@ use crate::crd::ImagePipelineQuery;
 /// How often a replica that is not the leader looks again.
 pub const FOLLOWER_RECHECK: Duration = Duration::from_secs(15);
 
+/// How soon a query whose deletions wait for other queries' listings looks again.
+pub const DEFERRED_RECHECK: Duration = Duration::from_secs(15);
+
 /// Reconciles one query. Listing failures, invalid specs and credential problems are reported in
 /// status and Events and end in `Ok` with the right requeue; only Kubernetes API failures are
 /// errors (see [`error_policy`]).
@@ -155,6 +158,10 @@ pub async fn reconcile(
         Outcome::Synced { .. } => 0,
         _ => memory.map_or(0, |m| m.failures) + 1,
     };
+    let deferred = match &outcome {
+        Outcome::Synced { counts, .. } => counts.deferred > 0,
+        _ => false,
+    };
     ctx.remember(&uid, |m| {
         m.failures = failures;
         m.errors = 0;
@@ -163,7 +170,17 @@ pub async fn reconcile(
         let mut rng = rand::rng();
         if failures == 0 {
             let next = next_sync_time(now, valid.refresh_interval, &mut rng);
-            (next, until(now, next))
+            let wait = until(now, next);
+            // Deletions wait for other queries' first listings: look again soon (the drift
+            // check re-lists once they may go ahead).
+            (
+                next,
+                if deferred {
+                    wait.min(DEFERRED_RECHECK)
+                } else {
+                    wait
+                },
+            )
         } else {
             let wait = backoff(failures, outcome.is_permanent_failure(), &mut rng);
             (super::schedule::add(now, wait), wait)
@@ -193,6 +210,7 @@ fn log_sync(outcome: &Outcome, elapsed: Duration) {
             pages,
             matched,
             counts,
+            ..
         } => info!(
             reason = outcome.reason(),
             pages,

@@ -1,7 +1,7 @@
 //! `imagepipeline-operator run`: flags, start-up checks, the watches and the controller loop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,46 @@ use crate::ecs::SharedProvider;
 
 /// ImagePipelines per page of the watch's (re-)list.
 const PIPELINE_PAGE_SIZE: u32 = 100;
+
+/// How often what is remembered of queries that no longer exist is dropped (besides at once,
+/// on their watch's delete event).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A spawned task that ends when this is dropped: the tasks a controller starts live exactly
+/// as long as the controller (which is dropped the moment the lease is lost).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Forgets each query whose delete event arrives on `deleted` (by UID), and every
+/// `SWEEP_INTERVAL` whatever is remembered of queries the store no longer has, so nothing is
+/// kept for queries that are gone.
+async fn forget_deleted(
+    ctx: Arc<Context>,
+    mut deleted: futures::channel::mpsc::UnboundedReceiver<String>,
+    mut queries_ready: watch::Receiver<bool>,
+) {
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            uid = deleted.next() => match uid {
+                Some(uid) => ctx.forget(&uid),
+                None => return,
+            },
+            _ = sweep.tick() => {
+                // Only a store that has listed everything tells which queries are gone.
+                if *queries_ready.borrow_and_update() {
+                    ctx.forget_all_but(&ctx.queries);
+                }
+            }
+        }
+    }
+}
 
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
@@ -113,6 +153,9 @@ pub struct RunHooks {
     pub observer: Arc<dyn SyncObserver>,
     /// Told when every watch has listed once.
     pub readiness: Option<Arc<Readiness>>,
+    /// The writer's gate (leader election sets it): while `false`, every write is refused.
+    /// `None`: always write.
+    pub may_write: Option<Arc<AtomicBool>>,
 }
 
 impl RunArgs {
@@ -212,7 +255,14 @@ pub async fn run_with(
     }
     let shared = Shared {
         client: client.clone(),
-        writer: Writer::new(client.clone()).with_concurrency(usize::from(args.write_concurrency)),
+        writer: {
+            let writer =
+                Writer::new(client.clone()).with_concurrency(usize::from(args.write_concurrency));
+            match hooks.may_write {
+                Some(gate) => writer.with_gate(gate),
+                None => writer,
+            }
+        },
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -279,10 +329,12 @@ impl Shared {
                     futures::future::ready(())
                 })
         };
-        let cache = tokio::spawn(cache);
+        let _cache = AbortOnDrop(tokio::spawn(cache));
 
         let (queries, queries_writer) = reflector::store();
         let (queries_ready_tx, mut queries_ready) = watch::channel(false);
+        let sweep_ready = queries_ready.clone();
+        let (deleted_tx, deleted_rx) = futures::channel::mpsc::unbounded();
         let observer = self.observer.clone();
         let query_stream = reflector::reflector(
             queries_writer,
@@ -298,6 +350,9 @@ impl Shared {
             }
             Ok(watcher::Event::Delete(query)) => {
                 observer.query_deleted(&query.namespace().unwrap_or_default(), &query.name_any());
+                if let Some(uid) = query.uid() {
+                    let _ = deleted_tx.unbounded_send(uid);
+                }
             }
             _ => {}
         })
@@ -307,10 +362,10 @@ impl Shared {
                 .concurrency(self.concurrency)
                 .debounce(Duration::from_millis(500)),
         );
-        let synced = {
+        let _synced = {
             let mut pipelines_ready = pipelines_ready.clone();
             let (unsynced, readiness) = (self.unsynced.clone(), self.readiness.clone());
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 if queries_ready.wait_for(|r| *r).await.is_ok()
                     && pipelines_ready.wait_for(|r| *r).await.is_ok()
                     && unsynced.fetch_sub(1, Ordering::SeqCst) == 1
@@ -320,7 +375,7 @@ impl Shared {
                         r.set_watches_synced(true);
                     }
                 }
-            })
+            }))
         };
         let ctx = Arc::new(Context {
             client: self.client.clone(),
@@ -336,6 +391,11 @@ impl Shared {
             memory: Mutex::new(HashMap::new()),
             observer: self.observer.clone(),
         });
+        let _forget = AbortOnDrop(tokio::spawn(forget_deleted(
+            ctx.clone(),
+            deleted_rx,
+            sweep_ready,
+        )));
         controller
             .reconcile_on(trigger_rx)
             .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
@@ -350,8 +410,6 @@ impl Shared {
                 futures::future::ready(())
             })
             .await;
-        cache.abort();
-        synced.abort();
         if let Some(r) = &self.readiness {
             r.set_watches_synced(false);
         }

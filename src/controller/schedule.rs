@@ -61,7 +61,10 @@ pub fn listing_not_before(
         | SyncReason::Requested
         | SyncReason::CredentialsChanged
         | SyncReason::Drift => Some(now),
-        SyncReason::FirstSeen => created,
+        // creationTimestamp has whole seconds: the query may have been created up to a second
+        // after it, so only a listing started a second later surely started after the creation
+        // (or one started now, when that is sooner).
+        SyncReason::FirstSeen => created.map(|c| add(c, Duration::from_secs(1)).min(now)),
         SyncReason::Scheduled | SyncReason::Retry => None,
     }
 }
@@ -235,9 +238,16 @@ mod tests {
                 "{reason:?}"
             );
         }
+        // A creation stamped 00:09:58 happened before 00:09:59.
         assert_eq!(
             listing_not_before(SyncReason::FirstSeen, now, Some(created)),
-            Some(created)
+            Some(t("2026-01-01T00:09:59Z"))
+        );
+        // Reconciled within the creation's second: only a listing started now is surely later.
+        let just_after = t("2026-01-01T00:09:58.400Z");
+        assert_eq!(
+            listing_not_before(SyncReason::FirstSeen, just_after, Some(created)),
+            Some(just_after)
         );
         assert_eq!(listing_not_before(SyncReason::FirstSeen, now, None), None);
         assert_eq!(

@@ -11,26 +11,29 @@ use super::credentials::{ResolveError, Resolved};
 use super::desired::{OwnerInfo, Owners};
 use super::error::ControllerError;
 use super::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
-use super::plan::{Plan, PlanInput, plan};
+use super::plan::{Plan, PlanCounts, PlanInput, plan};
 use super::source::ListingKey;
 use super::status::Outcome;
-use super::validate::{ValidSpec, validate};
+use super::status::{Skipped, WriteFailure};
+use super::validate::{ValidSpec, valid_template, validate};
 use crate::crd::ImagePipelineQuery;
 use crate::ecs::Listing;
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
-/// taken as given (the cache may not have it yet). Queries with an invalid spec contribute no
-/// template.
+/// taken as given (the cache may not have it yet). A query whose spec is invalid elsewhere
+/// still contributes its template (its objects keep its labels while it waits for a fix); only
+/// a template that is itself invalid contributes nothing.
 pub fn owners_in(ctx: &Context, namespace: &str, query: &ImagePipelineQuery) -> Owners {
     let info = |q: &ImagePipelineQuery| -> Option<(String, OwnerInfo)> {
         let uid = q.uid()?;
-        let template = validate(&q.spec).map(|v| v.template).unwrap_or_default();
+        let template = valid_template(&q.spec).unwrap_or_default();
         Some((
             uid.clone(),
             OwnerInfo {
                 name: q.name_any(),
                 uid,
                 template,
+                prune: q.spec.prune,
             },
         ))
     };
@@ -80,9 +83,25 @@ fn claims_on_released<I: Listed>(
     claims
 }
 
+/// Whether another active query of `namespace` (valid, not suspended, not being deleted) has
+/// no complete listing this process knows of: until it has one, nothing it might match may be
+/// deleted.
+fn awaiting_listings(ctx: &Context, namespace: &str, uid: &str) -> bool {
+    ctx.queries.state().iter().any(|q| {
+        q.namespace().as_deref() == Some(namespace)
+            && q.uid().is_some_and(|other| {
+                other != uid && ctx.remembered(&other).and_then(|m| m.listing).is_none()
+            })
+            && q.metadata.deletion_timestamp.is_none()
+            && !q.spec.suspend
+            && validate(&q.spec).is_ok()
+    })
+}
+
 /// The plan that makes the namespace mirror `listing` (full, or a remembered digest, which
 /// can tell whether anything needs writing but not build the objects) for `query`, from the
-/// current view.
+/// current view. A listing with items it could not read (no ID) removes nothing: one of them
+/// may be a pipeline that is mirrored.
 pub fn plan_for<'a, L: ListingView>(
     ctx: &Context,
     query: &ImagePipelineQuery,
@@ -100,7 +119,8 @@ pub fn plan_for<'a, L: ListingView>(
     let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
     let owners = owners_in(ctx, &namespace, query);
     let claims = claims_on_released(ctx, &uid, &owners, &existing, listing.items());
-    Ok(plan(&PlanInput {
+    let awaiting_listings = awaiting_listings(ctx, &namespace, &uid);
+    let plan = plan(&PlanInput {
         query_name: &name,
         query_uid: &uid,
         namespace: &namespace,
@@ -110,8 +130,14 @@ pub fn plan_for<'a, L: ListingView>(
         owners: &owners,
         prune: valid.prune,
         claims: &claims,
+        awaiting_listings,
         now,
-    }))
+    });
+    Ok(if listing.skipped_items() > 0 {
+        plan.without_removals()
+    } else {
+        plan
+    })
 }
 
 /// Lists (with a listing started at or after `not_before`, when given), plans and applies.
@@ -148,26 +174,48 @@ pub async fn attempt(
     }
     let lock = ctx.locks.of(&namespace);
     let _guard = lock.lock().await;
-    let mut plan = plan_for(ctx, query, valid, listing.as_ref(), now)?;
-    if listing.skipped_items > 0 {
-        tracing::warn!(
-            skipped = listing.skipped_items,
-            "the listing had items without a readable ImagePipelineId; nothing is deleted or released this time"
-        );
-        plan = plan.without_removals();
+    let plan = plan_for(ctx, query, valid, listing.as_ref(), now)?;
+    let skipped = Skipped {
+        unreadable: u32::try_from(listing.skipped_items).unwrap_or(u32::MAX),
+        unmirrorable: plan.unmirrorable.clone(),
+    };
+    if !skipped.is_empty() {
+        tracing::warn!("not mirrored: {}", skipped.describe());
     }
-    if !plan.unmirrorable.is_empty() {
-        tracing::warn!(ids = ?plan.unmirrorable, "pipeline IDs that are not valid object names are not mirrored");
-    }
-    ctx.writer
+    ctx.observer
+        .items_skipped(&namespace, &query.name_any(), skipped.count());
+    let failures = ctx
+        .writer
         .apply_plan(&namespace, &plan, &ctx.recent, ctx.observer.as_ref())
         .await?;
-    Ok((
+    let outcome = if failures.is_empty() {
         Outcome::Synced {
             pages: listing.pages,
             matched: plan.matched,
             counts: plan.counts,
-        },
-        Some(listing),
-    ))
+            skipped,
+        }
+    } else {
+        Outcome::WriteFailed {
+            pages: listing.pages,
+            matched: plan.matched,
+            counts: succeeded(plan.counts, &failures),
+            failures,
+        }
+    };
+    Ok((outcome, Some(listing)))
+}
+
+/// What the plan's writes did, less the refused ones.
+fn succeeded(mut counts: PlanCounts, failures: &[WriteFailure]) -> PlanCounts {
+    for f in failures {
+        let count = match f.action {
+            "create" => &mut counts.created,
+            "update" => &mut counts.updated,
+            "release" => &mut counts.released,
+            _ => &mut counts.deleted,
+        };
+        *count = count.saturating_sub(1);
+    }
+    counts
 }

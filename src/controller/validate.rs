@@ -100,6 +100,18 @@ pub fn validate(spec: &ImagePipelineQuerySpec) -> Result<ValidSpec, SpecError> {
         Some(c) => Some(c.secret_ref.name.clone()),
         None => None,
     };
+    let template = check_template(spec)?;
+    Ok(ValidSpec {
+        filter,
+        refresh_interval,
+        secret_name,
+        template,
+        prune: spec.prune,
+    })
+}
+
+/// The labels and annotations of `spec.template`, checked.
+fn check_template(spec: &ImagePipelineQuerySpec) -> Result<TemplateMetadata, SpecError> {
     let template = spec
         .template
         .as_ref()
@@ -113,13 +125,12 @@ pub fn validate(spec: &ImagePipelineQuerySpec) -> Result<ValidSpec, SpecError> {
             value: value.clone(),
         });
     }
-    Ok(ValidSpec {
-        filter,
-        refresh_interval,
-        secret_name,
-        template,
-        prune: spec.prune,
-    })
+    Ok(template)
+}
+
+/// The template of `spec` when the template itself is valid, whatever the rest of the spec.
+pub fn valid_template(spec: &ImagePipelineQuerySpec) -> Option<TemplateMetadata> {
+    check_template(spec).ok()
 }
 
 /// Parses a Go-style duration (`30s`, `10m`, `1h30m`) of at least the minimum interval.

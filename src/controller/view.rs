@@ -166,6 +166,13 @@ impl NamespaceLocks {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(namespace.to_string()).or_default().clone()
     }
+
+    /// Drops the locks nobody holds or waits for (they are made again when needed).
+    pub fn sweep(&self) {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.shrink_to_fit();
+    }
 }
 
 #[cfg(test)]

@@ -11,14 +11,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::TryStreamExt;
+use std::sync::Mutex;
+
+use futures::StreamExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::error::ControllerError;
 use super::mirrored::Mirrored;
-use super::plan::{Deletion, Plan, Write};
+use super::ownership::is_query_ref;
+use super::plan::{Deletion, Plan, Write, WriteKind};
+use super::status::WriteFailure;
 use super::view::{RecentWrites, Written};
 use super::{FIELD_MANAGER, SyncObserver};
 use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
@@ -55,6 +59,12 @@ impl Writer {
         self.leading.clone()
     }
 
+    /// The same writer, writing only while `gate` is `true` (leader election sets it).
+    pub fn with_gate(mut self, gate: Arc<AtomicBool>) -> Self {
+        self.leading = gate;
+        self
+    }
+
     /// Whether this replica may write.
     pub fn is_leading(&self) -> bool {
         self.leading.load(Ordering::SeqCst)
@@ -70,7 +80,8 @@ impl Writer {
 
     /// One server-side apply of a planned object, forced, under [`FIELD_MANAGER`]; returns the
     /// record of the object as stored. A release keeps the content the object has on the
-    /// server (read just before; the planned resourceVersion still guards the apply).
+    /// server (read just before; the planned resourceVersion still guards the apply). Query
+    /// owner references someone else added are then removed (see [`Write::strip_foreign_owners`]).
     pub async fn apply(
         &self,
         namespace: &str,
@@ -89,12 +100,47 @@ impl Writer {
                 write.object_with(current.spec)
             }
         };
+        let body = write
+            .apply_body(&object)
+            .map_err(|e| failed(kube::Error::SerdeError(e)))?;
+        drop(object);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let after = api
-            .patch(write.name(), &params, &Patch::Apply(&object))
+            .patch(write.name(), &params, &Patch::Apply(&body))
             .await
             .map_err(failed)?;
-        Ok(Mirrored::of(&after))
+        if !write.strip_foreign_owners {
+            return Ok(Mirrored::of(&after));
+        }
+        self.check_leading()?;
+        let refs = after.metadata.owner_references.clone().unwrap_or_default();
+        let wanted = |uid: &str| write.owners.iter().any(|o| o.uid == uid);
+        let keep: Vec<_> = refs
+            .iter()
+            .filter(|r| !is_query_ref(r) || wanted(&r.uid))
+            .cloned()
+            .collect();
+        if keep.len() == refs.len() {
+            return Ok(Mirrored::of(&after));
+        }
+        // A merge patch replaces the whole list: the entries kept keep their owners, the
+        // removed ones go with whoever set them. The resourceVersion makes it a conflict if
+        // anything changed since the apply.
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": after.metadata.resource_version,
+                "ownerReferences": keep,
+            }
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let stripped = api
+            .patch(write.name(), &params, &Patch::Merge(&patch))
+            .await
+            .map_err(failed)?;
+        Ok(Mirrored::of(&stripped))
     }
 
     /// Deletes an object if it still has the planned UID and resourceVersion. An object that is
@@ -124,45 +170,90 @@ impl Writer {
     }
 
     /// Carries out `plan` in `namespace`, recording every write in `recent` so the next plan
-    /// sees it even before the cache does. Writes run [`Writer::with_concurrency`] at a time;
-    /// the first failure stops the rest (the next sync plans again from what happened).
+    /// sees it even before the cache does. Writes run [`Writer::with_concurrency`] at a time.
+    /// A write the API server refuses (quota, admission, an invalid object, a conflict) does
+    /// not stop the others: every write and deletion of the plan is attempted, and the refused
+    /// ones are returned. Only losing the leadership stops the plan (an error).
     pub async fn apply_plan(
         &self,
         namespace: &str,
         plan: &Plan<'_>,
         recent: &RecentWrites,
         observer: &dyn SyncObserver,
-    ) -> Result<(), ControllerError> {
-        futures::stream::iter(plan.writes.iter().map(Ok))
-            .try_for_each_concurrent(self.concurrency, |write| async move {
-                let after = self.apply(namespace, write).await?;
-                observer.object_written(write.kind);
-                recent.record(
-                    namespace,
-                    write.name(),
-                    Written {
-                        base_resource_version: write.resource_version.clone(),
-                        after: Some(Arc::new(after)),
-                    },
-                );
-                Ok::<_, ControllerError>(())
+    ) -> Result<Vec<WriteFailure>, ControllerError> {
+        let failures = Mutex::new(Vec::new());
+        let refused = |action: &'static str, error: ControllerError| {
+            let failure = match error {
+                ControllerError::Write { name, source } => write_failure(name, action, &source),
+                other => return Err(other),
+            };
+            observer.write_failed(action);
+            failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(failure);
+            Ok(())
+        };
+        let stopped = Mutex::new(None);
+        let stop = |e: ControllerError| {
+            stopped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        };
+        futures::stream::iter(plan.writes.iter())
+            .for_each_concurrent(self.concurrency, |write| async {
+                match self.apply(namespace, write).await {
+                    Ok(after) => {
+                        observer.object_written(write.kind);
+                        recent.record(
+                            namespace,
+                            write.name(),
+                            Written {
+                                base_resource_version: write.resource_version.clone(),
+                                after: Some(Arc::new(after)),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        if let Err(e) = refused(action_of(write.kind), e) {
+                            stop(e);
+                        }
+                    }
+                }
             })
-            .await?;
-        futures::stream::iter(plan.deletions.iter().map(Ok))
-            .try_for_each_concurrent(self.concurrency, |deletion| async move {
-                self.delete(namespace, deletion).await?;
-                observer.object_deleted();
-                recent.record(
-                    namespace,
-                    &deletion.name,
-                    Written {
-                        base_resource_version: deletion.resource_version.clone(),
-                        after: None,
-                    },
-                );
-                Ok::<_, ControllerError>(())
+            .await;
+        if let Some(e) = stopped.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        futures::stream::iter(plan.deletions.iter())
+            .for_each_concurrent(self.concurrency, |deletion| async {
+                match self.delete(namespace, deletion).await {
+                    Ok(()) => {
+                        observer.object_deleted();
+                        recent.record(
+                            namespace,
+                            &deletion.name,
+                            Written {
+                                base_resource_version: deletion.resource_version.clone(),
+                                after: None,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        if let Err(e) = refused("delete", e) {
+                            stop(e);
+                        }
+                    }
+                }
             })
-            .await
+            .await;
+        if let Some(e) = stopped.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+        failures.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(failures)
     }
 
     /// Applies `status` to the query's status subresource under [`FIELD_MANAGER`].
@@ -187,5 +278,34 @@ impl Writer {
             .await
             .map(|_| ())
             .map_err(|source| ControllerError::Status { name, source })
+    }
+}
+
+/// The verb of a write kind, as failures name it.
+fn action_of(kind: WriteKind) -> &'static str {
+    match kind {
+        WriteKind::Create => "create",
+        WriteKind::Update => "update",
+        WriteKind::Release => "release",
+    }
+}
+
+/// The failure of `action` on `name` as status reports it.
+fn write_failure(name: String, action: &'static str, source: &kube::Error) -> WriteFailure {
+    match source {
+        kube::Error::Api(status) => WriteFailure {
+            name,
+            action,
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+        },
+        other => WriteFailure {
+            name,
+            action,
+            code: 0,
+            reason: String::new(),
+            message: other.to_string(),
+        },
     }
 }

@@ -161,23 +161,25 @@ impl ImagePipelineSpec {
     }
 }
 
-/// The object name of a pipeline: its ID when that is a valid Kubernetes name (the API's
+/// Whether `name` is a valid object name: a DNS-1123 subdomain as the API server checks it (at
+/// most 253 characters; dot-separated parts of lowercase letters, digits and '-', each
+/// non-empty and starting and ending with a letter or digit).
+pub fn is_object_name(name: &str) -> bool {
+    let part = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    name.len() <= 253 && name.split('.').all(part)
+}
+
+/// The object name of a pipeline: its ID when that is a valid Kubernetes object name (the API's
 /// lowercase `ip-...` IDs always are); otherwise `None` and the item cannot be mirrored.
 pub fn object_name(pipeline_id: &str) -> Option<String> {
-    let valid = !pipeline_id.is_empty()
-        && pipeline_id.len() <= 253
-        && pipeline_id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && pipeline_id
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && pipeline_id
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    valid.then(|| pipeline_id.to_string())
+    is_object_name(pipeline_id).then(|| pipeline_id.to_string())
 }
 
 /// The ImagePipeline the operator would write for `item` in `namespace` (no owners; the
@@ -242,5 +244,14 @@ mod tests {
         assert_eq!(object_name("ip-ABC"), None);
         assert_eq!(object_name("ip-2ze5tsl5bp6nf2b3****"), None);
         assert_eq!(object_name(""), None);
+        // What the API server refuses: empty, leading or trailing parts around a dot.
+        assert_eq!(object_name("ip-ap002..x"), None);
+        assert_eq!(object_name("ip-a.-b"), None);
+        assert_eq!(object_name(".ip-a"), None);
+        assert_eq!(object_name("ip-a."), None);
+        assert_eq!(object_name("ip-a_b"), None);
+        assert_eq!(object_name(&format!("ip-{}", "a".repeat(251))), None);
+        assert_eq!(object_name("ip-a.b-c.d1"), Some("ip-a.b-c.d1".into()));
+        assert!(object_name(&format!("ip-{}", "a".repeat(250))).is_some());
     }
 }

@@ -306,6 +306,17 @@ pub struct SyncResultStatus {
     pub released: u32,
     /// ImagePipelines that were already up to date (not written).
     pub unchanged: u32,
+    /// Deletions held back until the other queries of the namespace have listed once (after a
+    /// restart, or a new query), so an object one of them matches is never deleted and re-created.
+    #[serde(default)]
+    pub deferred: u32,
+    /// Items of the listing that could not be mirrored: without a readable ImagePipelineId, or
+    /// with an ID that is not a valid object name (the Ready condition's message names them).
+    #[serde(default)]
+    pub skipped: u32,
+    /// Writes the API server refused (quota, admission, validation); the others were made.
+    #[serde(default)]
+    pub failed: u32,
 }
 
 impl ImagePipelineQuery {
