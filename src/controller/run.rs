@@ -58,7 +58,10 @@ async fn forget_deleted(
     loop {
         tokio::select! {
             uid = deleted.next() => match uid {
-                Some(uid) => ctx.forget(&uid),
+                Some(uid) => {
+                    ctx.forget(&uid);
+                    tracing::debug!(%uid, "forgot a deleted query");
+                }
                 None => return,
             },
             _ = sweep.tick() => {

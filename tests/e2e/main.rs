@@ -12,6 +12,7 @@
 //! first. Logs of the operators and the simulators go to `target/e2e-logs/`.
 
 mod chart;
+mod disturbances;
 mod events;
 mod leader_election;
 mod mirroring;
