@@ -2,6 +2,7 @@
 //! controller only while this replica holds it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -48,9 +49,9 @@ pub struct Leadership {
     // Keeps the constant channel of a single replica open.
     _sender: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
-    /// The lease manager's task: it releases the Lease once every receiver of its channel is
-    /// gone (the guard task holds the only one).
-    manager: Option<JoinHandle<()>>,
+    /// The running lease manager's task: it releases the Lease once every receiver of its
+    /// channel is gone (the supervisor holds the only one).
+    manager: Option<ManagerSlot>,
 }
 
 impl Leadership {
@@ -72,11 +73,15 @@ impl Leadership {
     pub async fn release(mut self, timeout: Duration) {
         if let Some(task) = self.task.take() {
             task.abort();
-            // The guard owns the manager's receiver: only once it is dropped does the
+            // The supervisor owns the manager's receiver: only once it is dropped does the
             // manager see its channel closed and release the Lease.
             let _ = task.await;
         }
-        if let Some(manager) = self.manager.take() {
+        let manager = self
+            .manager
+            .take()
+            .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(manager) = manager {
             match tokio::time::timeout(timeout, manager).await {
                 Ok(_) => tracing::info!("lease released"),
                 Err(_) => tracing::warn!(?timeout, "releasing the lease timed out"),
@@ -86,46 +91,108 @@ impl Leadership {
 
     /// Starts the lease manager; the channel turns `true` when the lease is acquired and
     /// `false` the moment it is lost, or, when this replica cannot renew it (cut off from the
-    /// API server), shortly before it expires: by then another replica may take it over.
+    /// API server), shortly before it expires: by then another replica may take it over. A
+    /// standby reads the Lease every [`STANDBY_POLL`] and, the moment its holder released it,
+    /// starts a fresh lease manager (which takes a free Lease at once) instead of sleeping
+    /// until the old lease would have expired.
     pub async fn elect(client: kube::Client, lease: &LeaseSettings) -> Result<Self, LeaderError> {
-        let err = |message: String| LeaderError::Lease {
-            namespace: lease.namespace.clone(),
-            name: lease.name.clone(),
-            message,
-        };
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
-            .with_namespace(&lease.namespace)
-            .with_identity(&lease.identity)
-            .with_duration(lease.duration.as_secs())
-            .with_grace(lease.grace.as_secs())
-            .build()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let (manager_rx, handle) = manager.watch().await;
-        let manager = tokio::spawn(async move {
-            match handle.await {
-                Ok(Ok(_)) => tracing::info!("lease manager stopped"),
-                Ok(Err(e)) => tracing::error!(error = %e, "lease manager failed"),
-                Err(e) => tracing::error!(error = %e, "lease manager task panicked"),
-            }
-        });
+        let first = build_manager(&client, lease).await?;
         let (tx, rx) = watch::channel(false);
         let guard = LeaseGuard {
-            api: Api::namespaced(client, &lease.namespace),
+            api: Api::namespaced(client.clone(), &lease.namespace),
             name: lease.name.clone(),
             identity: lease.identity.clone(),
             duration: lease.duration,
             grace: lease.grace,
         };
-        // Dropping the Leadership aborts the guard, which drops the manager's receiver: the
-        // manager then releases the lease.
-        let task = tokio::spawn(guard.forward(manager_rx, tx));
+        let slot: ManagerSlot = Arc::default();
+        let task = tokio::spawn(supervise(
+            client,
+            lease.clone(),
+            first,
+            guard,
+            tx,
+            slot.clone(),
+        ));
         Ok(Self {
             leading: rx,
             _sender: None,
             task: Some(task),
-            manager: Some(manager),
+            manager: Some(slot),
         })
+    }
+}
+
+/// How often a standby replica reads the Lease to see it released.
+pub const STANDBY_POLL: Duration = Duration::from_millis(500);
+
+/// The running lease manager's task, for [`Leadership::release`] to wait on.
+type ManagerSlot = Arc<std::sync::Mutex<Option<JoinHandle<()>>>>;
+
+async fn build_manager(
+    client: &kube::Client,
+    lease: &LeaseSettings,
+) -> Result<kube_lease_manager::LeaseManager, LeaderError> {
+    kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(lease.duration.as_secs())
+        .with_grace(lease.grace.as_secs())
+        .build()
+        .await
+        .map_err(|e| LeaderError::Lease {
+            namespace: lease.namespace.clone(),
+            name: lease.name.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// Runs lease managers one after the other, forwarding each one's state to `tx` through the
+/// guard; a new one replaces the current one when this replica is a standby and sees the
+/// Lease released.
+async fn supervise(
+    client: kube::Client,
+    lease: LeaseSettings,
+    first: kube_lease_manager::LeaseManager,
+    guard: LeaseGuard,
+    tx: watch::Sender<bool>,
+    slot: ManagerSlot,
+) {
+    let mut next = Some(first);
+    loop {
+        let manager = match next.take() {
+            Some(m) => m,
+            None => match build_manager(&client, &lease).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "restarting the lease manager failed; retrying");
+                    tokio::time::sleep(STANDBY_POLL).await;
+                    continue;
+                }
+            },
+        };
+        let (manager_rx, handle) = manager.watch().await;
+        let task = tokio::spawn(async move {
+            match handle.await {
+                Ok(Ok(_)) => tracing::debug!("lease manager stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "lease manager failed"),
+                Err(e) => tracing::error!(error = %e, "lease manager task panicked"),
+            }
+        });
+        let previous = slot.lock().unwrap_or_else(|e| e.into_inner()).replace(task);
+        drop(previous);
+        tokio::select! {
+            () = guard.forward(manager_rx, &tx) => return,
+            () = guard.released(tx.subscribe()) => {
+                tracing::info!(lease = %guard.name, "the Lease was released: competing for it now");
+                // Dropping the forward dropped the receiver: the old manager (not the holder)
+                // ends without touching the Lease.
+                let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(old) = old {
+                    let _ = old.await;
+                }
+            }
+        }
     }
 }
 
@@ -174,9 +241,33 @@ impl LeaseGuard {
         Ok(Some(Instant::now() + left))
     }
 
+    /// Resolves once this replica, while not leading, reads the Lease without a holder after
+    /// having seen another replica hold it (that replica released it).
+    async fn released(&self, mut leading: watch::Receiver<bool>) {
+        let mut held_by_other = false;
+        loop {
+            tokio::time::sleep(STANDBY_POLL).await;
+            if *leading.borrow_and_update() {
+                held_by_other = false;
+                continue;
+            }
+            match self.api.get(&self.name).await {
+                Ok(lease) => {
+                    let holder = lease.spec.and_then(|s| s.holder_identity);
+                    match holder.as_deref() {
+                        None | Some("") if held_by_other => return,
+                        None | Some("") => {}
+                        Some(h) => held_by_other = h != self.identity,
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "reading the lease failed"),
+            }
+        }
+    }
+
     /// Forwards the manager's channel to `tx`, turning it `false` while the lease cannot be
     /// confirmed to outlast the next check.
-    async fn forward(self, mut manager: watch::Receiver<bool>, tx: watch::Sender<bool>) {
+    async fn forward(&self, mut manager: watch::Receiver<bool>, tx: &watch::Sender<bool>) {
         let mut valid_until = Instant::now();
         loop {
             let held = *manager.borrow_and_update();

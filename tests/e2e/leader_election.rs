@@ -126,3 +126,63 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over_when_
         "the new leader wrote only the new pipeline"
     );
 }
+
+#[test]
+fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
+    let items = data_set();
+    let Some(env) = Env::without_operator("release", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    // A long lease: a standby that waited for it to expire would take 15 s.
+    let lease_duration = Duration::from_secs(15);
+    let replica = |identity: &str| {
+        env.spawn_operator(
+            identity,
+            &[
+                "--leader-election",
+                "--lease-name",
+                LEASE,
+                "--lease-namespace",
+                &env.ns,
+                "--lease-duration",
+                "15s",
+            ],
+            &[("POD_NAME", identity)],
+        )
+    };
+    let mut a = replica("replica-a");
+    let first = wait_for("replica-a to hold the lease", || holder(&env));
+    assert_eq!(first, "replica-a");
+    let b = replica("replica-b");
+    wait_for("replica-b to stand by", || {
+        (b.metric("imagepipeline_leader") == Some(0.0)).then_some(())
+    });
+    env.apply_ok(&hangzhou_query("hz"));
+    env.wait_ready("hz", "Synced");
+
+    let stopped = Instant::now();
+    assert!(
+        a.terminate(Duration::from_secs(30)),
+        "the leader exits on SIGTERM"
+    );
+    assert!(a.log().contains("lease released"), "{}", a.log());
+    wait_for_within(
+        "replica-b to take the released lease",
+        lease_duration,
+        || (holder(&env).as_deref() == Some("replica-b")).then_some(()),
+    );
+    let took = stopped.elapsed();
+    eprintln!(
+        "replica-b took the lease {took:?} after replica-a got SIGTERM (lease duration {lease_duration:?})"
+    );
+    assert!(
+        took < lease_duration / 2,
+        "taken over after {took:?}: the lease was waited out, not released"
+    );
+    wait_for("replica-b to lead", || {
+        (b.metric("imagepipeline_leader") == Some(1.0)).then_some(())
+    });
+    let q = env.refresh("hz");
+    assert_eq!(ready_reason(&q).as_deref(), Some("Synced"));
+}
