@@ -5,8 +5,12 @@ pub mod admin;
 pub mod cli;
 pub mod controller;
 pub mod crd;
-pub mod ecs;
 pub mod leader;
 pub mod metrics;
-pub mod sim;
+pub mod readiness;
 pub mod telemetry;
+
+/// The ECS simulator (the `ecs-sim` crate).
+pub use ecs_sim as sim;
+/// The ECS client (the `imagepipeline-ecs` crate).
+pub use imagepipeline_ecs as ecs;

@@ -47,9 +47,44 @@ fn references(module: &[String], text: &str, is_mod_rs: bool) -> Vec<Vec<String>
         Some(i) => &text[..i],
         None => text,
     };
+    // Comments (doc links included) are not imports.
+    let code: String = code
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
     let mut out = Vec::new();
     let bytes = code.as_bytes();
-    for (start, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
+    // In a folder's `mod.rs` (or a crate root), `use child::...` names a child module.
+    let mut relative = Vec::new();
+    if is_mod_rs {
+        for line in code.lines() {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix("pub use ")
+                .or_else(|| line.strip_prefix("use "))
+                .unwrap_or("");
+            let first = rest.split("::").next().unwrap_or("");
+            if !rest.is_empty()
+                && !matches!(first, "crate" | "super" | "self" | "std" | "core")
+                && first
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                let mut full = module.to_vec();
+                full.push(first.to_string());
+                relative.push(full);
+            }
+        }
+    }
+    for (start, _) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
         // Skip `$crate::` and identifiers ending in `crate`/`super`.
         if start > 0 {
             let prev = bytes[start - 1];
@@ -84,8 +119,8 @@ fn references(module: &[String], text: &str, is_mod_rs: bool) -> Vec<Vec<String>
         };
         // A brace group after the path (`use super::{a, b}`): each item is a reference.
         let after = &code[start + path.len()..];
-        if after.starts_with('{') {
-            let group: String = after[1..].chars().take_while(|c| *c != '}').collect();
+        if let Some(group) = after.strip_prefix('{') {
+            let group: String = group.chars().take_while(|c| *c != '}').collect();
             for item in group.split(',') {
                 let item = item.trim().split(" as ").next().unwrap_or("").trim();
                 if item.is_empty() || item == "self" {
@@ -101,6 +136,7 @@ fn references(module: &[String], text: &str, is_mod_rs: bool) -> Vec<Vec<String>
             out.push(base);
         }
     }
+    out.extend(relative);
     out
 }
 
@@ -126,7 +162,6 @@ fn graph(src: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
                 .find(|p| modules.contains(p));
             if let Some(target) = target
                 && target != module
-                && !module.starts_with(&target)
             {
                 deps.insert(target);
             }
@@ -206,8 +241,20 @@ fn the_circle_finder_finds_a_circle() {
     g.insert(m("c"), BTreeSet::from([m("a")]));
     g.insert(m("d"), BTreeSet::from([m("a")]));
     assert_eq!(circles(&g), vec![vec!["a", "b", "c"]]);
-    let text = "use super::{view::RecentWrites, mirrored::Mirrored};\nuse crate::ecs::sign::params;";
-    let refs = references(&m("controller").into_iter().chain(m("cache")).collect::<Vec<_>>(), text, false);
-    assert!(refs.contains(&vec!["controller".into(), "view".into(), "RecentWrites".into()]));
+    let text =
+        "use super::{view::RecentWrites, mirrored::Mirrored};\nuse crate::ecs::sign::params;";
+    let refs = references(
+        &m("controller")
+            .into_iter()
+            .chain(m("cache"))
+            .collect::<Vec<_>>(),
+        text,
+        false,
+    );
+    assert!(refs.contains(&vec![
+        "controller".into(),
+        "view".into(),
+        "RecentWrites".into()
+    ]));
     assert!(refs.contains(&vec!["ecs".into(), "sign".into(), "params".into()]));
 }

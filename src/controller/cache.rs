@@ -10,7 +10,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::mirrored::{Mirrored, OwnerSets};
-use super::view::RecentWrites;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
@@ -71,6 +70,13 @@ fn owner_refs(
         .into_iter()
 }
 
+/// Told, after each event, what the cache now shows of an object (its resourceVersion, `None`
+/// when gone): the view of recent writes drops what the cache has caught up with.
+pub trait CacheListener: Send + Sync + 'static {
+    /// The cache now shows `namespace/name` at `resource_version`.
+    fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>);
+}
+
 /// Applies watch events to a [`MirrorCache`]: every object is reduced to its record on arrival
 /// (a listing page is dropped as soon as it is reduced), and a re-list replaces the cache's
 /// content at its end.
@@ -78,7 +84,7 @@ pub struct CacheFeeder {
     cache: MirrorCache,
     relisting: Option<Namespaces>,
     owner_sets: OwnerSets,
-    recent: Option<RecentWrites>,
+    listener: Option<Box<dyn CacheListener>>,
 }
 
 impl CacheFeeder {
@@ -88,20 +94,20 @@ impl CacheFeeder {
             cache,
             relisting: None,
             owner_sets: OwnerSets::default(),
-            recent: None,
+            listener: None,
         }
     }
 
-    /// Also tells `recent` what the cache now shows, so writes it has caught up with are
-    /// forgotten at once.
-    pub fn with_recent(mut self, recent: RecentWrites) -> Self {
-        self.recent = Some(recent);
+    /// Also tells `listener` what the cache now shows after each event (so recent writes the
+    /// cache has caught up with are forgotten at once).
+    pub fn with_listener(mut self, listener: impl CacheListener) -> Self {
+        self.listener = Some(Box::new(listener));
         self
     }
 
     fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
-        if let Some(recent) = &self.recent {
-            recent.observed(namespace, name, resource_version);
+        if let Some(listener) = &self.listener {
+            listener.observed(namespace, name, resource_version);
         }
     }
 

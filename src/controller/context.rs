@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -13,60 +12,11 @@ use tokio::time::Instant;
 use super::cache::MirrorCache;
 use super::credentials::CredentialsResolver;
 use super::mirrored::ListedDigest;
-use super::plan::WriteKind;
+use super::observer::SyncObserver;
 use super::source::SharedListings;
 use super::view::{NamespaceLocks, RecentWrites};
 use super::writer::Writer;
 use crate::crd::ImagePipelineQuery;
-
-/// Hooks for metrics; every method has an empty default.
-pub trait SyncObserver: Send + Sync + 'static {
-    /// A reconcile ended with a `Ready` reason (`Synced`, `ApiError`, ...) after `elapsed`;
-    /// `matched` is set after a successful sync.
-    fn sync_finished(
-        &self,
-        namespace: &str,
-        name: &str,
-        reason: &str,
-        elapsed: Duration,
-        matched: Option<u32>,
-    ) {
-        let _ = (namespace, name, reason, elapsed, matched);
-    }
-    /// An ImagePipeline was applied.
-    fn object_written(&self, kind: WriteKind) {
-        let _ = kind;
-    }
-    /// An ImagePipeline was deleted.
-    fn object_deleted(&self) {}
-    /// The API server refused a write (`create`, `update`, `release` or `delete`).
-    fn write_failed(&self, action: &str) {
-        let _ = action;
-    }
-    /// A sync left `count` items of the query's listing unmirrored (0 once all are).
-    fn items_skipped(&self, namespace: &str, name: &str, count: u32) {
-        let _ = (namespace, name, count);
-    }
-    /// A reconcile failed with a controller error (its `metric_label`).
-    fn reconcile_failed(&self, label: &str) {
-        let _ = label;
-    }
-    /// The query's `refreshInterval`, once its spec validated (metrics compare the time since
-    /// its last successful sync with it).
-    fn refresh_interval(&self, namespace: &str, name: &str, interval: Duration) {
-        let _ = (namespace, name, interval);
-    }
-    /// The query was deleted: what is recorded about it is no longer true.
-    fn query_deleted(&self, namespace: &str, name: &str) {
-        let _ = (namespace, name);
-    }
-}
-
-/// An observer that observes nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoopObserver;
-
-impl SyncObserver for NoopObserver {}
 
 /// What this process remembers of one query (by UID) between reconciles.
 #[derive(Debug, Clone, Default)]

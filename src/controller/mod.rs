@@ -24,6 +24,7 @@ pub mod desired;
 pub mod error;
 pub mod events;
 pub mod mirrored;
+pub mod observer;
 pub mod ownership;
 pub mod plan;
 pub mod reconcile;
@@ -36,16 +37,14 @@ pub mod validate;
 pub mod view;
 pub mod writer;
 
-pub use context::{Context, NoopObserver, QueryMemory, SyncObserver};
+pub use context::{Context, QueryMemory};
 pub use credentials::{AmbientPolicy, CredentialsResolver};
 pub use error::ControllerError;
+pub use observer::{NoopObserver, SyncObserver};
 pub use reconcile::{error_policy, reconcile};
 pub use run::{RunArgs, RunHooks, run_with, scopes};
 pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings};
 pub use writer::Writer;
 
-/// The field manager of every write the operator makes (objects and status).
-pub const FIELD_MANAGER: &str = "imagepipeline-operator";
-
-/// Setting this annotation on a query to a new value (e.g. the current time) syncs it at once.
-pub const REQUESTED_AT_ANNOTATION: &str = "ecs.mirror.io/requested-at";
+pub use ownership::FIELD_MANAGER;
+pub use schedule::REQUESTED_AT_ANNOTATION;

@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
 use serde_json::Value;
 
-use super::FIELD_MANAGER;
 use crate::crd::{GROUP, ImagePipeline, VERSION};
+
+/// The field manager of every write the operator makes (objects and status).
+pub const FIELD_MANAGER: &str = "imagepipeline-operator";
 
 /// The kind of the owners.
 pub const OWNER_KIND: &str = "ImagePipelineQuery";

@@ -10,14 +10,13 @@ use kube::runtime::controller::Action;
 use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
-use super::REQUESTED_AT_ANNOTATION;
 use super::context::Context;
 use super::credentials::ResolveError;
 use super::error::ControllerError;
 use super::events::{event_for, publish};
 use super::schedule::{
-    DueInput, MIN_TRIGGERED_SPACING, TRANSIENT_BASE, backoff, due, listing_not_before,
-    next_sync_time, until,
+    DueInput, MIN_TRIGGERED_SPACING, REQUESTED_AT_ANNOTATION, TRANSIENT_BASE, backoff, due,
+    listing_not_before, next_sync_time, until,
 };
 use super::status::{Outcome, StatusInput, next_status};
 use super::sync::{attempt, plan_for};

@@ -17,16 +17,17 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::cache::{CacheFeeder, MirrorCache};
-use super::context::{Context, SyncObserver};
+use super::context::Context;
 use super::credentials::{AmbientPolicy, CredentialsResolver};
 use super::error::ControllerError;
+use super::observer::SyncObserver;
 use super::reconcile::{error_policy, reconcile};
 use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
 use super::view::{NamespaceLocks, RecentWrites};
 use super::writer::{DEFAULT_WRITE_CONCURRENCY, Writer};
-use crate::admin::Readiness;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
+use crate::readiness::Readiness;
 
 /// ImagePipelines per page of the watch's (re-)list.
 const PIPELINE_PAGE_SIZE: u32 = 100;
@@ -269,7 +270,7 @@ pub async fn run_with(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: crate::controller::FIELD_MANAGER.into(),
+                controller: super::ownership::FIELD_MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),
@@ -311,7 +312,7 @@ impl Shared {
         let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
         let recent = RecentWrites::tracking(pipelines.clone());
         let cache = {
-            let mut feeder = CacheFeeder::new(pipelines.clone()).with_recent(recent.clone());
+            let mut feeder = CacheFeeder::new(pipelines.clone()).with_listener(recent.clone());
             // Small pages: a page of full objects (managed fields and all) is decoded at once
             // before it is reduced, so the page size bounds that transient memory.
             watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))

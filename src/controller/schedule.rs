@@ -6,6 +6,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 
+/// Setting this annotation on a query to a new value (e.g. the current time) syncs it at once.
+pub const REQUESTED_AT_ANNOTATION: &str = "ecs.mirror.io/requested-at";
+
 /// Why a reconcile lists the query again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncReason {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::cache::MirrorCache;
+use super::cache::{CacheListener, MirrorCache};
 use super::mirrored::Mirrored;
 
 /// One write of this process: the resourceVersion it replaced (`None` for a create) and the
@@ -151,6 +151,12 @@ impl RecentWrites {
             stale
         });
         view
+    }
+}
+
+impl CacheListener for RecentWrites {
+    fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        RecentWrites::observed(self, namespace, name, resource_version);
     }
 }
 

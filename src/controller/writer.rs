@@ -20,11 +20,12 @@ use serde_json::json;
 
 use super::error::ControllerError;
 use super::mirrored::Mirrored;
+use super::observer::SyncObserver;
+use super::ownership::FIELD_MANAGER;
 use super::ownership::is_query_ref;
 use super::plan::{Deletion, Plan, Write, WriteKind};
 use super::status::WriteFailure;
 use super::view::{RecentWrites, Written};
-use super::{FIELD_MANAGER, SyncObserver};
 use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
 
 /// Writes on behalf of the controller.

@@ -334,12 +334,15 @@ impl ImagePipelineQuery {
 /// stream, exactly as committed under `crds/` and printed by `imagepipeline-operator crds`.
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt;
-    [super::ImagePipeline::crd(), ImagePipelineQuery::crd()]
-        .iter()
-        .map(|crd| {
-            // A CRD is plain data: serializing it cannot fail.
-            let body = serde_yaml::to_string(crd).unwrap_or_default();
-            format!("---\n{body}")
-        })
-        .collect()
+    [
+        super::pipeline::ImagePipeline::crd(),
+        ImagePipelineQuery::crd(),
+    ]
+    .iter()
+    .map(|crd| {
+        // A CRD is plain data: serializing it cannot fail.
+        let body = serde_yaml::to_string(crd).unwrap_or_default();
+        format!("---\n{body}")
+    })
+    .collect()
 }

@@ -7,8 +7,9 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::server::{SimConfig, SimState};
+use super::state::{SimConfig, SimState};
 use super::sts::*;
+use super::sts_actions::*;
 
 const ROLE: &str = "acs:ram::1234567890123456:role/imagepipeline-reader";
 const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1";
@@ -169,7 +170,7 @@ fn jwt_tokens_are_described_in_the_answer() {
 #[test]
 fn sts_fail_every_answers_service_unavailable() {
     let s = state(StsConfig::default());
-    s.set_faults(crate::sim::Faults {
+    s.set_faults(crate::Faults {
         sts_fail_every: 2,
         ..Default::default()
     });

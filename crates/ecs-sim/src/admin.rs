@@ -18,7 +18,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
 use super::faults::Faults;
-use super::server::SimState;
+use super::state::SimState;
 use super::sts::token_fingerprint;
 
 /// The admin routes.

@@ -1,13 +1,38 @@
 //! RPC signature version 1 (HMAC-SHA1) as the service verifies it: the parameters of the query
-//! string and of a form body, merged, minus `Signature`, signed with `crate::ecs::sign`, the same
-//! code the client signs with.
+//! string and of a form body, merged, minus `Signature`, sorted by name, each name and value
+//! percent-encoded, joined with `&` and `=`; the string to sign is `METHOD&%2F&` and that text
+//! encoded once more; the signature is Base64(HMAC-SHA1(secret + "&", string to sign)). The
+//! simulator computes it with its own code (see [`crate::encoding`]), not the client's.
 
 use std::collections::BTreeMap;
 
-use crate::ecs::sign::{signature, string_to_sign};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 
-use super::auth::Claims;
+use super::claims::Claims;
+use super::encoding::percent_encode;
 use super::errors::ApiFailure;
+
+/// The text the service signs for `method` and `params` (without `Signature`).
+pub fn string_to_sign(method: &str, params: &BTreeMap<String, String>) -> String {
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{method}&%2F&{}", percent_encode(&query))
+}
+
+/// Base64(HMAC-SHA1(key = `secret` + "&", `string_to_sign`)).
+pub fn signature(string_to_sign: &str, secret: &str) -> String {
+    let key = format!("{secret}&");
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()) else {
+        // HMAC takes keys of any length; this branch cannot be reached.
+        return String::new();
+    };
+    mac.update(string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
 
 /// The common parameters of a v1-signed request.
 pub fn claims(params: &BTreeMap<String, String>) -> Result<Claims, ApiFailure> {
@@ -67,7 +92,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    use crate::ecs::sign::params;
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 
     #[test]
     fn the_python_sdk_vector_verifies() {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::claims::Claims;
 use super::credential::{Credential, CredentialStore};
 use super::errors::ApiFailure;
 use super::request::RpcRequest;
@@ -14,19 +15,6 @@ use super::{v1, v3};
 /// How far a request's time stamp may be from the server's clock, and how long a nonce is
 /// remembered.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
-
-/// The common values every signed request carries, whatever the signature style.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
-    /// The AccessKey ID.
-    pub access_key_id: String,
-    /// `SignatureNonce` / `x-acs-signature-nonce`.
-    pub nonce: String,
-    /// `Timestamp` / `x-acs-date`.
-    pub timestamp: String,
-    /// `SecurityToken` / `x-acs-security-token`.
-    pub security_token: Option<String>,
-}
 
 /// Nonces seen in the last [`MAX_SKEW`], per AccessKey.
 #[derive(Debug, Default)]

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::ecs::filter::is_pipeline_name;
-use crate::ecs::filter::{API_DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PIPELINE_IDS, MAX_TAGS};
+use super::api::{
+    API_DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PIPELINE_IDS, MAX_TAGS, is_pipeline_name,
+};
 
 use super::errors::ApiFailure;
 use super::paging::TokenKey;
@@ -127,7 +128,12 @@ pub fn describe(
 mod tests {
     use super::*;
 
-    use crate::ecs::sign::params;
+    fn params(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 
     fn code(pairs: &[(&str, &str)]) -> Option<String> {
         parse(&params(pairs)).err().map(|e| e.code)

@@ -14,24 +14,31 @@
 //! expire.
 //!
 //! Admin endpoints (unsigned): `PUT|GET /_sim/items`, `GET /_sim/stats`, `PUT|GET /_sim/faults`.
+#![forbid(unsafe_code)]
 
 mod admin;
+pub mod api;
 mod args;
 mod auth;
+mod claims;
 mod credential;
 mod data;
+mod encoding;
 mod errors;
 mod faults;
 mod format;
 mod imds;
+mod imds_routes;
 mod log;
 mod paging;
 mod pipelines;
 mod request;
 mod router;
 mod server;
+mod state;
 mod store;
 mod sts;
+mod sts_actions;
 #[cfg(test)]
 mod sts_tests;
 mod v1;
@@ -46,5 +53,6 @@ pub use errors::SimError;
 pub use faults::{Faults, HUGE_BODY_BYTES, MalformedKind};
 pub use imds::{ImdsConfig, ImdsStats};
 pub use log::LoggedRequest;
-pub use server::{SimConfig, SimHandle, start};
+pub use server::{SimHandle, start};
+pub use state::SimConfig;
 pub use sts::{StsConfig, token_fingerprint};

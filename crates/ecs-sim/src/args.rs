@@ -10,7 +10,8 @@ use super::data;
 use super::errors::SimError;
 use super::faults::{Faults, MalformedKind};
 use super::imds::{self, ImdsConfig};
-use super::server::{SimConfig, SimHandle, start};
+use super::server::{SimHandle, start};
+use super::state::SimConfig;
 use super::sts::StsConfig;
 
 /// `imagepipeline-operator ecs-sim`: a local ECS endpoint for `DescribeImagePipelines`.

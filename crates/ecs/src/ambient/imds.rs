@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::oidc::{base_url, parse_credentials};
 use super::refresh::{Expiring, Fetch};
 use super::{Lookup, http_client, service_error};
-use crate::ecs::credentials::CredentialsError;
+use crate::credentials::CredentialsError;
 
 /// Names the RAM role instead of asking the metadata service for it.
 pub const ENV_ECS_METADATA: &str = "ALIBABA_CLOUD_ECS_METADATA";
@@ -184,7 +184,7 @@ impl Fetch for ImdsFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::ambient::lookup_from as env;
+    use crate::ambient::lookup_from as env;
 
     #[test]
     fn settings_follow_the_environment() {

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::refresh::{Expiring, Fetch};
 use super::{Lookup, http_client, service_error};
-use crate::ecs::credentials::{Credentials, CredentialsError};
-use crate::ecs::retry::Backoff;
+use crate::credentials::{Credentials, CredentialsError};
+use crate::retry::Backoff;
 
 /// The role to assume.
 pub const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
@@ -278,7 +278,7 @@ impl Fetch for OidcFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::ambient::lookup_from as env;
+    use crate::ambient::lookup_from as env;
 
     #[test]
     fn sts_endpoint_follows_the_sdk_rules() {

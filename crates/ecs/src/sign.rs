@@ -1,7 +1,8 @@
 //! Alibaba Cloud RPC signature version 1 (HMAC-SHA1), as the official SDKs compute it.
 //!
-//! The same functions sign requests in the client and verify them in the simulator, so the two
-//! can never disagree silently: the published vectors in the tests pin both to the SDKs.
+//! The published vectors in the tests pin it to the SDKs. The simulator (`ecs-sim`) verifies
+//! signatures with code of its own, pinned to the same vectors, so a mistake here is caught
+//! there rather than shared.
 
 use std::collections::BTreeMap;
 

@@ -15,15 +15,15 @@ use futures::StreamExt as _;
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
-use crate::ecs::{DESCRIBE_IMAGE_PIPELINES, ECS_API_VERSION};
+use super::api::{DESCRIBE_IMAGE_PIPELINES, ECS_API_VERSION};
 
 use super::errors::ApiFailure;
 use super::faults::{Fault, HTML_ERROR_PAGE, HUGE_BODY_BYTES, MalformedKind, garble, odd_types};
 use super::format::Format;
 use super::log::{LoggedRequest, loggable};
 use super::request::RpcRequest;
-use super::server::SimState;
-use super::{admin, auth, imds, pipelines, sts, v3};
+use super::state::SimState;
+use super::{admin, auth, imds_routes, pipelines, sts, sts_actions, v3};
 
 /// Largest request body read; larger ones answer 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -56,7 +56,7 @@ pub const RPC_ROUTES: &[RpcRoute] = &[
         action: sts::ASSUME_ROLE_WITH_OIDC,
         version: sts::STS_API_VERSION,
         signed: false,
-        handler: sts::assume_role_with_oidc,
+        handler: sts_actions::assume_role_with_oidc,
     },
 ];
 
@@ -70,7 +70,7 @@ fn describe_image_pipelines(
 /// The whole application.
 pub fn build(state: Arc<SimState>) -> Router {
     admin::routes()
-        .merge(imds::routes())
+        .merge(imds_routes::routes())
         .fallback(rpc_entry)
         .with_state(state)
 }

@@ -13,9 +13,9 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::ecs::sign::percent_encode;
+use super::encoding::percent_encode;
 
-use super::auth::Claims;
+use super::claims::Claims;
 use super::errors::ApiFailure;
 use super::request::{RpcRequest, decode};
 use super::v1::constant_time_eq;

@@ -13,22 +13,15 @@
 //! The real service listens on `100.100.100.200`; here it shares the simulator's listener.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::response::Response;
-use axum::routing::{get, put};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderMap;
 use serde::Serialize;
-use serde_json::json;
 
 use super::request::header;
-use super::server::SimState;
-use super::sts::{credentials_json, iso8601, issue_temporary, random_alnum};
+use super::sts::random_alnum;
 
 /// The header a token request states the token's lifetime in.
 pub const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
@@ -88,13 +81,14 @@ pub struct ImdsStats {
 /// The metadata service of one simulator.
 #[derive(Debug, Default)]
 pub struct ImdsState {
-    config: ImdsConfig,
+    pub(crate) config: ImdsConfig,
     tokens: Mutex<HashMap<String, Instant>>,
     counters: [AtomicU64; 7],
 }
 
+/// What the metadata service counts.
 #[derive(Clone, Copy)]
-enum Counter {
+pub(crate) enum Counter {
     TokensIssued,
     TokensRefused,
     V1Reads,
@@ -113,7 +107,7 @@ impl ImdsState {
         }
     }
 
-    fn bump(&self, counter: Counter) {
+    pub(crate) fn bump(&self, counter: Counter) {
         self.counters[counter as usize].fetch_add(1, Ordering::SeqCst);
     }
 
@@ -131,7 +125,7 @@ impl ImdsState {
         }
     }
 
-    fn issue_token(&self, ttl: Duration) -> String {
+    pub(crate) fn issue_token(&self, ttl: Duration) -> String {
         let token = random_alnum(56);
         if let Ok(mut tokens) = self.tokens.lock() {
             let now = Instant::now();
@@ -148,7 +142,7 @@ impl ImdsState {
     }
 
     /// Counts and authorizes one metadata read: `false` means answer 401.
-    fn authorize(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> bool {
         match header(headers, TOKEN_HEADER) {
             Some(token) if self.token_valid(token.trim()) => {
                 self.bump(Counter::V2Reads);
@@ -164,86 +158,4 @@ impl ImdsState {
             }
         }
     }
-}
-
-/// The metadata routes.
-pub fn routes() -> Router<Arc<SimState>> {
-    Router::new()
-        .route("/latest/api/token", put(token))
-        .route("/latest/meta-data/ram/security-credentials", get(role_list))
-        .route(
-            "/latest/meta-data/ram/security-credentials/",
-            get(role_list),
-        )
-        .route(
-            "/latest/meta-data/ram/security-credentials/{role}",
-            get(role_credentials),
-        )
-}
-
-fn text(status: StatusCode, body: &str) -> Response {
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/plain"));
-    r
-}
-
-async fn token(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    let imds = &state.imds;
-    let refuse = |status: StatusCode, why: &str| {
-        imds.bump(Counter::TokensRefused);
-        text(status, why)
-    };
-    if imds.config.v2_disabled {
-        return refuse(StatusCode::NOT_FOUND, "Not Found");
-    }
-    // The service refuses token requests that went through a proxy.
-    if headers.contains_key("x-forwarded-for") {
-        return refuse(StatusCode::FORBIDDEN, "Forbidden");
-    }
-    let ttl = header(&headers, TTL_HEADER)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|t| (1..=MAX_TOKEN_TTL).contains(t));
-    let Some(ttl) = ttl else {
-        return refuse(StatusCode::BAD_REQUEST, "Bad Request");
-    };
-    imds.bump(Counter::TokensIssued);
-    text(StatusCode::OK, &imds.issue_token(Duration::from_secs(ttl)))
-}
-
-async fn role_list(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    let imds = &state.imds;
-    if !imds.authorize(&headers) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    imds.bump(Counter::RoleLists);
-    if imds.config.role_name.is_empty() {
-        return text(StatusCode::NOT_FOUND, "Not Found");
-    }
-    text(StatusCode::OK, &imds.config.role_name)
-}
-
-async fn role_credentials(
-    State(state): State<Arc<SimState>>,
-    Path(role): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let imds = &state.imds;
-    if !imds.authorize(&headers) {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    if imds.config.role_name.is_empty() || role != imds.config.role_name {
-        return text(StatusCode::NOT_FOUND, "Not Found");
-    }
-    let now = jiff::Timestamp::now();
-    let issued = issue_temporary(&state, now, imds.config.lifetime);
-    imds.bump(Counter::CredentialsIssued);
-    let mut body = credentials_json(&issued);
-    body["LastUpdated"] = json!(iso8601(now));
-    body["Code"] = json!("Success");
-    let mut r = Response::new(Body::from(body.to_string()));
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/plain"));
-    r
 }

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use tokio::sync::Mutex;
 
-use crate::ecs::credentials::{Credentials, CredentialsError};
+use crate::credentials::{Credentials, CredentialsError};
 
 /// Refresh when less than this much lifetime remains.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(180);

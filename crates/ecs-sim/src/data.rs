@@ -220,13 +220,13 @@ mod tests {
             .filter_map(|i| i["ImagePipelineId"].as_str())
             .collect();
         assert_eq!(ids.len(), 300);
-        assert!(ids.iter().all(|id| crate::ecs::filter::is_pipeline_id(id)));
+        assert!(ids.iter().all(|id| crate::api::is_pipeline_id(id)));
         let regions: HashSet<&str> = a.iter().filter_map(|i| i["RegionId"].as_str()).collect();
         assert!(regions.len() > 1);
         assert!(
             a.iter()
                 .filter_map(|i| i["Name"].as_str())
-                .all(crate::ecs::filter::is_pipeline_name)
+                .all(crate::api::is_pipeline_name)
         );
     }
 

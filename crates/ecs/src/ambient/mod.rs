@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use self::imds::{ImdsFetcher, ImdsSettings};
 use self::oidc::{OidcFetcher, OidcSettings};
 use self::refresh::{Fetch, REFRESH_MARGIN, Refreshing};
-use crate::ecs::credentials::{
+use crate::credentials::{
     Credentials, CredentialsError, CredentialsProvider, SharedProvider,
     required_credentials_from_env,
 };
@@ -216,7 +216,7 @@ pub fn ambient_provider(overrides: &AmbientOverrides) -> Result<SharedProvider, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::credentials::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, StaticProvider};
+    use crate::credentials::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, StaticProvider};
 
     #[derive(Debug)]
     struct Failing(&'static str);

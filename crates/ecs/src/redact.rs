@@ -54,7 +54,7 @@ impl EcsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::ApiError;
+    use crate::ApiError;
 
     #[test]
     fn secrets_are_redacted_raw_and_percent_encoded() {
