@@ -9,13 +9,13 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::time::Instant;
 
-use super::cache::MirrorCache;
-use super::credentials::CredentialsResolver;
-use super::mirrored::ListedDigest;
-use super::observer::SyncObserver;
-use super::source::SharedListings;
-use super::view::{NamespaceLocks, RecentWrites};
-use super::writer::Writer;
+use crate::controller::inputs::credentials::CredentialsResolver;
+use crate::controller::inputs::source::SharedListings;
+use crate::controller::mirror::cache::MirrorCache;
+use crate::controller::mirror::mirrored::ListedDigest;
+use crate::controller::mirror::view::{NamespaceLocks, RecentWrites};
+use crate::controller::report::observer::SyncObserver;
+use crate::controller::write::writer::Writer;
 use crate::crd::ImagePipelineQuery;
 
 /// What this process remembers of one query (by UID) between reconciles.

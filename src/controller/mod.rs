@@ -1,12 +1,23 @@
 //! The ImagePipelineQuery controller: watches queries, lists ECS image pipelines for each, and
 //! mirrors them as ImagePipeline objects.
 //!
-//! The reconcile is a pipeline of named steps, one module each: [`validate`] the spec, resolve
-//! [`credentials`], [`source`] the listing (shared between identical queries), [`plan`] the
-//! writes (pure, from [`desired`] objects and the cache [`view`]), apply them through the
-//! [`writer`], then [`status`] and [`events`]. The mirrored objects are watched once and kept
-//! only as compact [`mirrored`] records in the [`cache`]. [`schedule`] decides when a query is due,
-//! [`reconcile`] strings the steps together and [`run`] starts everything.
+//! The folders follow a reconcile, which flows one way:
+//!
+//! ```text
+//! inputs (query, credentials, listing) -> planning (desired set, plan; pure) -> write -> report
+//!                                          ^ mirror (the mirrored index and recent writes)
+//! ```
+//!
+//! - [`inputs`]: [`validate`] the spec, resolve [`credentials`], decide when a query is due
+//!   ([`schedule`]) and get the listing, shared between identical queries ([`source`]);
+//! - [`mirror`]: the mirrored objects, watched once and kept as compact [`mirrored`] records in
+//!   the [`cache`], with who set which field ([`ownership`]) and the [`view`] a plan reads;
+//! - [`planning`]: the [`desired`] owners and templates and the [`plan`] of writes (pure);
+//! - [`write`]: the [`writer`], the only path that writes;
+//! - [`report`]: [`status`], [`events`] and the metrics hooks ([`observer`]).
+//!
+//! At the top, [`sync`] is one attempt (list, plan, write), [`reconcile`] strings the steps
+//! together, [`context`] is what reconciles share and [`run`] starts everything.
 //!
 //! Server-side apply and shared objects: every write is one apply under the single field
 //! manager [`FIELD_MANAGER`], carrying the object's complete content, the complete list of
@@ -17,25 +28,23 @@
 //! `resourceVersion` they were planned from (any other writer in between turns the apply into
 //! a conflict and a retry). Deletions carry UID and resourceVersion preconditions.
 
-pub mod cache;
 pub mod context;
-pub mod credentials;
-pub mod desired;
 pub mod error;
-pub mod events;
-pub mod mirrored;
-pub mod observer;
-pub mod ownership;
-pub mod plan;
+pub mod inputs;
+pub mod mirror;
+pub mod planning;
 pub mod reconcile;
+pub mod report;
 pub mod run;
-pub mod schedule;
-pub mod source;
-pub mod status;
 pub mod sync;
-pub mod validate;
-pub mod view;
-pub mod writer;
+pub mod write;
+
+// The steps' modules by their short names, as the rest of the crate and the tests use them.
+pub use inputs::{credentials, schedule, source, validate};
+pub use mirror::{cache, mirrored, ownership, view};
+pub use planning::{desired, plan};
+pub use report::{events, observer, status};
+pub use write::writer;
 
 pub use context::{Context, QueryMemory};
 pub use credentials::{AmbientPolicy, CredentialsResolver};

@@ -10,17 +10,17 @@ use kube::runtime::controller::Action;
 use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
-use super::context::Context;
-use super::credentials::ResolveError;
-use super::error::ControllerError;
-use super::events::{event_for, publish};
-use super::schedule::{
+use crate::controller::context::Context;
+use crate::controller::error::ControllerError;
+use crate::controller::inputs::credentials::ResolveError;
+use crate::controller::inputs::schedule::{
     DueInput, MIN_TRIGGERED_SPACING, REQUESTED_AT_ANNOTATION, TRANSIENT_BASE, backoff, due,
     listing_not_before, next_sync_time, until,
 };
-use super::status::{Outcome, StatusInput, next_status};
-use super::sync::{attempt, plan_for};
-use super::validate::validate;
+use crate::controller::inputs::validate::validate;
+use crate::controller::report::events::{event_for, publish};
+use crate::controller::report::status::{Outcome, StatusInput, next_status};
+use crate::controller::sync::{attempt, plan_for};
 use crate::crd::ImagePipelineQuery;
 
 /// How often a replica that is not the leader looks again.
@@ -182,7 +182,7 @@ pub async fn reconcile(
             )
         } else {
             let wait = backoff(failures, outcome.is_permanent_failure(), &mut rng);
-            (super::schedule::add(now, wait), wait)
+            (crate::controller::inputs::schedule::add(now, wait), wait)
         }
     };
     let display = credentials.as_ref().ok().map(|r| r.display());

@@ -16,15 +16,15 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::cache::{CacheFeeder, MirrorCache};
-use super::context::Context;
-use super::credentials::{AmbientPolicy, CredentialsResolver};
-use super::error::ControllerError;
-use super::observer::SyncObserver;
-use super::reconcile::{error_policy, reconcile};
-use super::source::{PipelineSource, SHARE_WINDOW, SharedListings};
-use super::view::{NamespaceLocks, RecentWrites};
-use super::writer::{DEFAULT_WRITE_CONCURRENCY, Writer};
+use crate::controller::context::Context;
+use crate::controller::error::ControllerError;
+use crate::controller::inputs::credentials::{AmbientPolicy, CredentialsResolver};
+use crate::controller::inputs::source::{PipelineSource, SHARE_WINDOW, SharedListings};
+use crate::controller::mirror::cache::{CacheFeeder, MirrorCache};
+use crate::controller::mirror::view::{NamespaceLocks, RecentWrites};
+use crate::controller::reconcile::{error_policy, reconcile};
+use crate::controller::report::observer::SyncObserver;
+use crate::controller::write::writer::{DEFAULT_WRITE_CONCURRENCY, Writer};
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
 use crate::readiness::Readiness;
@@ -270,7 +270,7 @@ pub async fn run_with(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: super::ownership::FIELD_MANAGER.into(),
+                controller: crate::controller::mirror::ownership::FIELD_MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::context::Context;
-use super::credentials::{ResolveError, Resolved};
-use super::desired::{OwnerInfo, Owners};
-use super::error::ControllerError;
-use super::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
-use super::plan::{Plan, PlanCounts, PlanInput, plan};
-use super::source::ListingKey;
-use super::status::Outcome;
-use super::status::{Skipped, WriteFailure};
-use super::validate::{ValidSpec, valid_template, validate};
+use crate::controller::context::Context;
+use crate::controller::error::ControllerError;
+use crate::controller::inputs::credentials::{ResolveError, Resolved};
+use crate::controller::inputs::source::ListingKey;
+use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
+use crate::controller::mirror::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
+use crate::controller::planning::desired::{OwnerInfo, Owners};
+use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, plan};
+use crate::controller::report::status::Outcome;
+use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
 use crate::ecs::Listing;
 

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::plan::PlanCounts;
+use crate::controller::planning::plan::PlanCounts;
 use crate::crd::query::{ImagePipelineQueryStatus, SyncErrorStatus, SyncResultStatus};
 use crate::ecs::{EcsError, ListingError};
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::ownership::{FieldSet, Ownership, is_query_ref};
+use crate::controller::mirror::ownership::{FieldSet, Ownership, is_query_ref};
 use crate::crd::pipeline::object_name;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::{ImagePipelineItem, Listing};

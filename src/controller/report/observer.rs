@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::plan::WriteKind;
+use crate::controller::planning::plan::WriteKind;
 
 /// Hooks for metrics; every method has an empty default.
 pub trait SyncObserver: Send + Sync + 'static {

@@ -6,7 +6,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
-use super::status::{Outcome, READY, reason};
+use crate::controller::report::status::{Outcome, READY, reason};
 use crate::crd::{ImagePipelineQuery, ImagePipelineQueryStatus};
 
 /// The reason of the Event published when a listing fails.

@@ -18,14 +18,14 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::error::ControllerError;
-use super::mirrored::Mirrored;
-use super::observer::SyncObserver;
-use super::ownership::FIELD_MANAGER;
-use super::ownership::is_query_ref;
-use super::plan::{Deletion, Plan, Write, WriteKind};
-use super::status::WriteFailure;
-use super::view::{RecentWrites, Written};
+use crate::controller::error::ControllerError;
+use crate::controller::mirror::mirrored::Mirrored;
+use crate::controller::mirror::ownership::FIELD_MANAGER;
+use crate::controller::mirror::ownership::is_query_ref;
+use crate::controller::mirror::view::{RecentWrites, Written};
+use crate::controller::planning::plan::{Deletion, Plan, Write, WriteKind};
+use crate::controller::report::observer::SyncObserver;
+use crate::controller::report::status::WriteFailure;
 use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
 
 /// Writes on behalf of the controller.

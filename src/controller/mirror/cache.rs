@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use super::mirrored::{Mirrored, OwnerSets};
+use crate::controller::mirror::mirrored::{Mirrored, OwnerSets};
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;

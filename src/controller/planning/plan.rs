@@ -9,11 +9,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use super::desired::{
+use crate::controller::mirror::mirrored::{Listed, Mirrored};
+use crate::controller::mirror::ownership::{FieldSet, LIST_FIELDS};
+use crate::controller::planning::desired::{
     Owners, build_object, merged_template, owner_reference, owner_references, up_to_date,
 };
-use super::mirrored::{Listed, Mirrored};
-use super::ownership::{FieldSet, LIST_FIELDS};
 use crate::crd::pipeline::object_name;
 use crate::crd::query::TemplateMetadata;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};

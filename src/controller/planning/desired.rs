@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use super::mirrored::{ManagedEntry, Mirrored};
-use super::ownership::FieldSet;
-pub use super::ownership::{OWNER_KIND, is_query_ref, managed_metadata_keys, owner_reference};
+use crate::controller::mirror::mirrored::{ManagedEntry, Mirrored};
+use crate::controller::mirror::ownership::FieldSet;
+pub use crate::controller::mirror::ownership::{
+    OWNER_KIND, is_query_ref, managed_metadata_keys, owner_reference,
+};
 use crate::crd::query::TemplateMetadata;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 

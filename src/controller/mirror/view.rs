@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::cache::{CacheListener, MirrorCache};
-use super::mirrored::Mirrored;
+use crate::controller::mirror::cache::{CacheListener, MirrorCache};
+use crate::controller::mirror::mirrored::Mirrored;
 
 /// One write of this process: the resourceVersion it replaced (`None` for a create) and the
 /// record of the object the API server answered with (`None` for a deletion); only the record,
