@@ -11,6 +11,7 @@
 //! Each test uses a fresh namespace and deletes it afterwards; the CRDs under `crds/` are applied
 //! first. Logs of the operators and the simulators go to `target/e2e-logs/`.
 
+mod argocd_health;
 mod chart;
 mod events;
 mod leader_election;
