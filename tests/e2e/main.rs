@@ -16,6 +16,7 @@ mod chart;
 mod events;
 mod leader_election;
 mod mirroring;
+mod pods;
 mod secret_rotation;
 mod support;
 mod triggers;
