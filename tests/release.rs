@@ -62,12 +62,17 @@ fn release_name(owner: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("release-names.sh prints no {key}"))
 }
 
-fn cargo_version() -> String {
-    read("Cargo.toml")
+/// The (unquoted) value of the first line of `path` that starts with `prefix`, such as
+/// `version = ` in Cargo.toml.
+fn assignment(path: &str, prefix: &str) -> Option<String> {
+    read(path)
         .lines()
-        .find_map(|l| l.strip_prefix("version = "))
+        .find_map(|l| l.strip_prefix(prefix))
         .map(|v| v.trim().trim_matches('"').to_string())
-        .expect("Cargo.toml has a version")
+}
+
+fn cargo_version() -> String {
+    assignment("Cargo.toml", "version = ").expect("Cargo.toml has a version")
 }
 
 fn chart_version() -> String {
@@ -360,19 +365,12 @@ fn dockerfile_runtime_stage() -> RuntimeStage {
 
 /// `NAME="value"` assignments at the top of hack/offline-image.sh.
 fn offline_script_definition(name: &str) -> String {
-    read("hack/offline-image.sh")
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .map(|v| v.trim().trim_matches('"').to_string())
+    assignment("hack/offline-image.sh", &format!("{name}="))
         .unwrap_or_else(|| panic!("hack/offline-image.sh defines no {name}"))
 }
 
 fn toolchain_channel() -> String {
-    read("rust-toolchain.toml")
-        .lines()
-        .find_map(|l| l.strip_prefix("channel = "))
-        .map(|v| v.trim().trim_matches('"').to_string())
-        .expect("rust-toolchain.toml names a channel")
+    assignment("rust-toolchain.toml", "channel = ").expect("rust-toolchain.toml names a channel")
 }
 
 #[test]
