@@ -1654,6 +1654,36 @@ fn chart_app_version_is_the_crate_version() {
     assert_eq!(yaml_field(&chart, "appVersion"), crate_version);
 }
 
+#[test]
+fn chart_home_and_sources_name_the_repository_the_image_says_it_comes_from() {
+    let chart = read(&format!("{CHART}/Chart.yaml"));
+    let dockerfile = read("Dockerfile");
+    let source = dockerfile
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .trim_start_matches("LABEL ")
+                .strip_prefix("org.opencontainers.image.source=")
+        })
+        .map(|v| {
+            v.trim_end_matches('\\')
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        })
+        .expect("the image names its source repository");
+    assert!(source.starts_with("https://github.com/"), "{source}");
+    assert_eq!(yaml_field(&chart, "home"), Some(source.clone()));
+    let sources: Vec<&str> = chart
+        .split_once("\nsources:\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .lines()
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .collect();
+    assert_eq!(sources, [source.as_str()]);
+}
+
 fn dockerfile_build_command() -> String {
     let dockerfile = read("Dockerfile");
     let builds: Vec<&str> = dockerfile

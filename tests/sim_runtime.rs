@@ -159,6 +159,32 @@ async fn pipelines_appear_and_vanish_through_the_admin_endpoint() {
     sim.shutdown().await;
 }
 
+/// Benchmarks load their fleets through the admin API: 100,000 generated pipelines (about
+/// 100 MB of JSON) in one `PUT /_sim/items` are accepted and served, not refused with 413.
+#[tokio::test]
+async fn a_data_set_of_100k_pipelines_is_accepted_through_the_admin_endpoint() {
+    let sim = sim_with(vec![]).await;
+    let items = generate(100_000, 11);
+    let body = Value::Array(items).to_string();
+    assert!(body.len() > 2_000_000, "bigger than axum's default limit");
+    let put = client()
+        .put(format!("{}/_sim/items", sim.url()))
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(put.status().as_u16(), 200);
+    let answer: Value = serde_json::from_str(&put.text().await.expect("body")).expect("json");
+    assert_eq!(answer["items"], 100_000);
+    let total = call(&sim.url(), &params(&[("RegionId", "cn-hangzhou")]))
+        .await
+        .json()["TotalCount"]
+        .as_u64()
+        .expect("count");
+    assert!(total > 0, "the new set is served");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn stats_and_the_request_log_count_every_call() {
     let dir = tempfile::tempdir().expect("tempdir");

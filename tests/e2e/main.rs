@@ -11,11 +11,13 @@
 //! Each test uses a fresh namespace and deletes it afterwards; the CRDs under `crds/` are applied
 //! first. Logs of the operators and the simulators go to `target/e2e-logs/`.
 
+mod argocd_health;
 mod chart;
 mod disturbances;
 mod events;
 mod leader_election;
 mod mirroring;
+mod pods;
 mod secret_rotation;
 mod support;
 mod triggers;

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::get;
 use http::{HeaderValue, StatusCode};
@@ -21,12 +21,18 @@ use super::faults::Faults;
 use super::state::SimState;
 use super::sts::token_fingerprint;
 
+/// Largest body the admin endpoints read (axum's default is 2 MB): a generated pipeline is
+/// about 1 KiB of JSON, so this takes a data set of well over 100,000 pipelines in one
+/// `PUT /_sim/items`. Larger bodies answer 413.
+pub const ADMIN_MAX_BODY: usize = 512 * 1024 * 1024;
+
 /// The admin routes.
 pub fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/_sim/items", get(get_items).put(put_items))
         .route("/_sim/stats", get(stats))
         .route("/_sim/faults", get(get_faults).put(put_faults))
+        .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
