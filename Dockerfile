@@ -31,16 +31,19 @@ WORKDIR /src
 # The dependencies in a layer of their own: built from the manifests and stub sources, so a
 # change to the sources (and not to Cargo.toml/Cargo.lock) reuses this layer from the cache.
 COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
+COPY crates/ecs/Cargo.toml crates/ecs/Cargo.toml
+COPY crates/ecs-sim/Cargo.toml crates/ecs-sim/Cargo.toml
 RUN rustup target add "$(uname -m)-unknown-linux-musl" \
- && mkdir -p src benches \
+ && mkdir -p src benches crates/ecs/src crates/ecs-sim/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && echo 'fn main() {}' > crates/ecs-sim/src/main.rs \
+ && touch src/lib.rs crates/ecs/src/lib.rs crates/ecs-sim/src/lib.rs \
  && for bench in listing plan steady_state memory; do echo 'fn main() {}' > "benches/$bench.rs"; done \
  && cargo build --release --locked --target "$(uname -m)-unknown-linux-musl" \
- && rm -rf src benches
+ && rm -rf src benches crates
 COPY . .
 # The real sources must look newer than the stubs' build, whatever times COPY gave them.
-RUN find src benches -name '*.rs' -exec touch {} +
+RUN find src benches crates -name '*.rs' -exec touch {} +
 RUN cargo build --release --locked --target "$(uname -m)-unknown-linux-musl"
 RUN install -D -m 0755 "target/$(uname -m)-unknown-linux-musl/release/imagepipeline-operator" /out/imagepipeline-operator
 
