@@ -62,6 +62,13 @@ pub struct WriteLabels {
     pub operation: String,
 }
 
+/// Label of a refused object write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `create`, `update`, `release` or `delete`.
+    pub action: String,
+}
+
 /// Label naming a credentials provider.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
@@ -87,6 +94,10 @@ pub struct Metrics {
     pub pipelines_mirrored: Family<QueryLabels, Gauge>,
     /// ImagePipeline writes by operation.
     pub objects_written: Family<WriteLabels, Counter>,
+    /// ImagePipeline writes the API server refused, by action.
+    pub object_write_failures: Family<FailureLabels, Counter>,
+    /// Per query, items of its last listing that could not be mirrored.
+    pub query_skipped_items: Family<QueryLabels, Gauge>,
     /// Seconds since each query's last successful sync, computed at scrape time.
     pub seconds_since_success: Family<QueryLabels, Gauge>,
     /// 1 while this replica holds the leader lease (or leader election is off).
@@ -137,6 +148,8 @@ impl Metrics {
             ecs_throttled: Family::default(),
             pipelines_mirrored: Family::default(),
             objects_written: Family::default(),
+            object_write_failures: Family::default(),
+            query_skipped_items: Family::default(),
             seconds_since_success: Family::default(),
             leader: Gauge::default(),
             credentials_provider: Family::default(),
@@ -189,6 +202,16 @@ impl Metrics {
             "objects_written",
             "ImagePipeline objects created, updated or deleted",
             m.objects_written.clone(),
+        );
+        registry.register(
+            "object_write_failures",
+            "ImagePipeline writes the API server refused (quota, admission, invalid object, conflict), by action",
+            m.object_write_failures.clone(),
+        );
+        registry.register(
+            "query_skipped_items",
+            "Items of each query's last listing that could not be mirrored (no readable ID, or an ID that is not an object name)",
+            m.query_skipped_items.clone(),
         );
         registry.register(
             "seconds_since_last_successful_sync",
@@ -251,10 +274,12 @@ impl Metrics {
         self.queries().entry(query).or_default().last_success = Some(at.as_second());
     }
 
-    /// Records the `Ready` reason of a query at `at`: `Synced` is Ready, every other reason is
-    /// not. The transition time moves only when readiness changes, not the reason.
+    /// Records the `Ready` reason of a query at `at`: `Synced` and `PartiallySynced` are Ready,
+    /// every other reason is not. The transition time moves only when readiness changes, not
+    /// the reason.
     pub fn record_ready(&self, query: QueryLabels, reason: &str, at: Timestamp) {
-        let ready = reason == crate::controller::status::reason::SYNCED;
+        use crate::controller::status::reason::{PARTIALLY_SYNCED, SYNCED};
+        let ready = reason == SYNCED || reason == PARTIALLY_SYNCED;
         let mut queries = self.queries();
         let state = queries.entry(query.clone()).or_default();
         let previous = state.ready.replace((reason.to_string(), ready));
@@ -286,6 +311,7 @@ impl Metrics {
         self.seconds_since_success.remove(query);
         self.query_ready_transition.remove(query);
         self.query_refresh_interval.remove(query);
+        self.query_skipped_items.remove(query);
         if let Some(state) = self.queries().remove(query) {
             if let Some((reason, _)) = state.ready {
                 self.query_ready.remove(&ready_labels(query, &reason));
@@ -419,6 +445,20 @@ impl crate::controller::SyncObserver for Metrics {
             })
             .inc();
     }
+
+    fn write_failed(&self, action: &str) {
+        self.object_write_failures
+            .get_or_create(&FailureLabels {
+                action: action.into(),
+            })
+            .inc();
+    }
+
+    fn items_skipped(&self, namespace: &str, name: &str, count: u32) {
+        self.query_skipped_items
+            .get_or_create(&query_labels(namespace, name))
+            .set(i64::from(count));
+    }
 }
 
 fn query_labels(namespace: &str, name: &str) -> QueryLabels {
@@ -539,6 +579,29 @@ mod tests {
         let text = m.encode(Timestamp::now());
         assert!(!text.contains(r#"query="q""#), "{text}");
         assert!(text.contains(r#"query="other""#), "{text}");
+    }
+
+    #[test]
+    fn refused_writes_and_skipped_items_are_counted_and_a_partial_sync_is_ready() {
+        use crate::controller::SyncObserver;
+        let m = Metrics::new();
+        m.write_failed("create");
+        m.write_failed("create");
+        m.write_failed("delete");
+        m.items_skipped("ns", "q", 2);
+        m.sync_finished("ns", "q", "PartiallySynced", Duration::ZERO, Some(6));
+        let text = m.encode(Timestamp::now());
+        for series in [
+            r#"imagepipeline_object_write_failures_total{action="create"} 2"#,
+            r#"imagepipeline_object_write_failures_total{action="delete"} 1"#,
+            r#"imagepipeline_query_skipped_items{namespace="ns",query="q"} 2"#,
+            r#"imagepipeline_query_ready{namespace="ns",query="q",reason="PartiallySynced"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        m.query_deleted("ns", "q");
+        let text = m.encode(Timestamp::now());
+        assert!(!text.contains(r#"query="q""#), "{text}");
     }
 
     #[cfg(target_os = "linux")]
