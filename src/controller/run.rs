@@ -36,6 +36,85 @@ const PIPELINE_PAGE_SIZE: u32 = 100;
 /// on their watch's delete event).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The shortest time between two reconciles of one query triggered by changes of its mirrored
+/// objects (the first change triggers at once; the ones within this time after it, once, at
+/// its end).
+const TRIGGER_SPACING: Duration = Duration::from_secs(1);
+
+/// `triggers` with each query at most once per `spacing`: the first trigger passes at once,
+/// later ones within `spacing` of it are folded into one that passes when `spacing` is over. A
+/// storm of object events (the garbage collector patching thousands of objects) costs each
+/// query one drift check per `spacing`, and no query waits longer than `spacing`. Nothing is
+/// kept for a query once its spacing is over.
+pub fn coalesce<K>(
+    mut triggers: impl futures::Stream<Item = K> + Unpin + Send + 'static,
+    spacing: Duration,
+) -> impl futures::Stream<Item = K> + Send + 'static
+where
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+{
+    async_stream(move |tx: futures::channel::mpsc::UnboundedSender<K>| async move {
+        let mut last: HashMap<K, tokio::time::Instant> = HashMap::new();
+        let mut pending: std::collections::HashSet<K> = std::collections::HashSet::new();
+        let mut tick = tokio::time::interval(spacing / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                next = triggers.next() => {
+                    let Some(key) = next else { return };
+                    let now = tokio::time::Instant::now();
+                    match last.get(&key) {
+                        Some(at) if now.duration_since(*at) < spacing => {
+                            pending.insert(key);
+                        }
+                        _ => {
+                            last.insert(key.clone(), now);
+                            if tx.unbounded_send(key).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = tokio::time::Instant::now();
+                    let due: Vec<K> = pending
+                        .iter()
+                        .filter(|k| last.get(*k).is_none_or(|at| now.duration_since(*at) >= spacing))
+                        .cloned()
+                        .collect();
+                    for key in due {
+                        pending.remove(&key);
+                        last.insert(key.clone(), now);
+                        if tx.unbounded_send(key).is_err() {
+                            return;
+                        }
+                    }
+                    last.retain(|k, at| pending.contains(k) || now.duration_since(*at) < spacing);
+                    if last.capacity() > 64 && last.len() < last.capacity() / 4 {
+                        last.shrink_to_fit();
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A stream fed by `producer` in a task of its own; the task ends when the stream is dropped.
+fn async_stream<K, F, Fut>(producer: F) -> impl futures::Stream<Item = K> + Send + 'static
+where
+    K: Send + 'static,
+    F: FnOnce(futures::channel::mpsc::UnboundedSender<K>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let task = AbortOnDrop(tokio::spawn(producer(tx)));
+    rx.map(move |k| {
+        // The stream owns the producing task: dropping the stream aborts it.
+        let _keep = &task;
+        k
+    })
+}
+
 /// A spawned task that ends when this is dropped: the tasks a controller starts live exactly
 /// as long as the controller (which is dropped the moment the lease is lost).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -362,9 +441,10 @@ impl Shared {
         })
         .touched_objects();
         let controller = Controller::for_stream(query_stream, queries.clone()).with_config(
-            Config::default()
-                .concurrency(self.concurrency)
-                .debounce(Duration::from_millis(500)),
+            // No debounce: kube's trailing-edge debounce keeps delaying a query as long as events
+            // keep coming (the garbage collector patching a thousand shared objects starved a
+            // sync for 90 s); the mirrored objects' triggers are spaced by `coalesce` instead.
+            Config::default().concurrency(self.concurrency),
         );
         let _synced = {
             let mut pipelines_ready = pipelines_ready.clone();
@@ -401,7 +481,7 @@ impl Shared {
             sweep_ready,
         )));
         controller
-            .reconcile_on(trigger_rx)
+            .reconcile_on(coalesce(trigger_rx, TRIGGER_SPACING))
             .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
                 queries_using_secret(&queries, &secret)
             })
@@ -439,4 +519,39 @@ pub fn queries_using_secret(
         })
         .map(|q| ObjectRef::from_obj(q.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod coalesce_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_of_triggers_reaches_each_query_at_once_and_then_once_per_spacing() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<&str>();
+        let mut out = coalesce(rx, Duration::from_secs(1));
+        for _ in 0..50 {
+            tx.unbounded_send("a").unwrap();
+        }
+        tx.unbounded_send("b").unwrap();
+        let first = tokio::time::timeout(Duration::from_millis(10), out.next()).await;
+        assert_eq!(first.unwrap(), Some("a"), "the first trigger passes at once");
+        let second = tokio::time::timeout(Duration::from_millis(10), out.next()).await;
+        assert_eq!(second.unwrap(), Some("b"), "another query is not held up");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), out.next())
+                .await
+                .is_err(),
+            "the other 49 wait for the spacing"
+        );
+        let folded = tokio::time::timeout(Duration::from_secs(1), out.next()).await;
+        assert_eq!(folded.unwrap(), Some("a"), "folded into one at the end of the spacing");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), out.next())
+                .await
+                .is_err(),
+            "and nothing more"
+        );
+        drop(tx);
+        assert_eq!(out.next().await, None);
+    }
 }

@@ -184,27 +184,53 @@ pub async fn attempt(
     }
     ctx.observer
         .items_skipped(&namespace, &query.name_any(), skipped.count());
-    let failures = ctx
+    let mut failures = ctx
         .writer
         .apply_plan(&namespace, &plan, &ctx.recent, ctx.observer.as_ref())
         .await?;
+    let mut counts = succeeded(plan.counts, &failures);
+    // A conflict means someone else wrote the object since it was read (the garbage collector
+    // removing a deleted query's reference, another replica): plan those objects again from
+    // what the watch shows once it has caught up, before calling anything refused.
+    for _ in 0..CONFLICT_ROUNDS {
+        if failures.is_empty() || !failures.iter().all(WriteFailure::is_conflict) {
+            break;
+        }
+        tokio::time::sleep(CONFLICT_PAUSE).await;
+        let again = plan_for(ctx, query, valid, listing.as_ref(), now)?;
+        failures = ctx
+            .writer
+            .apply_plan(&namespace, &again, &ctx.recent, ctx.observer.as_ref())
+            .await?;
+        let done = succeeded(again.counts, &failures);
+        counts.created += done.created;
+        counts.updated += done.updated;
+        counts.released += done.released;
+        counts.deleted += done.deleted;
+    }
     let outcome = if failures.is_empty() {
         Outcome::Synced {
             pages: listing.pages,
             matched: plan.matched,
-            counts: plan.counts,
+            counts,
             skipped,
         }
     } else {
         Outcome::WriteFailed {
             pages: listing.pages,
             matched: plan.matched,
-            counts: succeeded(plan.counts, &failures),
+            counts,
             failures,
         }
     };
     Ok((outcome, Some(listing)))
 }
+
+/// How many times writes refused only for conflicts are planned again within one sync.
+const CONFLICT_ROUNDS: usize = 3;
+
+/// How long the watch is given to deliver the other writer's change before planning again.
+const CONFLICT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the plan's writes did, less the refused ones.
 fn succeeded(mut counts: PlanCounts, failures: &[WriteFailure]) -> PlanCounts {

@@ -107,6 +107,14 @@ pub struct WriteFailure {
     pub message: String,
 }
 
+impl WriteFailure {
+    /// Whether the object changed since it was read (409 Conflict): planning it again from a
+    /// fresh view usually succeeds.
+    pub fn is_conflict(&self) -> bool {
+        self.code == 409
+    }
+}
+
 impl std::fmt::Display for WriteFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ImagePipeline {}: ", self.action, self.name)?;
