@@ -53,50 +53,52 @@ pub fn coalesce<K>(
 where
     K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
 {
-    async_stream(move |tx: futures::channel::mpsc::UnboundedSender<K>| async move {
-        let mut last: HashMap<K, tokio::time::Instant> = HashMap::new();
-        let mut pending: std::collections::HashSet<K> = std::collections::HashSet::new();
-        let mut tick = tokio::time::interval(spacing / 4);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                next = triggers.next() => {
-                    let Some(key) = next else { return };
-                    let now = tokio::time::Instant::now();
-                    match last.get(&key) {
-                        Some(at) if now.duration_since(*at) < spacing => {
-                            pending.insert(key);
+    async_stream(
+        move |tx: futures::channel::mpsc::UnboundedSender<K>| async move {
+            let mut last: HashMap<K, tokio::time::Instant> = HashMap::new();
+            let mut pending: std::collections::HashSet<K> = std::collections::HashSet::new();
+            let mut tick = tokio::time::interval(spacing / 4);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    next = triggers.next() => {
+                        let Some(key) = next else { return };
+                        let now = tokio::time::Instant::now();
+                        match last.get(&key) {
+                            Some(at) if now.duration_since(*at) < spacing => {
+                                pending.insert(key);
+                            }
+                            _ => {
+                                last.insert(key.clone(), now);
+                                if tx.unbounded_send(key).is_err() {
+                                    return;
+                                }
+                            }
                         }
-                        _ => {
+                    }
+                    _ = tick.tick() => {
+                        let now = tokio::time::Instant::now();
+                        let due: Vec<K> = pending
+                            .iter()
+                            .filter(|k| last.get(*k).is_none_or(|at| now.duration_since(*at) >= spacing))
+                            .cloned()
+                            .collect();
+                        for key in due {
+                            pending.remove(&key);
                             last.insert(key.clone(), now);
                             if tx.unbounded_send(key).is_err() {
                                 return;
                             }
                         }
-                    }
-                }
-                _ = tick.tick() => {
-                    let now = tokio::time::Instant::now();
-                    let due: Vec<K> = pending
-                        .iter()
-                        .filter(|k| last.get(*k).is_none_or(|at| now.duration_since(*at) >= spacing))
-                        .cloned()
-                        .collect();
-                    for key in due {
-                        pending.remove(&key);
-                        last.insert(key.clone(), now);
-                        if tx.unbounded_send(key).is_err() {
-                            return;
+                        last.retain(|k, at| pending.contains(k) || now.duration_since(*at) < spacing);
+                        if last.capacity() > 64 && last.len() < last.capacity() / 4 {
+                            last.shrink_to_fit();
                         }
-                    }
-                    last.retain(|k, at| pending.contains(k) || now.duration_since(*at) < spacing);
-                    if last.capacity() > 64 && last.len() < last.capacity() / 4 {
-                        last.shrink_to_fit();
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// A stream fed by `producer` in a task of its own; the task ends when the stream is dropped.
@@ -534,7 +536,11 @@ mod coalesce_tests {
         }
         tx.unbounded_send("b").unwrap();
         let first = tokio::time::timeout(Duration::from_millis(10), out.next()).await;
-        assert_eq!(first.unwrap(), Some("a"), "the first trigger passes at once");
+        assert_eq!(
+            first.unwrap(),
+            Some("a"),
+            "the first trigger passes at once"
+        );
         let second = tokio::time::timeout(Duration::from_millis(10), out.next()).await;
         assert_eq!(second.unwrap(), Some("b"), "another query is not held up");
         assert!(
@@ -544,7 +550,11 @@ mod coalesce_tests {
             "the other 49 wait for the spacing"
         );
         let folded = tokio::time::timeout(Duration::from_secs(1), out.next()).await;
-        assert_eq!(folded.unwrap(), Some("a"), "folded into one at the end of the spacing");
+        assert_eq!(
+            folded.unwrap(),
+            Some("a"),
+            "folded into one at the end of the spacing"
+        );
         assert!(
             tokio::time::timeout(Duration::from_secs(5), out.next())
                 .await

@@ -58,6 +58,21 @@ fn install_chart_and_run_the_operator_as_its_service_account(env: &mut Env) -> C
     let chart = ChartRelease::install(&env.kubeconfig, &format!("{}-ipo", env.ns), &env.ns);
     env.operator_kubeconfig = Some(chart.service_account_kubeconfig());
     env.start_operator();
+    // A new ValidatingAdmissionPolicy is enforced once the API server's policy informer has it
+    // (about a second, more on a busy machine): wait until a server-side dry run is refused.
+    let probe = serde_json::json!({
+        "apiVersion": "ecs.mirror.io/v1alpha1",
+        "kind": "ImagePipeline",
+        "metadata": {"name": "ip-policyprobe"},
+        "spec": {"imagePipelineId": "ip-policyprobe", "regionId": "cn-hangzhou"},
+    });
+    let path = std::env::temp_dir().join(format!("{}-policy-probe.json", env.ns));
+    std::fs::write(&path, probe.to_string()).expect("write the probe");
+    wait_for("the admission policy to be enforced", || {
+        let out = env.kubectl(&["create", "--dry-run=server", "-f", path.to_str().unwrap()]);
+        (!out.status.success()).then_some(())
+    });
+    let _ = std::fs::remove_file(&path);
     chart
 }
 
