@@ -483,7 +483,15 @@ impl Shared {
             sweep_ready,
         )));
         controller
-            .reconcile_on(coalesce(trigger_rx, TRIGGER_SPACING))
+            .reconcile_on(coalesce(
+                // Owners that are not (or no longer) among the watched queries (deleted, or in
+                // another scope) have nothing to reconcile.
+                trigger_rx.filter({
+                    let queries = queries.clone();
+                    move |r| futures::future::ready(queries.get(r).is_some())
+                }),
+                TRIGGER_SPACING,
+            ))
             .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
                 queries_using_secret(&queries, &secret)
             })
