@@ -91,6 +91,7 @@ struct Scenario {
     existing: BTreeMap<String, Arc<ImagePipeline>>,
     prune: bool,
     claims: BTreeMap<String, Vec<String>>,
+    awaiting_listings: bool,
 }
 
 impl Scenario {
@@ -100,6 +101,7 @@ impl Scenario {
             existing: BTreeMap::new(),
             prune: true,
             claims: BTreeMap::new(),
+            awaiting_listings: false,
         };
         s = s.with_query(owner("a", &[]));
         s
@@ -117,6 +119,17 @@ impl Scenario {
             .or_default()
             .push(format!("uid-{query}"));
         self
+    }
+
+    /// The same scenario with the syncing query's `prune`.
+    fn clone_with_prune(&self, prune: bool) -> Self {
+        Self {
+            owners: self.owners.clone(),
+            existing: self.existing.clone(),
+            prune,
+            claims: self.claims.clone(),
+            awaiting_listings: self.awaiting_listings,
+        }
     }
 
     fn no_prune(mut self) -> Self {
@@ -179,7 +192,7 @@ impl Scenario {
             owners: &self.owners,
             prune: self.prune,
             claims: &self.claims,
-            awaiting_listings: false,
+            awaiting_listings: self.awaiting_listings,
             now,
         });
         Planned::of(f(p), &self.existing)
@@ -276,6 +289,61 @@ fn a_vanished_pipeline_is_deleted_with_uid_and_resource_version_preconditions() 
     assert_eq!(d.name, "ip-gone");
     assert_eq!(d.uid.as_deref(), Some("obj-uid-ip-gone"));
     assert_eq!(d.resource_version.as_deref(), Some("1"));
+}
+
+#[test]
+fn a_deletion_waits_while_another_query_of_the_namespace_has_not_listed_yet() {
+    let mut s = Scenario::new().mirrored_by("a", &[item("ip-a1"), item("ip-gone")]);
+    s.awaiting_listings = true;
+    let p = s.plan_as("a", &[item("ip-a1")], NOW);
+    assert!(p.is_empty(), "nothing deleted: {p:?}");
+    assert_eq!(p.counts.deferred, 1);
+    // A release (another owner keeps it) does not wait: nothing is deleted by it.
+    let mut shared = Scenario::new()
+        .with_query(owner("b", &[]))
+        .mirrored_by("b", &[item("ip-shared")])
+        .mirrored_by("a", &[item("ip-shared")]);
+    shared.awaiting_listings = true;
+    let p = shared.plan_as("a", &[], NOW);
+    assert_eq!((p.counts.released, p.counts.deferred), (1, 0));
+}
+
+#[test]
+fn an_owner_reference_someone_edited_is_put_back_whole() {
+    let s = Scenario::new()
+        .mirrored_by("a", &[item("ip-a1")])
+        .edit("ip-a1", |o| {
+            let refs = o.metadata.owner_references.as_mut().unwrap();
+            refs[0].name = "renamed".into();
+            refs[0].block_owner_deletion = Some(true);
+        });
+    let p = s.plan_as("a", &[item("ip-a1")], NOW);
+    assert_eq!(p.counts.updated, 1, "{p:?}");
+    let refs = p.writes[0]
+        .object
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap();
+    assert_eq!(refs[0].name, "a");
+    assert_eq!(refs[0].block_owner_deletion, Some(false));
+}
+
+#[test]
+fn with_mixed_prune_the_object_is_deleted_only_when_every_owner_prunes() {
+    // b keeps its objects (`prune: false`); a prunes.
+    let mut b = owner("b", &[]);
+    b.prune = false;
+    let both = Scenario::new()
+        .with_query(b)
+        .mirrored_by("a", &[item("ip-x")])
+        .mirrored_by("b", &[item("ip-x")]);
+    // b syncs first without the pipeline: it keeps its reference while a (pruning) owns it.
+    let p = both.clone_with_prune(false).plan_as("b", &[], NOW);
+    assert!(p.is_empty(), "b keeps its reference: {p:?}");
+    // a syncs (first or after b): it releases, leaving b as the last owner.
+    let p = both.plan_as("a", &[], NOW);
+    assert_eq!((p.counts.released, p.counts.deleted), (1, 0));
 }
 
 #[test]
@@ -411,6 +479,7 @@ fn shared_objects_merge_templates_and_the_first_query_by_name_wins_a_conflict() 
         owners: s.owners.clone(),
         prune: true,
         claims: BTreeMap::new(),
+        awaiting_listings: false,
     };
     assert!(s2.plan_as("b", &[item("ip-shared")], NOW).is_empty());
 }
