@@ -116,7 +116,13 @@ impl Mirrored {
 #[derive(Debug, Default)]
 pub struct OwnerSets {
     sets: HashMap<String, Arc<[OwnerReference]>>,
+    /// Interns since the last sweep of sets no record uses.
+    since_sweep: usize,
 }
+
+/// Interns between two sweeps of unused owner sets: queries come and go, and the sets of the
+/// ones that are gone must not pile up.
+const OWNER_SET_SWEEP_EVERY: usize = 1024;
 
 impl OwnerSets {
     /// The shared copy of `owners`.
@@ -134,9 +140,12 @@ impl OwnerSets {
                 '-'
             });
         }
-        if self.sets.len() > 4096 {
+        self.since_sweep += 1;
+        if self.since_sweep >= OWNER_SET_SWEEP_EVERY || self.sets.len() > 4096 {
             // Owner sets no record uses any more.
             self.sets.retain(|_, s| Arc::strong_count(s) > 1);
+            self.sets.shrink_to_fit();
+            self.since_sweep = 0;
         }
         self.sets.entry(key).or_insert(owners).clone()
     }
@@ -403,6 +412,25 @@ mod tests {
             to_region_ids: vec!["cn-beijing".into()],
             ..ImagePipelineItem::default()
         }
+    }
+
+    #[test]
+    fn owner_sets_of_queries_that_are_gone_are_not_kept() {
+        use crate::controller::ownership::owner_reference;
+        let mut sets = OwnerSets::default();
+        let kept = sets.intern(Arc::from(vec![owner_reference("kept", "uid-kept")]));
+        for i in 0..5000 {
+            // A query that came and went: nothing holds its set once interned.
+            let set = sets.intern(Arc::from(vec![owner_reference("q", &format!("uid-{i}"))]));
+            drop(set);
+        }
+        assert!(
+            sets.sets.len() <= OWNER_SET_SWEEP_EVERY + 1,
+            "{} sets kept",
+            sets.sets.len()
+        );
+        let again = sets.intern(Arc::from(vec![owner_reference("kept", "uid-kept")]));
+        assert!(Arc::ptr_eq(&kept, &again), "a set in use stays shared");
     }
 
     #[test]
