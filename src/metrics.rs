@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::ecs::CallObserver;
 
@@ -119,6 +120,29 @@ pub struct Metrics {
     /// The container's cgroup memory limit, 0 when there is none; read at scrape time.
     pub memory_limit: Gauge,
     queries: Mutex<HashMap<QueryLabels, QueryState>>,
+    families: Vec<String>,
+}
+
+/// The `operation` label values of `objects_written`.
+const WRITE_OPERATIONS: [&str; 4] = ["created", "updated", "released", "deleted"];
+
+/// A metric whose `# HELP` and `# TYPE` lines are exposed even before its first series exists
+/// (`prometheus-client` leaves out an empty family otherwise).
+#[derive(Debug)]
+struct Declared(Box<dyn Metric>);
+
+impl EncodeMetric for Declared {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// What the metrics remember of one query.
@@ -161,105 +185,153 @@ impl Metrics {
             resident_memory: Gauge::default(),
             memory_limit: Gauge::default(),
             queries: Mutex::default(),
+            families: Vec::new(),
         };
         root.register(
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
             m.resident_memory.clone(),
         );
+        let mut families = vec!["process_resident_memory_bytes".to_string()];
         let registry = root.sub_registry_with_prefix("imagepipeline");
-        registry.register(
+        let mut register = |name: &str, help: &str, metric: Box<dyn Metric>| {
+            families.push(format!("imagepipeline_{name}"));
+            registry.register(name, help, Declared(metric));
+        };
+        register(
             "syncs",
             "Syncs of ImagePipelineQuery objects by result",
-            m.syncs.clone(),
+            Box::new(m.syncs.clone()),
         );
-        registry.register(
+        register(
             "sync_duration_seconds",
             "Duration of a sync (listing, writes and status)",
-            m.sync_duration.clone(),
+            Box::new(m.sync_duration.clone()),
         );
-        registry.register(
+        register(
             "ecs_calls",
             "ECS API calls by action and result code",
-            m.ecs_calls.clone(),
+            Box::new(m.ecs_calls.clone()),
         );
-        registry.register(
+        register(
             "ecs_retries",
             "ECS API calls retried after a transient failure",
-            m.ecs_retries.clone(),
+            Box::new(m.ecs_retries.clone()),
         );
-        registry.register(
+        register(
             "ecs_throttled",
             "ECS API calls answered with a throttling code",
-            m.ecs_throttled.clone(),
+            Box::new(m.ecs_throttled.clone()),
         );
-        registry.register(
+        register(
             "pipelines_mirrored",
             "Pipelines matched by each query at its last successful sync",
-            m.pipelines_mirrored.clone(),
+            Box::new(m.pipelines_mirrored.clone()),
         );
-        registry.register(
+        register(
             "objects_written",
             "ImagePipeline objects created, updated or deleted",
-            m.objects_written.clone(),
+            Box::new(m.objects_written.clone()),
         );
-        registry.register(
+        register(
             "object_write_failures",
             "ImagePipeline writes the API server refused (quota, admission, invalid object, conflict), by action",
-            m.object_write_failures.clone(),
+            Box::new(m.object_write_failures.clone()),
         );
-        registry.register(
+        register(
             "query_skipped_items",
             "Items of each query's last listing that could not be mirrored (no readable ID, or an ID that is not an object name)",
-            m.query_skipped_items.clone(),
+            Box::new(m.query_skipped_items.clone()),
         );
-        registry.register(
+        register(
             "seconds_since_last_successful_sync",
             "Seconds since each query last synced successfully",
-            m.seconds_since_success.clone(),
+            Box::new(m.seconds_since_success.clone()),
         );
-        registry.register(
+        register(
             "leader",
             "1 while this replica is the leader",
-            m.leader.clone(),
+            Box::new(m.leader.clone()),
         );
-        registry.register(
+        register(
             "credentials_provider",
             "1 for the ambient credentials provider in use",
-            m.credentials_provider.clone(),
+            Box::new(m.credentials_provider.clone()),
         );
-        registry.register(
+        register(
             "query_ready",
             "Per query and Ready reason: 1 when the query is Ready, 0 when not",
-            m.query_ready.clone(),
+            Box::new(m.query_ready.clone()),
         );
-        registry.register(
+        register(
             "query_ready_last_transition_timestamp_seconds",
             "When each query's Ready status last changed in this process (Unix seconds)",
-            m.query_ready_transition.clone(),
+            Box::new(m.query_ready_transition.clone()),
         );
-        registry.register(
+        register(
             "query_refresh_interval_seconds",
             "Each query's refreshInterval in seconds",
-            m.query_refresh_interval.clone(),
+            Box::new(m.query_refresh_interval.clone()),
         );
-        registry.register(
+        register(
             "ecs_rate_limit_waits",
             "ECS API calls that waited for a rate-limit token",
-            m.rate_limit_waits.clone(),
+            Box::new(m.rate_limit_waits.clone()),
         );
-        registry.register(
+        register(
             "ecs_rate_limit_wait_seconds",
             "Seconds ECS API calls spent waiting for rate-limit tokens",
-            m.rate_limit_wait_seconds.clone(),
+            Box::new(m.rate_limit_wait_seconds.clone()),
         );
-        registry.register(
+        register(
             "container_memory_limit_bytes",
             "Memory limit of the operator's container (cgroup), 0 when unlimited",
-            m.memory_limit.clone(),
+            Box::new(m.memory_limit.clone()),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = root;
-        m
+        m.initialise_known_series();
+        Metrics { families, ..m }
+    }
+
+    /// The name of every metric family this registry defines, as exposed (with its prefix,
+    /// without the `_total` suffix of counters).
+    pub fn family_names(&self) -> &[String] {
+        &self.families
+    }
+
+    /// Creates, at 0, the series whose label values are known before anything happens: syncs by
+    /// every `Ready` reason, writes by every operation, and successful ECS calls; so that
+    /// dashboards and alerts see a 0 rather than a missing series.
+    fn initialise_known_series(&self) {
+        use crate::controller::status::reason;
+        for result in [
+            reason::SYNCED,
+            reason::INVALID_SPEC,
+            reason::CREDENTIALS_ERROR,
+            reason::API_ERROR,
+            reason::THROTTLED,
+            reason::SUSPENDED,
+            reason::PARTIALLY_SYNCED,
+            reason::WRITE_FAILED,
+        ] {
+            let _ = self.syncs.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
+        for operation in WRITE_OPERATIONS {
+            let _ = self.objects_written.get_or_create(&WriteLabels {
+                operation: operation.into(),
+            });
+        }
+        for action in ["create", "update", "release", "delete"] {
+            let _ = self.object_write_failures.get_or_create(&FailureLabels {
+                action: action.into(),
+            });
+        }
+        let _ = self.ecs_calls.get_or_create(&CallLabels {
+            action: crate::ecs::DESCRIBE_IMAGE_PIPELINES.into(),
+            code: "Success".into(),
+        });
     }
 
     fn queries(&self) -> std::sync::MutexGuard<'_, HashMap<QueryLabels, QueryState>> {
@@ -602,6 +674,32 @@ mod tests {
         m.query_deleted("ns", "q");
         let text = m.encode(Timestamp::now());
         assert!(!text.contains(r#"query="q""#), "{text}");
+    }
+
+    #[test]
+    fn a_fresh_registry_exposes_every_family_and_the_known_series_at_zero() {
+        let m = Metrics::new();
+        let text = m.encode(Timestamp::now());
+        // One family per metric field of `Metrics`.
+        assert_eq!(m.family_names().len(), 19, "{:?}", m.family_names());
+        for family in m.family_names() {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family}:\n{text}"
+            );
+        }
+        for series in [
+            r#"imagepipeline_syncs_total{result="Throttled"} 0"#,
+            r#"imagepipeline_syncs_total{result="Synced"} 0"#,
+            r#"imagepipeline_objects_written_total{operation="released"} 0"#,
+            r#"imagepipeline_ecs_calls_total{action="DescribeImagePipelines",code="Success"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
     }
 
     #[cfg(target_os = "linux")]

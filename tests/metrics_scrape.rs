@@ -247,9 +247,15 @@ async fn a_failed_sync_is_counted_by_its_reason_and_the_failing_code() {
         !text.contains("imagepipeline_pipelines_mirrored{"),
         "{text}"
     );
+    // The write counters exist from the start, at 0: a failed sync leaves them there.
+    let written: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("imagepipeline_objects_written_total{"))
+        .collect();
+    assert!(!written.is_empty(), "{text}");
     assert!(
-        !text.contains("imagepipeline_objects_written_total{"),
-        "{text}"
+        written.iter().all(|l| l.ends_with(" 0")),
+        "nothing written: {written:?}"
     );
 }
 
