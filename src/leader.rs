@@ -149,7 +149,7 @@ async fn build_manager(
 
 /// Runs lease managers one after the other, forwarding each one's state to `tx` through the
 /// guard; a new one replaces the current one when this replica is a standby and sees the
-/// Lease released.
+/// Lease released, or when the current one stops (a deleted Lease is created again).
 async fn supervise(
     client: kube::Client,
     lease: LeaseSettings,
@@ -172,19 +172,33 @@ async fn supervise(
             },
         };
         let (manager_rx, handle) = manager.watch().await;
+        let abort_manager = handle.abort_handle();
         let task = tokio::spawn(async move {
             match handle.await {
                 Ok(Ok(_)) => tracing::debug!("lease manager stopped"),
                 Ok(Err(e)) => tracing::error!(error = %e, "lease manager failed"),
+                Err(e) if e.is_cancelled() => tracing::debug!("lease manager stopped"),
                 Err(e) => tracing::error!(error = %e, "lease manager task panicked"),
             }
         });
         let previous = slot.lock().unwrap_or_else(|e| e.into_inner()).replace(task);
         drop(previous);
         tokio::select! {
-            () = guard.forward(manager_rx, &tx) => return,
+            () = guard.forward(manager_rx, &tx) => {
+                // The manager gave up (the Lease was deleted, or an API error it does not
+                // retry): without a new one this replica would never lead again.
+                tracing::warn!(lease = %guard.name, "the Lease was deleted or the lease manager stopped: starting a new one");
+                // Stopped, not closed: a closed manager "releases" from its cached state, which
+                // would clear a new Lease another replica may have created meanwhile.
+                abort_manager.abort();
+                let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(old) = old {
+                    let _ = old.await;
+                }
+                tokio::time::sleep(STANDBY_POLL).await;
+            }
             () = guard.released(tx.subscribe()) => {
-                tracing::info!(lease = %guard.name, "the Lease was released: competing for it now");
+                tracing::info!(lease = %guard.name, "the Lease was released or deleted: competing for it now");
                 // Dropping the forward dropped the receiver: the old manager (not the holder)
                 // ends without touching the Lease.
                 let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -194,6 +208,11 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Whether `e` is the API server's 404.
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
 }
 
 /// Confirms, while the lease manager says this replica leads, that the Lease really names it
@@ -242,7 +261,7 @@ impl LeaseGuard {
     }
 
     /// Resolves once this replica, while not leading, reads the Lease without a holder after
-    /// having seen another replica hold it (that replica released it).
+    /// having seen another replica hold it (that replica released it), or finds it deleted.
     async fn released(&self, mut leading: watch::Receiver<bool>) {
         let mut held_by_other = false;
         loop {
@@ -260,6 +279,8 @@ impl LeaseGuard {
                         Some(h) => held_by_other = h != self.identity,
                     }
                 }
+                // Deleted: the manager would wait on it forever; a new one creates it again.
+                Err(e) if is_not_found(&e) => return,
                 Err(e) => tracing::debug!(error = %e, "reading the lease failed"),
             }
         }
@@ -305,6 +326,11 @@ impl LeaseGuard {
                     match self.held_until().await {
                         Ok(Some(until)) => valid_until = until,
                         Ok(None) => valid_until = Instant::now(),
+                        Err(e) if is_not_found(&e) => {
+                            // The Lease was deleted: the manager would retry renewing it forever.
+                            tx.send_replace(false);
+                            return;
+                        }
                         Err(e) => tracing::warn!(error = %e, lease = %self.name, "reading the lease failed"),
                     }
                 }

@@ -186,3 +186,67 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_a
     let q = env.refresh("hz");
     assert_eq!(ready_reason(&q).as_deref(), Some("Synced"));
 }
+
+#[test]
+fn a_deleted_lease_is_created_again_and_a_replica_leads_again() {
+    let mut items = data_set();
+    let Some(env) = Env::without_operator("lease-deleted", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    let replica = |identity: &str| {
+        env.spawn_operator(
+            identity,
+            &[
+                "--leader-election",
+                "--lease-name",
+                LEASE,
+                "--lease-namespace",
+                &env.ns,
+                "--lease-duration",
+                "5s",
+            ],
+            &[("POD_NAME", identity)],
+        )
+    };
+    let a = replica("replica-a");
+    let b = replica("replica-b");
+    wait_for("a replica to hold the lease", || holder(&env));
+    env.apply_ok(&hangzhou_query("hz"));
+    env.wait_ready("hz", "Synced");
+
+    // Someone deletes the Lease (a cleanup script, a namespace sweep gone wrong).
+    let out = env.kubectl(&["delete", "lease", LEASE]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deleted = Instant::now();
+    let next = wait_for_within("a replica to hold a new Lease", LEASE_DURATION * 4, || {
+        holder(&env)
+    });
+    eprintln!(
+        "{next} holds the Lease {:?} after it was deleted",
+        deleted.elapsed()
+    );
+    wait_for("exactly one replica to lead", || {
+        let leading = [&a, &b]
+            .iter()
+            .filter(|r| r.metric("imagepipeline_leader") == Some(1.0))
+            .count();
+        (leading == 1).then_some(())
+    });
+    // The leader mirrors a change again.
+    items.push(pipeline("ip-hz999", "cn-hangzhou"));
+    env.set_items(&items);
+    let q = env.refresh("hz");
+    assert_eq!(q["status"]["matchedCount"], 7);
+    assert_eq!(env.names(), hangzhou_ids(&items));
+    let logs = format!("{}{}", a.log(), b.log());
+    assert!(
+        logs.contains("the Lease was deleted or the lease manager stopped")
+            || logs.contains("the Lease was released or deleted"),
+        "{logs}"
+    );
+}

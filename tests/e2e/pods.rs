@@ -99,6 +99,7 @@ impl DefaultRelease {
 
     fn install(kubeconfig: &str, namespace: &str, setup: &PodSetup, endpoint: &str) -> Self {
         let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/imagepipeline-operator");
+        assert_image_on_a_node(kubeconfig, &format!("{}:{}", setup.repository, setup.tag));
         let mut release = Self {
             kubeconfig: kubeconfig.into(),
             namespace: namespace.into(),
@@ -187,6 +188,46 @@ impl DefaultRelease {
             ok.then_some(pods)
         })
     }
+}
+
+/// Fails at once, with the likely cause, when no node reports `image` (a Pod with
+/// `pullPolicy: Never` would wait for it until helm's timeout). The kubelet's image garbage
+/// collection removes unused images, the sandbox image included, when the disk is fuller than
+/// its `imageGCHighThresholdPercent`. Nodes list at most 50 images in their status; with that
+/// many the check is left to helm.
+fn assert_image_on_a_node(kubeconfig: &str, image: &str) {
+    let listed = |nodes: &Value| -> Option<bool> {
+        let mut full = false;
+        for node in nodes["items"].as_array()? {
+            let images = node["status"]["images"].as_array()?;
+            full |= images.len() >= 50;
+            let names = images
+                .iter()
+                .flat_map(|i| i["names"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str);
+            if names
+                .into_iter()
+                .any(|n| n == image || n.ends_with(&format!("/{image}")))
+            {
+                return Some(true);
+            }
+        }
+        full.then_some(true)
+    };
+    // A node reports newly loaded images with its next status update (10 s here).
+    wait_for_within(
+        &format!(
+            "a node to list the image {image} (loaded for the test; if it was, the kubelet's \
+             image garbage collection may have removed it: free disk space below its \
+             imageGCHighThresholdPercent and load it again)"
+        ),
+        Duration::from_secs(60),
+        || {
+            let out = run(kubeconfig, &["get", "nodes", "-o", "json"]);
+            let nodes: Value = serde_json::from_slice(&out.stdout).ok()?;
+            listed(&nodes).filter(|ok| *ok)
+        },
+    );
 }
 
 impl Drop for DefaultRelease {
@@ -488,6 +529,10 @@ fn the_charts_default_install_runs_on_a_real_node_mirrors_hands_over_and_upgrade
     // `helm upgrade` to another tag rolls the Pods and writes nothing to unchanged objects.
     let before = resource_versions(&env);
     let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/imagepipeline-operator");
+    assert_image_on_a_node(
+        &env.kubeconfig,
+        &format!("{}:{}", setup.repository, setup.upgrade_tag),
+    );
     let upgraded = Instant::now();
     release.helm_ok(&[
         "upgrade",
