@@ -35,10 +35,21 @@ enum Command {
     EcsSim(sim::SimArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli).await {
+    // The one-shot commands run on the calling thread: a listing gains nothing from handing
+    // each page between worker threads (BENCHMARKS.md, "export").
+    let runtime = match cli.command {
+        Command::Export(_) | Command::Crds => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(e) => Err(CliError::Io(e)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

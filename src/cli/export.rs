@@ -1,17 +1,21 @@
 //! `imagepipeline-operator export`: one listing without a cluster, printed as the
 //! ImagePipeline manifests the controller would write.
 
-use std::io::Write as _;
+use std::collections::HashSet;
+use std::io::BufWriter;
 
+use futures::StreamExt as _;
 use jiff::Timestamp;
 
 use super::CliError;
-use super::output::{Format, render};
+use super::output::{Format, ManifestWriter};
 use crate::crd::ImagePipeline;
-use crate::crd::pipeline::mirror_object;
+use crate::crd::pipeline::{is_object_name, mirror_object, mirror_owned_item};
 use crate::ecs::ambient::AmbientOverrides;
 use crate::ecs::credentials::SharedProvider;
-use crate::ecs::{ClientConfig, EcsClient, ImagePipelineItem, PipelineFilter, TagFilter};
+use crate::ecs::{
+    ClientConfig, EcsClient, ImagePipelineItem, PageEvent, PipelineFilter, TagFilter,
+};
 
 /// Flags of `export`.
 #[derive(Debug, Clone, clap::Args)]
@@ -108,7 +112,12 @@ pub fn manifests(
         .collect()
 }
 
-/// Runs `export` with `provider` (the ambient chain in production).
+/// Runs `export` with `provider` (the ambient chain in production). Streams: each page's
+/// manifests are printed as soon as the page is decoded, so memory stays flat in the number of
+/// pipelines. A listing that fails exits with an error and prints nothing more: nothing at all
+/// when the first page failed, else the objects so far (a JSON list left unclosed, so no
+/// reader takes it for complete). One the service restarts (`Invalid.NextToken`) goes on
+/// printing only IDs not printed yet.
 pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), CliError> {
     let filter = args.filter()?;
     let client = EcsClient::new(ClientConfig {
@@ -121,24 +130,53 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         client.endpoint_for(&filter.region_id),
         provider.name()
     );
-    let listing = client.list_all(&filter, &provider).await?;
+    let stamp = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut out = ManifestWriter::new(BufWriter::new(std::io::stdout()), args.output);
+    let mut printed: HashSet<String> = HashSet::new();
+    let (mut pages, mut restarts) = (0u32, 0u32);
+    let stream = client.pages(filter.clone(), provider);
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let page = match event {
+            Ok(PageEvent::Page(page)) => page,
+            Ok(PageEvent::Restarted) => {
+                restarts += 1;
+                eprintln!("the listing restarted from the first page (Invalid.NextToken)");
+                continue;
+            }
+            // What was printed stays as it is: a JSON list left open, so that nothing reads
+            // it as complete; nothing at all when the first page failed.
+            Err(e) => return Err(e.into()),
+        };
+        pages += 1;
+        for item in page.items {
+            if !printed.insert(item.image_pipeline_id.clone()) {
+                continue;
+            }
+            if !is_object_name(&item.image_pipeline_id) {
+                eprintln!(
+                    "warning: skipping pipeline {:?}: its ID is not a valid Kubernetes object name",
+                    item.image_pipeline_id
+                );
+                continue;
+            }
+            if let Some(obj) = mirror_owned_item(item, &filter.region_id, &args.namespace, &stamp) {
+                out.write(&obj)?;
+            }
+        }
+    }
+    let written = out.written();
+    out.finish()?;
     eprintln!(
-        "listed {} pipelines in {} page(s), {} call(s)",
-        listing.items.len(),
-        listing.pages,
-        listing.calls
+        "listed {} pipelines in {pages} page(s){}, printed {written}",
+        printed.len(),
+        if restarts > 0 {
+            format!(", {restarts} restart(s)")
+        } else {
+            String::new()
+        }
     );
-    let objects = manifests(
-        &listing.items,
-        &filter.region_id,
-        &args.namespace,
-        Timestamp::now(),
-    );
-    let text = render(&objects, args.output)?;
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(CliError::Io)
+    Ok(())
 }
 
 /// The credentials `export` uses: the ambient chain (environment, RRSA, ECS RAM role), in the

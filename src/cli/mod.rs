@@ -4,6 +4,7 @@ pub mod demo;
 pub mod export;
 pub mod output;
 pub mod run;
+pub mod yaml;
 
 use crate::ecs::filter::FilterError;
 use crate::ecs::{EcsError, ListingError};

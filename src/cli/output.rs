@@ -15,40 +15,113 @@ pub enum Format {
     Json,
 }
 
-/// Why rendering failed (serialization of our own types; not expected in practice).
+/// Why rendering failed: serialization of our own types (not expected in practice) or the
+/// output could not be written (a closed pipe, a full disk).
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// YAML serialization failed.
-    #[error("rendering YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
     /// JSON serialization failed.
     #[error("rendering JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// Renders `objects` in `format`.
-pub fn render(objects: &[ImagePipeline], format: Format) -> Result<String, RenderError> {
-    match format {
-        Format::Yaml => {
-            let mut out = String::new();
-            for obj in objects {
-                out.push_str("---\n");
-                out.push_str(&serde_yaml::to_string(obj)?);
-            }
-            Ok(out)
-        }
-        Format::Json => {
-            let list = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "List",
-                "metadata": { "resourceVersion": "" },
-                "items": objects,
-            });
-            let mut s = serde_json::to_string_pretty(&list)?;
-            s.push('\n');
-            Ok(s)
+/// Writes objects one at a time as they become available, so printing N objects holds one
+/// object's text, not N: a YAML stream gets one document per object, a JSON `List` is opened
+/// before the first item and closed by [`ManifestWriter::finish`], byte for byte what
+/// `serde_json::to_string_pretty` prints for the whole list (each object's fields in the
+/// order of its type, as the API server returns them).
+pub struct ManifestWriter<W: std::io::Write> {
+    out: W,
+    format: Format,
+    written: usize,
+    /// One object's text, reused: small writes into a `Vec` are far cheaper than into `out`.
+    scratch: Vec<u8>,
+}
+
+/// The JSON `List`'s fields after `items`, as `to_string_pretty` prints them (keys sorted).
+const JSON_LIST_TAIL: &str =
+    "  \"kind\": \"List\",\n  \"metadata\": {\n    \"resourceVersion\": \"\"\n  }\n}\n";
+
+/// How deep a `List`'s items sit.
+const ITEM_INDENT: &[u8] = b"    ";
+
+impl<W: std::io::Write> ManifestWriter<W> {
+    /// A writer of `format` into `out`; nothing is written until the first object (YAML) or
+    /// the list's opening (JSON) is.
+    pub fn new(out: W, format: Format) -> Self {
+        Self {
+            out,
+            format,
+            written: 0,
+            scratch: Vec::new(),
         }
     }
+
+    /// Writes one object.
+    pub fn write(&mut self, obj: &ImagePipeline) -> Result<(), RenderError> {
+        match self.format {
+            Format::Yaml => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(b"---\n");
+                super::yaml::write_document(&mut self.scratch, &serde_json::to_value(obj)?)?;
+                self.out.write_all(&self.scratch)?;
+            }
+            Format::Json => {
+                let opening: &[u8] = if self.written == 0 {
+                    b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
+                } else {
+                    b",\n"
+                };
+                self.out.write_all(opening)?;
+                self.scratch.clear();
+                serde_json::to_writer_pretty(&mut self.scratch, obj)?;
+                // JSON strings escape their line breaks: every `\n` here is structure.
+                for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
+                    if i > 0 {
+                        self.out.write_all(b"\n")?;
+                    }
+                    self.out.write_all(ITEM_INDENT)?;
+                    self.out.write_all(line)?;
+                }
+            }
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Objects written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Closes the JSON `List` (an empty one if nothing was written), flushes, and returns the
+    /// inner writer.
+    pub fn finish(mut self) -> Result<W, RenderError> {
+        if self.format == Format::Json {
+            let closing: &[u8] = if self.written == 0 {
+                b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [],\n"
+            } else {
+                b"\n  ],\n"
+            };
+            self.out.write_all(closing)?;
+            self.out.write_all(JSON_LIST_TAIL.as_bytes())?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Renders `objects` in `format` into one string.
+pub fn render(objects: &[ImagePipeline], format: Format) -> Result<String, RenderError> {
+    let mut writer = ManifestWriter::new(Vec::new(), format);
+    for obj in objects {
+        writer.write(obj)?;
+    }
+    let bytes = writer.finish()?;
+    // Both serializers produce UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// A `kubectl get imagepipelines`-style table (the printer columns of the CRD). AGE is the
@@ -160,6 +233,67 @@ mod tests {
         assert_eq!(json["kind"], "List");
         assert_eq!(json["items"].as_array().unwrap().len(), 2);
         assert_eq!(json["items"][0]["spec"]["imagePipelineId"], "ip-aaa");
+    }
+
+    /// The whole list serialized at once.
+    fn json_oracle(objects: &[ImagePipeline]) -> String {
+        #[derive(serde::Serialize)]
+        struct List<'a> {
+            #[serde(rename = "apiVersion")]
+            api_version: &'a str,
+            items: &'a [ImagePipeline],
+            kind: &'a str,
+            metadata: serde_json::Value,
+        }
+        let list = List {
+            api_version: "v1",
+            items: objects,
+            kind: "List",
+            metadata: serde_json::json!({ "resourceVersion": "" }),
+        };
+        serde_json::to_string_pretty(&list).unwrap() + "\n"
+    }
+
+    #[test]
+    fn streamed_json_is_byte_for_byte_the_pretty_printed_list() {
+        let all = objects();
+        for n in 0..=all.len() {
+            let streamed = render(&all[..n], Format::Json).unwrap();
+            assert_eq!(streamed, json_oracle(&all[..n]), "{n} objects");
+        }
+    }
+
+    #[test]
+    fn streamed_yaml_is_each_object_as_its_own_document() {
+        let all = objects();
+        let text = render(&all, Format::Yaml).unwrap();
+        let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        let expected: Vec<serde_json::Value> = all
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect();
+        assert_eq!(docs, expected);
+        assert_eq!(text.matches("---\n").count(), all.len());
+        assert_eq!(render(&[], Format::Yaml).unwrap(), "");
+    }
+
+    #[test]
+    fn a_failing_output_is_an_error_not_a_panic() {
+        struct Closed;
+        impl std::io::Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for format in [Format::Json, Format::Yaml] {
+            let mut w = ManifestWriter::new(Closed, format);
+            assert!(matches!(w.write(&objects()[0]), Err(RenderError::Io(_))));
+        }
     }
 
     #[test]

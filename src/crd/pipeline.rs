@@ -127,35 +127,40 @@ pub struct ImagePipelineSpec {
 impl ImagePipelineSpec {
     /// The mirrored content of an API item in `region_id`, without `lastSyncTime`.
     pub fn from_item(item: &ImagePipelineItem, region_id: &str) -> Self {
+        Self::from_owned_item(item.clone(), region_id)
+    }
+
+    /// [`Self::from_item`], taking the item's texts instead of copying them.
+    pub fn from_owned_item(item: ImagePipelineItem, region_id: &str) -> Self {
         Self {
-            image_pipeline_id: item.image_pipeline_id.clone(),
+            image_pipeline_id: item.image_pipeline_id,
             region_id: region_id.to_string(),
-            name: item.name.clone(),
-            description: item.description.clone(),
-            base_image: item.base_image.clone(),
-            base_image_type: item.base_image_type.clone(),
-            build_content: item.build_content.clone(),
-            test_content: item.test_content.clone(),
-            repair_mode: item.repair_mode.clone(),
-            image_name: item.image_name.clone(),
-            image_family: item.image_family.clone(),
-            instance_type: item.instance_type.clone(),
+            name: item.name,
+            description: item.description,
+            base_image: item.base_image,
+            base_image_type: item.base_image_type,
+            build_content: item.build_content,
+            test_content: item.test_content,
+            repair_mode: item.repair_mode,
+            image_name: item.image_name,
+            image_family: item.image_family,
+            instance_type: item.instance_type,
             system_disk_size: item.system_disk_size,
             internet_max_bandwidth_out: item.internet_max_bandwidth_out,
-            v_switch_id: item.v_switch_id.clone(),
+            v_switch_id: item.v_switch_id,
             delete_instance_on_failure: item.delete_instance_on_failure,
-            resource_group_id: item.resource_group_id.clone(),
-            creation_time: item.creation_time.clone(),
+            resource_group_id: item.resource_group_id,
+            creation_time: item.creation_time,
             tags: item
                 .tags
-                .iter()
+                .into_iter()
                 .map(|t| PipelineTagSpec {
-                    tag_key: t.key.clone(),
-                    tag_value: t.value.clone(),
+                    tag_key: t.key,
+                    tag_value: t.value,
                 })
                 .collect(),
-            to_region_ids: item.to_region_ids.clone(),
-            add_accounts: item.add_accounts.clone(),
+            to_region_ids: item.to_region_ids,
+            add_accounts: item.add_accounts,
             last_sync_time: None,
         }
     }
@@ -190,8 +195,19 @@ pub fn mirror_object(
     namespace: &str,
     last_sync_time: &str,
 ) -> Option<ImagePipeline> {
+    object_name(&item.image_pipeline_id)?;
+    mirror_owned_item(item.clone(), region_id, namespace, last_sync_time)
+}
+
+/// [`mirror_object`], taking the item instead of copying its texts.
+pub fn mirror_owned_item(
+    item: ImagePipelineItem,
+    region_id: &str,
+    namespace: &str,
+    last_sync_time: &str,
+) -> Option<ImagePipeline> {
     let name = object_name(&item.image_pipeline_id)?;
-    let mut spec = ImagePipelineSpec::from_item(item, region_id);
+    let mut spec = ImagePipelineSpec::from_owned_item(item, region_id);
     spec.last_sync_time = Some(last_sync_time.to_string());
     Some(ImagePipeline {
         metadata: ObjectMeta {

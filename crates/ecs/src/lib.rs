@@ -32,6 +32,7 @@ pub mod ambient;
 pub mod client;
 pub mod credentials;
 pub mod error;
+mod fast;
 pub mod filter;
 pub mod listing;
 pub mod model;

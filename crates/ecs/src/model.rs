@@ -78,18 +78,13 @@ pub struct PipelinePage {
     pub skipped_items: usize,
 }
 
-/// Decodes a page from a parsed JSON body. Never fails: missing parts are empty.
+/// Decodes a page from a parsed JSON body. Never fails: missing parts are empty. The client
+/// decodes from the bytes instead (the same result, see `fast.rs`); this is the reference.
 pub fn decode_page(body: &Value) -> PipelinePage {
     let Some(obj) = body.as_object() else {
         return PipelinePage::default();
     };
-    let mut page = PipelinePage {
-        request_id: string_field(obj, "RequestId"),
-        total_count: int_field(obj, "TotalCount").and_then(|n| u64::try_from(n).ok()),
-        max_results: int_field(obj, "MaxResults").and_then(|n| u64::try_from(n).ok()),
-        next_token: string_field(obj, "NextToken"),
-        ..PipelinePage::default()
-    };
+    let mut page = decode_page_fields(obj);
     for raw in wrapped_list(obj.get("ImagePipeline"), "ImagePipelineSet") {
         match decode_item(raw) {
             Some(item) => page.items.push(item),
@@ -97,6 +92,17 @@ pub fn decode_page(body: &Value) -> PipelinePage {
         }
     }
     page
+}
+
+/// The page's own fields (everything but the items) from the body's top level.
+pub(crate) fn decode_page_fields(obj: &Map<String, Value>) -> PipelinePage {
+    PipelinePage {
+        request_id: string_field(obj, "RequestId"),
+        total_count: int_field(obj, "TotalCount").and_then(|n| u64::try_from(n).ok()),
+        max_results: int_field(obj, "MaxResults").and_then(|n| u64::try_from(n).ok()),
+        next_token: string_field(obj, "NextToken"),
+        ..PipelinePage::default()
+    }
 }
 
 /// Decodes one `ImagePipelineSet` item; `None` when it has no pipeline ID.

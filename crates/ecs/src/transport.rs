@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::credentials::Credentials;
 use super::error::{ApiError, EcsError};
-use super::model::{PipelinePage, decode_page};
+use super::fast;
+use super::model::PipelinePage;
 use super::retry::{RETRY_AFTER_HEADER, parse_retry_after};
 use super::sign;
 
@@ -223,14 +224,13 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
         status,
         snippet: String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned(),
     };
-    let value: Value = serde_json::from_slice(body).map_err(|_| decode_error())?;
-    let Some(obj) = value.as_object() else {
-        return Err(decode_error());
-    };
+    // The top level in one pass, the items left as text for the item decoder.
+    let top = fast::top_level(body).ok_or_else(decode_error)?;
+    let obj = &top.members;
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let success = (200..300).contains(&status);
     let has_code = text("Code").is_some_and(|c| !c.is_empty());
-    if has_code && !(success && obj.contains_key("ImagePipeline")) {
+    if has_code && !(success && top.list.is_some()) {
         return Err(EcsError::Api(ApiError {
             status,
             code: text("Code").unwrap_or_default(),
@@ -250,18 +250,17 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
             recommend: text("Recommend"),
         }));
     }
-    let looks_like_page = ["RequestId", "ImagePipeline", "TotalCount", "NextToken"]
-        .iter()
-        .any(|k| obj.contains_key(*k));
+    let looks_like_page = top.list.is_some()
+        || ["RequestId", "TotalCount", "NextToken"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
     // A list that is there but is not a list cannot be read as "no pipelines": that would make
     // a garbled answer look like an empty last page and prune everything mirrored.
-    let garbled_list = obj
-        .get("ImagePipeline")
-        .is_some_and(|l| !matches!(l, Value::Object(_) | Value::Array(_) | Value::Null));
+    let garbled_list = matches!(top.list, Some(fast::List::Scalar));
     if !looks_like_page || garbled_list {
         return Err(decode_error());
     }
-    Ok(decode_page(&value))
+    Ok(fast::decode_page(top, body))
 }
 
 #[cfg(test)]

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `imagepipeline-operator export` against the official Python SDK's pagination loop, on the
+# same fake endpoint and the same items: CPU (user+sys) and peak RSS of each process, for every
+# output format, at several sizes.
+#
+#   benches/export.sh                          # 4561 and 50000 pipelines in the listed region
+#   SIZES="10000 100000" benches/export.sh
+#   OPERATOR_BIN=target/x86_64-unknown-linux-musl/release/imagepipeline-operator benches/export.sh
+#
+# `ecs-sim` serves the pipelines of one region (cn-hangzhou) from a generated data file. The
+# SDK side is tests/sdk/page_sim.py (installed by .ci/install-sdks): the Tea client
+# (alibabacloud_ecs20140526, ACS3-HMAC-SHA256, the SDK's default) and the legacy AcsClient,
+# both paging with MaxResults=500, as `export --page-size 500` does. Figures are from GNU time
+# (`%U + %S`, `%M`), best of RUNS (3) runs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SIZES="${SIZES:-4561 50000}"
+RUNS="${RUNS:-3}"
+AK=LTAI5tSimulatorTestKey01
+SK=SimulatorTestSecretDoNotUseInProd
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/export-bench.XXXXXX")"
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+if [ -z "${OPERATOR_BIN:-}" ]; then
+  arch="$(uname -m)"
+  log "building the image's binary (static musl release)"
+  (cd "$ROOT" && rustup target add "$arch-unknown-linux-musl" >/dev/null &&
+    env "CC_${arch}_unknown_linux_musl=musl-gcc" \
+      cargo build --release --locked --target "$arch-unknown-linux-musl" --bin imagepipeline-operator >&2)
+  OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$arch-unknown-linux-musl/release/imagepipeline-operator"
+fi
+(cd "$ROOT" && cargo build --release --locked -p ecs-sim --bin ecs-sim >&2)
+SIM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ecs-sim"
+bash "$ROOT/.ci/install-sdks" >/dev/null
+PY="$ROOT/.tools/sdk-venv/bin/python"
+
+SIM_PID=""
+cleanup() {
+  [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# best-of-RUNS "cpu_seconds peak_kib" of a command (stdout discarded)
+measure() {
+  local best_cpu="" best_rss="" out
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" ||
+      { cat "$WORK/stderr" >&2; return 1; }
+    out="$(awk '{ printf "%.2f %d", $1 + $2, $3 }' "$WORK/time")"
+    local cpu="${out% *}" rss="${out#* }"
+    if [ -z "$best_cpu" ] || awk -v a="$cpu" -v b="$best_cpu" 'BEGIN { exit !(a < b) }'; then best_cpu=$cpu; fi
+    if [ -z "$best_rss" ] || [ "$rss" -lt "$best_rss" ]; then best_rss=$rss; fi
+  done
+  echo "$best_cpu $best_rss"
+}
+
+printf '| pipelines | client | CPU (s) | peak RSS (MiB) | CPU vs SDK (Tea) |\n|---|---|---|---|---|\n'
+for n in $SIZES; do
+  "$PY" - "$n" > "$WORK/items.json" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+items = []
+for i in range(n):
+    items.append({
+        "RegionId": "cn-hangzhou",
+        "ImagePipelineId": f"ip-bench{i:08d}",
+        "Name": f"pipeline-{i}",
+        "Description": "nightly golden image for the payments team",
+        "BaseImageType": "IMAGE",
+        "BaseImage": "aliyun_3_x64_20G_alibase_20240819.vhd",
+        "ImageName": f"golden-{i}",
+        "InstanceType": "ecs.g7.large",
+        "InternetMaxBandwidthOut": 5,
+        "SystemDiskSize": 40,
+        "VSwitchId": "vsw-bp1s5fnvk4gn2tws03624",
+        "ResourceGroupId": "rg-acfmxazb4ph6aiy",
+        "DeleteInstanceOnFailure": True,
+        "BuildContent": "RUN yum update -y\nRUN yum install -y nginx",
+        "CreationTime": "2024-08-19T08:00:00Z",
+        "ToRegionIds": {"ToRegionId": ["cn-shanghai", "cn-beijing"]},
+        "AddAccounts": {"AddAccount": ["1234567890123456"]},
+        "Tags": {"Tag": [{"TagKey": "team", "TagValue": "payments"},
+                          {"TagKey": "env", "TagValue": "prod"}]},
+    })
+json.dump(items, sys.stdout)
+PY
+  "$SIM_BIN" --data "$WORK/items.json" --credential "$AK:$SK" > "$WORK/sim.out" 2>"$WORK/sim.err" &
+  SIM_PID=$!
+  for _ in $(seq 100); do [ -s "$WORK/sim.out" ] && break; sleep 0.1; done
+  url="$(head -n 1 "$WORK/sim.out" | grep -o 'http://[0-9.:]*' | head -n 1)"
+  [ -n "$url" ] || { cat "$WORK/sim.err" >&2; exit 1; }
+  export ALIBABA_CLOUD_ACCESS_KEY_ID=$AK ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SK
+  cases="{\"all\": {\"RegionId\": \"cn-hangzhou\", \"MaxResults\": 500}}"
+  read -r tea_cpu tea_rss < <(measure "$PY" "$ROOT/tests/sdk/page_sim.py" --endpoint "$url" \
+    --access-key-id "$AK" --access-key-secret "$SK" --styles tea-v3 --cases "$cases")
+  read -r legacy_cpu legacy_rss < <(measure "$PY" "$ROOT/tests/sdk/page_sim.py" --endpoint "$url" \
+    --access-key-id "$AK" --access-key-secret "$SK" --styles legacy-post --cases "$cases")
+  row() { # name cpu rss
+    printf '| %s | %s | %s | %.1f | %s |\n' "$n" "$1" "$2" "$(awk -v k="$3" 'BEGIN { print k / 1024 }')" \
+      "$(awk -v a="$2" -v b="$tea_cpu" 'BEGIN { printf "%.3fx", a / b }')"
+  }
+  row "Python SDK, Tea client (tea-v3)" "$tea_cpu" "$tea_rss"
+  row "Python SDK, legacy AcsClient" "$legacy_cpu" "$legacy_rss"
+  for format in json yaml; do
+    read -r cpu rss < <(measure "$OPERATOR_BIN" export --region cn-hangzhou --endpoint "$url" \
+      --page-size 500 -o "$format")
+    row "export -o $format" "$cpu" "$rss"
+  done
+  kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
+done

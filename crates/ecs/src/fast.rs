@@ -1,0 +1,543 @@
+//! A page decoded straight from its bytes, without first building a `serde_json::Value` tree
+//! of the whole body: the listing's main cost. Items in the shape the service normally sends
+//! (strings, integers, booleans, wrapped lists) take this path; any item with an unusual shape
+//! (a number where text belongs, a lone value for a list, a JSON array inside a string) is
+//! parsed as a `Value` and decoded by [`crate::model::decode_item`], so both paths give the same
+//! result for every input (a property test holds them to that).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::model::{ImagePipelineItem, PipelinePage, PipelineTag, decode_item, decode_page_fields};
+
+/// The member holding the pipelines.
+pub(crate) const LIST: &str = "ImagePipeline";
+
+/// A body's top level, read in one pass: its small members as values, the pipeline list as
+/// the raw text of each item when it has the usual shape.
+pub(crate) struct Top<'a> {
+    /// Every member but the list (`RequestId`, `Code`, `NextToken`, ...).
+    pub members: Map<String, Value>,
+    /// The list member, if there is one.
+    pub list: Option<List<'a>>,
+}
+
+/// The shapes of the list member.
+pub(crate) enum List<'a> {
+    /// `null`, or an object whose `ImagePipelineSet` is missing, `null` or an array.
+    Items(Vec<&'a RawValue>),
+    /// An array or an object with an odd set: the lenient decoder reads the whole body.
+    Odd,
+    /// Text, a number or a boolean: no list at all.
+    Scalar,
+}
+
+/// Parses the body's top level; `None` when it is not a JSON object.
+pub(crate) fn top_level(body: &[u8]) -> Option<Top<'_>> {
+    serde_json::from_slice(body).ok()
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+                let mut top = Top {
+                    members: Map::new(),
+                    list: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == LIST {
+                        top.list = Some(map.next_value()?);
+                    } else {
+                        let value = map.next_value()?;
+                        top.members.insert(key, value);
+                    }
+                }
+                Ok(top)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for List<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = List<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the pipeline list")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
+                let mut list = List::Items(Vec::new());
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "ImagePipelineSet" {
+                        list = match map.next_value::<Set<'de>>()? {
+                            Set(Some(items)) => List::Items(items),
+                            Set(None) => List::Odd,
+                        };
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(list)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<List<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(List::Odd)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<List<'de>, E> {
+                Ok(List::Items(Vec::new()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<List<'de>, E> {
+                Ok(List::Scalar)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<List<'de>, E> {
+                Ok(List::Scalar)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<List<'de>, E> {
+                Ok(List::Scalar)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<List<'de>, E> {
+                Ok(List::Scalar)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<List<'de>, E> {
+                Ok(List::Scalar)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `ImagePipelineSet`: each item's raw text when it is an array (`null` is an empty one);
+/// `None` for any other shape.
+struct Set<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Deserialize<'de> for Set<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Set<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the pipeline set")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Set<'de>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    items.push(raw);
+                }
+                Ok(Set(Some(items)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Set<'de>, E> {
+                Ok(Set(Some(Vec::new())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Set<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Set(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Set<'de>, E> {
+                Ok(Set(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Set<'de>, E> {
+                Ok(Set(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Set<'de>, E> {
+                Ok(Set(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Set<'de>, E> {
+                Ok(Set(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Set<'de>, E> {
+                Ok(Set(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Decodes the page of `top`, a body already checked to be a page; an odd list shape is read
+/// from the whole `body` by the lenient decoder.
+pub(crate) fn decode_page(top: Top<'_>, body: &[u8]) -> PipelinePage {
+    match top.list {
+        Some(List::Odd) => serde_json::from_slice::<Value>(body)
+            .map(|value| crate::model::decode_page(&value))
+            .unwrap_or_default(),
+        Some(List::Items(raws)) => {
+            let mut page = decode_page_fields(&top.members);
+            page.items.reserve(raws.len());
+            for raw in raws {
+                match decode_raw_item(raw) {
+                    Some(item) => page.items.push(item),
+                    None => page.skipped_items += 1,
+                }
+            }
+            page
+        }
+        Some(List::Scalar) | None => decode_page_fields(&top.members),
+    }
+}
+
+/// One item: the direct path when its shape is the usual one, else the lenient decoder.
+fn decode_raw_item(raw: &RawValue) -> Option<ImagePipelineItem> {
+    if raw.get().starts_with('{') {
+        if let Ok(fast) = serde_json::from_str::<FastItem>(raw.get()) {
+            if let Some(item) = fast.into_item() {
+                return Some(item);
+            }
+        }
+    }
+    decode_item(&serde_json::from_str::<Value>(raw.get()).ok()?)
+}
+
+/// An item in the usual shape. Every field is strictly typed: anything else fails this
+/// decoder and sends the item to the lenient one.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FastItem {
+    image_pipeline_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    base_image: Option<String>,
+    base_image_type: Option<String>,
+    build_content: Option<String>,
+    test_content: Option<String>,
+    repair_mode: Option<String>,
+    image_name: Option<String>,
+    image_family: Option<String>,
+    instance_type: Option<String>,
+    system_disk_size: Option<i64>,
+    internet_max_bandwidth_out: Option<i64>,
+    v_switch_id: Option<String>,
+    delete_instance_on_failure: Option<bool>,
+    resource_group_id: Option<String>,
+    creation_time: Option<String>,
+    tags: Option<Wrapped<TagName, Option<FastTag>>>,
+    to_region_ids: Option<Wrapped<ToRegionIdName, Option<String>>>,
+    add_accounts: Option<Wrapped<AddAccountName, Option<String>>>,
+}
+
+/// Text as the lenient decoder reads it: `""` and `"null"` are absent.
+fn text(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty() && s != "null")
+}
+
+/// The texts of a wrapped list, or `None` when an element is a JSON array inside a string
+/// (the lenient decoder unpacks those).
+fn strings(list: Option<Vec<Option<String>>>) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for s in list.unwrap_or_default() {
+        let Some(s) = text(s) else { continue };
+        if s.trim_start().starts_with('[') {
+            return None;
+        }
+        out.push(s);
+    }
+    Some(out)
+}
+
+impl FastItem {
+    /// The item, or `None` when something needs the lenient decoder (no usable ID, a list
+    /// element that is a JSON array in a string).
+    fn into_item(self) -> Option<ImagePipelineItem> {
+        let tags = self
+            .tags
+            .and_then(|w| w.0)
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some(PipelineTag {
+                    key: text(t.key)?,
+                    value: text(t.value).unwrap_or_default(),
+                })
+            })
+            .collect();
+        Some(ImagePipelineItem {
+            image_pipeline_id: text(self.image_pipeline_id)?,
+            name: text(self.name),
+            description: text(self.description),
+            base_image: text(self.base_image),
+            base_image_type: text(self.base_image_type),
+            build_content: text(self.build_content),
+            test_content: text(self.test_content),
+            repair_mode: text(self.repair_mode),
+            image_name: text(self.image_name),
+            image_family: text(self.image_family),
+            instance_type: text(self.instance_type),
+            system_disk_size: self.system_disk_size,
+            internet_max_bandwidth_out: self.internet_max_bandwidth_out,
+            v_switch_id: text(self.v_switch_id),
+            delete_instance_on_failure: self.delete_instance_on_failure,
+            resource_group_id: text(self.resource_group_id),
+            creation_time: text(self.creation_time),
+            tags,
+            to_region_ids: strings(self.to_region_ids.and_then(|w| w.0))?,
+            add_accounts: strings(self.add_accounts.and_then(|w| w.0))?,
+        })
+    }
+}
+
+/// A `{TagKey, TagValue}` object (and only an object: serde would also read an array).
+struct FastTag {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FastTag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FastTag;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a tag object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastTag, A::Error> {
+                let (mut key, mut value) = (None, None);
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match k.as_ref() {
+                        "TagKey" => &mut key,
+                        "TagValue" => &mut value,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("duplicate tag field"));
+                    }
+                    *slot = Some(map.next_value::<Option<String>>()?);
+                }
+                Ok(FastTag {
+                    key: key.flatten(),
+                    value: value.flatten(),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The name of a wrapped list's inner member.
+trait InnerName {
+    const NAME: &'static str;
+}
+struct TagName;
+impl InnerName for TagName {
+    const NAME: &'static str = "Tag";
+}
+struct ToRegionIdName;
+impl InnerName for ToRegionIdName {
+    const NAME: &'static str = "ToRegionId";
+}
+struct AddAccountName;
+impl InnerName for AddAccountName {
+    const NAME: &'static str = "AddAccount";
+}
+
+/// `{Inner: [...]}`, only as an object whose inner member is an array or null.
+struct Wrapped<N, T>(Option<Vec<T>>, PhantomData<N>);
+
+impl<'de, N: InnerName, T: Deserialize<'de>> Deserialize<'de> for Wrapped<N, T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<N, T>(PhantomData<(N, T)>);
+        impl<'de, N: InnerName, T: Deserialize<'de>> Visitor<'de> for V<N, T> {
+            type Value = Wrapped<N, T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an object with a {} list", N::NAME)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut list: Option<Option<Vec<T>>> = None;
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if k != N::NAME {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    if list.is_some() {
+                        return Err(de::Error::custom("duplicate list"));
+                    }
+                    list = Some(map.next_value()?);
+                }
+                Ok(Wrapped(list.flatten(), PhantomData))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use crate::model;
+    use crate::transport::decode_response;
+
+    const KEYS: &[&str] = &[
+        "ImagePipelineId",
+        "Name",
+        "Description",
+        "SystemDiskSize",
+        "InternetMaxBandwidthOut",
+        "DeleteInstanceOnFailure",
+        "CreationTime",
+        "Tags",
+        "Tag",
+        "TagKey",
+        "TagValue",
+        "ToRegionIds",
+        "ToRegionId",
+        "AddAccounts",
+        "AddAccount",
+        "Unknown",
+    ];
+
+    fn scalar() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            prop::sample::select(vec![
+                "",
+                "null",
+                "ip-a",
+                "ip-b",
+                "[\"cn-a\",\"cn-b\"]",
+                " [\"cn-c\"]",
+                "[oops",
+                "true",
+                "FALSE",
+                "42",
+                " 7 ",
+                "x y",
+            ])
+            .prop_map(serde_json::Value::from),
+        ]
+    }
+
+    /// Any JSON, with keys the decoder knows, so odd shapes land where it looks.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
+                btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..4).prop_map(|m| {
+                    serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.into(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    fn text() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            4 => "[a-z0-9-]{0,12}".prop_map(serde_json::Value::from),
+            1 => scalar(),
+        ]
+    }
+
+    /// An item in the usual shape, now and then with one odd part.
+    fn usual_item() -> impl Strategy<Value = serde_json::Value> {
+        (
+            text(),
+            text(),
+            prop_oneof![4 => any::<i32>().prop_map(serde_json::Value::from), 1 => scalar()],
+            prop_oneof![4 => any::<bool>().prop_map(serde_json::Value::from), 1 => scalar()],
+            vec((text(), text()), 0..3),
+            vec(text(), 0..3),
+            prop_oneof![4 => Just(None), 1 => any_json().prop_map(Some)],
+        )
+            .prop_map(|(id, name, size, delete, tags, regions, odd_tags)| {
+                let tags: Vec<_> = tags
+                    .into_iter()
+                    .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                    .collect();
+                json!({
+                    "ImagePipelineId": id,
+                    "Name": name,
+                    "SystemDiskSize": size,
+                    "DeleteInstanceOnFailure": delete,
+                    "Tags": odd_tags.unwrap_or_else(|| json!({"Tag": tags})),
+                    "ToRegionIds": {"ToRegionId": regions},
+                    "AddAccounts": {"AddAccount": []},
+                })
+            })
+    }
+
+    /// The lenient decoder on the same bytes (a float's text does not survive a round trip
+    /// through `f64` digit for digit, so the reference parses what the fast path parses).
+    fn reference(bytes: &[u8]) -> crate::model::PipelinePage {
+        model::decode_page(&serde_json::from_slice(bytes).unwrap())
+    }
+
+    fn same_as_the_reference(body: &serde_json::Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let fast = decode_response(200, &bytes).unwrap();
+        assert_eq!(fast, reference(&bytes), "{body}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn usual_and_odd_items_decode_as_the_lenient_reference_does(
+            items in vec(prop_oneof![3 => usual_item(), 1 => any_json()], 0..6),
+        ) {
+            same_as_the_reference(&json!({
+                "RequestId": "r", "TotalCount": 3, "NextToken": "t",
+                "ImagePipeline": {"ImagePipelineSet": items},
+            }));
+        }
+
+        #[test]
+        fn any_list_shape_decodes_as_the_lenient_reference_does(list in any_json()) {
+            let body = json!({"RequestId": "r", "ImagePipeline": list});
+            let bytes = serde_json::to_vec(&body).unwrap();
+            match decode_response(200, &bytes) {
+                Ok(page) => prop_assert_eq!(page, reference(&bytes)),
+                // Only a list that is no list at all is refused.
+                Err(_) => prop_assert!(!matches!(
+                    body["ImagePipeline"],
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) | serde_json::Value::Null
+                )),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_members_keep_the_last_one_as_the_reference_does() {
+        let body = br#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[
+            {"ImagePipelineId":"ip-a","Name":"first","Name":"second",
+             "Tags":{"Tag":[{"TagKey":"k","TagKey":"k2","TagValue":"v"}]}}]}}"#;
+        let page = decode_response(200, body).unwrap();
+        let reference = model::decode_page(&serde_json::from_slice(body).unwrap());
+        assert_eq!(page, reference);
+        assert_eq!(page.items[0].name.as_deref(), Some("second"));
+        assert_eq!(page.items[0].tags[0].key, "k2");
+    }
+
+    #[test]
+    fn the_usual_shape_takes_the_direct_path() {
+        let raw = serde_json::value::RawValue::from_string(
+            json!({"ImagePipelineId": "ip-a", "Name": "n", "SystemDiskSize": 40,
+                   "Tags": {"Tag": [{"TagKey": "k", "TagValue": "v"}]},
+                   "ToRegionIds": {"ToRegionId": ["cn-a"]}, "AddAccounts": {"AddAccount": []}})
+            .to_string(),
+        )
+        .unwrap();
+        let fast: super::FastItem = serde_json::from_str(raw.get()).unwrap();
+        let item = fast.into_item().unwrap();
+        assert_eq!(item.system_disk_size, Some(40));
+        assert_eq!(item.to_region_ids, ["cn-a"]);
+    }
+}

@@ -1,0 +1,314 @@
+//! A block-style YAML writer for JSON values: what `export -o yaml` prints. Written here
+//! because `serde_yaml`'s emitter was most of the CPU of an export (BENCHMARKS.md, "export").
+//!
+//! Output looks like `kubectl get -o yaml`: keys in sorted order (as `serde_json::Value` keeps
+//! them), sequences under a key at the key's indentation, text plain when it cannot be read as
+//! anything else, a literal block (`|-`) for multi-line text, double quotes otherwise (so a
+//! YAML 1.1 reader sees no booleans, numbers or timestamps that were text).
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value};
+
+/// Writes `value` as one YAML document body (no `---`), ending with a newline.
+pub fn write_document(out: &mut impl Write, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Object(map) if !map.is_empty() => write_map(out, map, 0, false),
+        Value::Array(items) if !items.is_empty() => write_seq(out, items, 0),
+        scalar => {
+            write_scalar(out, scalar, 0)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+fn pad(out: &mut impl Write, indent: usize) -> io::Result<()> {
+    const SPACES: &[u8; 64] = &[b' '; 64];
+    let mut left = indent;
+    while left > 0 {
+        let n = left.min(SPACES.len());
+        out.write_all(&SPACES[..n])?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// A map's entries at `indent`; with `inline_first` the first entry continues the current line
+/// (after a sequence's `- `).
+fn write_map(
+    out: &mut impl Write,
+    map: &Map<String, Value>,
+    indent: usize,
+    inline_first: bool,
+) -> io::Result<()> {
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 || !inline_first {
+            pad(out, indent)?;
+        }
+        // A key is one line: plain or double-quoted, never a block.
+        if is_plain(key) {
+            out.write_all(key.as_bytes())?;
+        } else {
+            write_double_quoted(out, key)?;
+        }
+        out.write_all(b":")?;
+        match value {
+            Value::Object(inner) if !inner.is_empty() => {
+                out.write_all(b"\n")?;
+                write_map(out, inner, indent + 2, false)?;
+            }
+            Value::Array(items) if !items.is_empty() => {
+                out.write_all(b"\n")?;
+                write_seq(out, items, indent)?;
+            }
+            scalar => {
+                out.write_all(b" ")?;
+                write_scalar(out, scalar, indent + 2)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A sequence's items at `indent`, each starting with `- `.
+fn write_seq(out: &mut impl Write, items: &[Value], indent: usize) -> io::Result<()> {
+    for item in items {
+        pad(out, indent)?;
+        match item {
+            Value::Object(map) if !map.is_empty() => {
+                out.write_all(b"- ")?;
+                write_map(out, map, indent + 2, true)?;
+            }
+            Value::Array(inner) if !inner.is_empty() => {
+                out.write_all(b"-\n")?;
+                write_seq(out, inner, indent + 2)?;
+            }
+            scalar => {
+                out.write_all(b"- ")?;
+                write_scalar(out, scalar, indent + 2)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A scalar or an empty collection; a multi-line text's lines go at `indent`.
+fn write_scalar(out: &mut impl Write, value: &Value, indent: usize) -> io::Result<()> {
+    match value {
+        Value::Null => out.write_all(b"null"),
+        Value::Bool(b) => out.write_all(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write!(out, "{n}"),
+        Value::String(s) => write_text(out, s, indent),
+        Value::Array(_) => out.write_all(b"[]"),
+        Value::Object(_) => out.write_all(b"{}"),
+    }
+}
+
+/// Text: plain, a literal block, or double-quoted, whichever reads back as exactly `s`.
+fn write_text(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
+    if is_plain(s) {
+        return out.write_all(s.as_bytes());
+    }
+    if fits_literal_block(s) {
+        out.write_all(b"|-")?;
+        for line in s.split('\n') {
+            out.write_all(b"\n")?;
+            if !line.is_empty() {
+                pad(out, indent)?;
+                out.write_all(line.as_bytes())?;
+            }
+        }
+        return Ok(());
+    }
+    write_double_quoted(out, s)
+}
+
+/// Words YAML 1.1 readers take for booleans or null in any case.
+const KEYWORDS: &[&str] = &[
+    "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
+];
+
+/// Plain text that no YAML reader can take for anything else: it starts with a letter (so no
+/// number, timestamp, indicator or `.inf`), holds only letters, digits and `._/@+-` and inner
+/// spaces (no `: ` or ` #`), and is no boolean or null keyword.
+fn is_plain(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    first.is_ascii_alphabetic()
+        && !s.ends_with(' ')
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'@' | b'+' | b'-' | b' ')
+        })
+        && !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k))
+}
+
+/// Multi-line text a `|-` block holds exactly: it does not end with a line break, no line
+/// starts with a blank (the block's indentation is read from its first non-empty line, and
+/// readers refuse tabs there), and every character is printable.
+fn fits_literal_block(s: &str) -> bool {
+    s.contains('\n')
+        && !s.ends_with('\n')
+        && s.split('\n').all(|line| !line.starts_with([' ', '\t']))
+        && s.chars()
+            .all(|c| c == '\n' || (c != '\r' && is_printable(c)))
+}
+
+/// YAML's printable characters (`c-printable`), without the line breaks other than `\n` that
+/// YAML 1.1 readers would fold.
+fn is_printable(c: char) -> bool {
+    matches!(c, '\t' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}' | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
+}
+
+fn write_double_quoted(out: &mut impl Write, s: &str) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escaped: Option<&[u8]> = match c {
+            '"' => Some(b"\\\""),
+            '\\' => Some(b"\\\\"),
+            '\n' => Some(b"\\n"),
+            '\t' => Some(b"\\t"),
+            '\r' => Some(b"\\r"),
+            _ => None,
+        };
+        if escaped.is_none() && is_printable(c) {
+            continue;
+        }
+        out.write_all(&s.as_bytes()[start..i])?;
+        match escaped {
+            Some(e) => out.write_all(e)?,
+            None if u32::from(c) <= 0xffff => write!(out, "\\u{:04X}", u32::from(c))?,
+            None => write!(out, "\\U{:08X}", u32::from(c))?,
+        }
+        start = i + c.len_utf8();
+    }
+    out.write_all(&s.as_bytes()[start..])?;
+    out.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn yaml(value: &Value) -> String {
+        let mut out = Vec::new();
+        write_document(&mut out, value).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn reads_back(value: &Value) {
+        let text = yaml(value);
+        let back: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_eq!(&back, value, "{text}");
+    }
+
+    #[test]
+    fn objects_look_like_kubectl_output() {
+        let obj = json!({
+            "apiVersion": "ecs.mirror.io/v1alpha1",
+            "kind": "ImagePipeline",
+            "metadata": {"name": "ip-a", "labels": {"team": "payments"}},
+            "spec": {
+                "buildContent": "RUN yum update -y\nRUN yum install -y nginx",
+                "creationTime": "2024-08-19T08:00:00Z",
+                "systemDiskSize": 40,
+                "deleteInstanceOnFailure": true,
+                "tags": [{"key": "team", "value": "payments"}],
+                "toRegionIds": ["cn-shanghai", "cn-beijing"],
+                "addAccounts": [],
+            },
+        });
+        assert_eq!(
+            yaml(&obj),
+            "apiVersion: ecs.mirror.io/v1alpha1\n\
+             kind: ImagePipeline\n\
+             metadata:\n  labels:\n    team: payments\n  name: ip-a\n\
+             spec:\n  addAccounts: []\n  buildContent: |-\n    RUN yum update -y\n    RUN yum install -y nginx\n  \
+             creationTime: \"2024-08-19T08:00:00Z\"\n  deleteInstanceOnFailure: true\n  systemDiskSize: 40\n  \
+             tags:\n  - key: team\n    value: payments\n  toRegionIds:\n  - cn-shanghai\n  - cn-beijing\n"
+        );
+        reads_back(&obj);
+    }
+
+    #[test]
+    fn text_a_reader_would_take_for_something_else_is_quoted() {
+        for s in [
+            "",
+            "true",
+            "No",
+            "ON",
+            "~",
+            "null",
+            "0x1F",
+            "1_000",
+            "1:20",
+            "2024-08-19",
+            ".inf",
+            "-",
+            "- a",
+            "a: b",
+            "a #b",
+            "#x",
+            "'q'",
+            "\"q\"",
+            "a ",
+            " a",
+            "@x",
+            "*x",
+            "&x",
+            "!x",
+            "%x",
+            "|",
+            ">",
+            "[a]",
+            "{a}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "\u{feff}a",
+            "a\r\nb",
+            "a\n",
+            "\na",
+            "  a\nb",
+            "a\n  \nb",
+            "tab\there",
+            "\u{7f}",
+            "\u{1f}",
+        ] {
+            reads_back(&json!({ "k": s, s: "key" }));
+        }
+        assert_eq!(yaml(&json!({"k": "yes"})), "k: \"yes\"\n");
+        assert_eq!(yaml(&json!({"k": "a\u{2028}b"})), "k: \"a\\u2028b\"\n");
+    }
+
+    #[test]
+    fn nested_and_empty_collections_read_back() {
+        reads_back(&json!([[1, [2, {}]], {"a": [[], {"b": null}]}, []]));
+        reads_back(&json!({}));
+        reads_back(&json!("scalar"));
+        reads_back(&json!({"a": {"b": {"c": [{"d": [1, 2]}, "x\ny"]}}}));
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_back_exactly(s in any::<String>(), key in "\\PC{0,8}") {
+            let value = json!({ "spec": { "k": s.clone(), "list": [s.clone(), {key: s}] } });
+            let text = yaml(&value);
+            let back: Value = serde_yaml::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e}:\n{text}")))?;
+            prop_assert_eq!(back, value);
+        }
+
+        #[test]
+        fn multi_line_text_reads_back_exactly(lines in proptest::collection::vec("[ a-z\t#:'\"-]{0,6}", 1..5)) {
+            let value = json!({ "k": lines.join("\n") });
+            let text = yaml(&value);
+            let back: Value = serde_yaml::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e}:\n{text}")))?;
+            prop_assert_eq!(back, value);
+        }
+    }
+}
