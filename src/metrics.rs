@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::controller::plan::WriteAction;
 use crate::ecs::CallObserver;
 
 /// Labels naming one query.
@@ -323,9 +324,9 @@ impl Metrics {
                 operation: operation.into(),
             });
         }
-        for action in ["create", "update", "release", "delete"] {
+        for action in WriteAction::ALL {
             let _ = self.object_write_failures.get_or_create(&FailureLabels {
-                action: action.into(),
+                action: action.as_str().into(),
             });
         }
         let _ = self.ecs_calls.get_or_create(&CallLabels {
@@ -518,10 +519,10 @@ impl crate::controller::SyncObserver for Metrics {
             .inc();
     }
 
-    fn write_failed(&self, action: &str) {
+    fn write_failed(&self, action: WriteAction) {
         self.object_write_failures
             .get_or_create(&FailureLabels {
-                action: action.into(),
+                action: action.as_str().into(),
             })
             .inc();
     }
@@ -657,9 +658,9 @@ mod tests {
     fn refused_writes_and_skipped_items_are_counted_and_a_partial_sync_is_ready() {
         use crate::controller::SyncObserver;
         let m = Metrics::new();
-        m.write_failed("create");
-        m.write_failed("create");
-        m.write_failed("delete");
+        m.write_failed(WriteAction::Create);
+        m.write_failed(WriteAction::Create);
+        m.write_failed(WriteAction::Delete);
         m.items_skipped("ns", "q", 2);
         m.sync_finished("ns", "q", "PartiallySynced", Duration::ZERO, Some(6));
         let text = m.encode(Timestamp::now());

@@ -13,7 +13,7 @@ use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
 use crate::controller::mirror::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
 use crate::controller::planning::desired::{OwnerInfo, Owners};
-use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, plan};
+use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, WriteAction, plan};
 use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
@@ -236,10 +236,10 @@ const CONFLICT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500
 fn succeeded(mut counts: PlanCounts, failures: &[WriteFailure]) -> PlanCounts {
     for f in failures {
         let count = match f.action {
-            "create" => &mut counts.created,
-            "update" => &mut counts.updated,
-            "release" => &mut counts.released,
-            _ => &mut counts.deleted,
+            WriteAction::Create => &mut counts.created,
+            WriteAction::Update => &mut counts.updated,
+            WriteAction::Release => &mut counts.released,
+            WriteAction::Delete => &mut counts.deleted,
         };
         *count = count.saturating_sub(1);
     }

@@ -64,6 +64,51 @@ pub enum WriteKind {
     Release,
 }
 
+/// A write to an ImagePipeline as failures, status and metrics name it: the write kinds and
+/// the deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteAction {
+    /// A create (server-side apply of a new object).
+    Create,
+    /// An update.
+    Update,
+    /// A release (this query's owner reference removed).
+    Release,
+    /// A deletion.
+    Delete,
+}
+
+impl WriteAction {
+    /// Every action, for metric series known in advance.
+    pub const ALL: [WriteAction; 4] = [Self::Create, Self::Update, Self::Release, Self::Delete];
+
+    /// The verb: `create`, `update`, `release` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Release => "release",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+impl From<WriteKind> for WriteAction {
+    fn from(kind: WriteKind) -> Self {
+        match kind {
+            WriteKind::Create => Self::Create,
+            WriteKind::Update => Self::Update,
+            WriteKind::Release => Self::Release,
+        }
+    }
+}
+
+impl std::fmt::Display for WriteAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One server-side apply, built when it is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Write<'a> {

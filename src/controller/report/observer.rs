@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::controller::planning::plan::WriteKind;
+use crate::controller::planning::plan::{WriteAction, WriteKind};
 
 /// Hooks for metrics; every method has an empty default.
 pub trait SyncObserver: Send + Sync + 'static {
@@ -24,8 +24,8 @@ pub trait SyncObserver: Send + Sync + 'static {
     }
     /// An ImagePipeline was deleted.
     fn object_deleted(&self) {}
-    /// The API server refused a write (`create`, `update`, `release` or `delete`).
-    fn write_failed(&self, action: &str) {
+    /// The API server refused a write.
+    fn write_failed(&self, action: WriteAction) {
         let _ = action;
     }
     /// A sync left `count` items of the query's listing unmirrored (0 once all are).

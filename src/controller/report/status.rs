@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::controller::planning::plan::PlanCounts;
+use crate::controller::planning::plan::{PlanCounts, WriteAction};
 use crate::crd::query::{ImagePipelineQueryStatus, SyncErrorStatus, SyncResultStatus};
 use crate::ecs::{EcsError, ListingError};
 
@@ -97,8 +97,8 @@ const MAX_NAMED: usize = 5;
 pub struct WriteFailure {
     /// The ImagePipeline's name.
     pub name: String,
-    /// What was attempted: `create`, `update`, `release` or `delete`.
-    pub action: &'static str,
+    /// What was attempted.
+    pub action: WriteAction,
     /// The HTTP status (0 when the request got no answer).
     pub code: u16,
     /// The API's reason (`Forbidden`, `Invalid`, ...), or a short description of a transport error.

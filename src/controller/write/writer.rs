@@ -23,7 +23,7 @@ use crate::controller::mirror::mirrored::Mirrored;
 use crate::controller::mirror::ownership::FIELD_MANAGER;
 use crate::controller::mirror::ownership::is_query_ref;
 use crate::controller::mirror::view::{RecentWrites, Written};
-use crate::controller::planning::plan::{Deletion, Plan, Write, WriteKind};
+use crate::controller::planning::plan::{Deletion, Plan, Write, WriteAction};
 use crate::controller::report::observer::SyncObserver;
 use crate::controller::report::status::WriteFailure;
 use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
@@ -183,7 +183,7 @@ impl Writer {
         observer: &dyn SyncObserver,
     ) -> Result<Vec<WriteFailure>, ControllerError> {
         let failures = Mutex::new(Vec::new());
-        let refused = |action: &'static str, error: ControllerError| {
+        let refused = |action: WriteAction, error: ControllerError| {
             let failure = match error {
                 ControllerError::Write { name, source } => write_failure(name, action, &source),
                 other => return Err(other),
@@ -217,7 +217,7 @@ impl Writer {
                         );
                     }
                     Err(e) => {
-                        if let Err(e) = refused(action_of(write.kind), e) {
+                        if let Err(e) = refused(write.kind.into(), e) {
                             stop(e);
                         }
                     }
@@ -242,7 +242,7 @@ impl Writer {
                         );
                     }
                     Err(e) => {
-                        if let Err(e) = refused("delete", e) {
+                        if let Err(e) = refused(WriteAction::Delete, e) {
                             stop(e);
                         }
                     }
@@ -282,17 +282,8 @@ impl Writer {
     }
 }
 
-/// The verb of a write kind, as failures name it.
-fn action_of(kind: WriteKind) -> &'static str {
-    match kind {
-        WriteKind::Create => "create",
-        WriteKind::Update => "update",
-        WriteKind::Release => "release",
-    }
-}
-
 /// The failure of `action` on `name` as status reports it.
-fn write_failure(name: String, action: &'static str, source: &kube::Error) -> WriteFailure {
+fn write_failure(name: String, action: WriteAction, source: &kube::Error) -> WriteFailure {
     match source {
         kube::Error::Api(status) => WriteFailure {
             name,
