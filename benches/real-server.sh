@@ -16,13 +16,16 @@
 #   rss_restart    VmRSS 10 s after the first sync of a restarted operator (cache loaded,
 #                  nothing to write)
 #   kubectl        wall time of `kubectl apply --server-side` of the same N objects (from
-#                  `imagepipeline-operator export`) into a second namespace
+#                  `imagepipeline-operator export`) into a second namespace, run as
+#                  KUBECTL_PROCS (8) processes each applying every 8th object
 #   ratio          converge / kubectl
+#   refresh_cpu    operator CPU (user + system, clock-tick resolution) of the requested
+#                  refresh with nothing changed, per 1,000 objects
 #
 # Environment: BENCH_SIZES (default 10000,50000), K8S_HOME / K8S_API_PORT / K8S_ETCD_PORT /
 # K8S_KCM_PORT (passed to start.sh; defaults /tmp/k8s-bench, 6443, 2379, 10257), K8S_DIR (default
 # ../shared/k8s beside the repository), OPERATOR_BIN (default: cargo build --release), RUN_ARGS
-# (extra flags of `run`), KEEP=1 leaves the API server running.
+# (extra flags of `run`), KUBECTL_PROCS (8), KEEP=1 leaves the API server running.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,9 +103,13 @@ now_ms() { date +%s%3N; }
 cpu_seconds() { # pid -> user+system CPU seconds so far
   awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / tck }' "/proc/$1/stat"
 }
+cpu_ms() { # pid -> user+system CPU milliseconds so far (clock-tick resolution)
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%d", ($12 + $13) * 1000 / tck }' "/proc/$1/stat"
+}
+KUBECTL_PROCS="${KUBECTL_PROCS:-8}"
 
-printf '| pipelines | converge (s) | kubectl apply --server-side (s) | ratio | operator CPU to converge (s) | RSS after first sync (MiB) | peak RSS VmHWM (MiB) | RSS after restart (MiB) | writes per unchanged refresh |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| pipelines | converge (s) | kubectl apply --server-side x%d (s) | ratio | operator CPU to converge (s) | RSS after first sync (MiB) | peak RSS VmHWM (MiB) | RSS after restart (MiB) | writes per unchanged refresh | CPU of an unchanged refresh (ms per 1,000 objects) |\n' "$KUBECTL_PROCS"
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 declare -A RSS
 for N in ${SIZES//,/ }; do
   log "N=$N: fresh API server"
@@ -150,11 +157,13 @@ EOF
   RSS[$N]=$rss
 
   before=$(writes_total)
+  refresh_cpu0=$(cpu_ms "$OP_PID")
   last=$(query_field '{.status.lastSyncTime}')
   sleep 1 # lastSyncTime has one-second resolution
   kubectl -n "$NS" annotate ipq q --overwrite "ecs.mirror.io/requested-at=$(date +%s%N)" >/dev/null
   wait_until 600 "the requested refresh" synced "$last"
   refresh_writes=$(( $(writes_total) - before ))
+  refresh_cpu_ms=$(( $(cpu_ms "$OP_PID") - refresh_cpu0 ))
 
   stop_operator
   last=$(query_field '{.status.lastSyncTime}')
@@ -172,14 +181,25 @@ EOF
   ALIBABA_CLOUD_ACCESS_KEY_ID=$AK ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SK \
     "$OPERATOR_BIN" export --region cn-hangzhou --endpoint "$SIM_URL" \
     --namespace "$NS-kubectl" -o yaml >"$WORK/objects.yaml"
+  # KUBECTL_PROCS processes, each applying every KUBECTL_PROCS-th object.
+  rm -f "$WORK"/part-*.yaml
+  awk -v n="$KUBECTL_PROCS" -v dir="$WORK" '/^---$/ { i++ } { print > (dir "/part-" (i % n) ".yaml") }' "$WORK/objects.yaml"
   t0=$(now_ms)
-  kubectl apply --server-side -f "$WORK/objects.yaml" >/dev/null
+  kubectl_pids=()
+  for part in "$WORK"/part-*.yaml; do
+    kubectl apply --server-side -f "$part" >/dev/null &
+    kubectl_pids+=("$!")
+  done
+  for pid in "${kubectl_pids[@]}"; do
+    wait "$pid" || log "WARNING: a kubectl apply failed"
+  done
   kubectl_ms=$(( $(now_ms) - t0 ))
   kill "$SIM_PID" 2>/dev/null || true
 
-  printf '| %d | %.1f | %.1f | %.2f | %s | %s | %s | %s | %d |\n' "$N" \
+  printf '| %d | %.1f | %.1f | %.2f | %s | %s | %s | %s | %d | %.1f |\n' "$N" \
     "$(bc -l <<<"$converge / 1000")" "$(bc -l <<<"$kubectl_ms / 1000")" \
-    "$(bc -l <<<"$converge / $kubectl_ms")" "$cpu" "$rss" "$hwm" "$rss_restart" "$refresh_writes"
+    "$(bc -l <<<"$converge / $kubectl_ms")" "$cpu" "$rss" "$hwm" "$rss_restart" "$refresh_writes" \
+    "$(bc -l <<<"$refresh_cpu_ms * 1000 / $N")"
 done
 if [ -n "${RSS[10000]:-}" ] && [ -n "${RSS[50000]:-}" ]; then
   printf '\nmarginal RSS per mirrored object (10k -> 50k): %.2f KiB\n' \

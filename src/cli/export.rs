@@ -116,8 +116,10 @@ pub fn manifests(
 /// manifests are printed as soon as the page is decoded, so memory stays flat in the number of
 /// pipelines. A listing that fails exits with an error and prints nothing more: nothing at all
 /// when the first page failed, else the objects so far (a JSON list left unclosed, so no
-/// reader takes it for complete). One the service restarts (`Invalid.NextToken`) goes on
-/// printing only IDs not printed yet.
+/// reader takes it for complete; YAML documents are each complete, so only the exit status
+/// tells). When the service restarts the listing (`Invalid.NextToken`), what was printed stays
+/// and only IDs not printed yet follow: a pipeline deleted meanwhile may be in the output.
+/// Items without a usable `ImagePipelineId` are counted in a warning.
 pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), CliError> {
     let filter = args.filter()?;
     let client = EcsClient::new(ClientConfig {
@@ -133,7 +135,7 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     let stamp = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut out = ManifestWriter::new(BufWriter::new(std::io::stdout()), args.output);
     let mut printed: HashSet<String> = HashSet::new();
-    let (mut pages, mut restarts) = (0u32, 0u32);
+    let (mut pages, mut restarts, mut unreadable) = (0u32, 0u32, 0usize);
     let stream = client.pages(filter.clone(), provider);
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
@@ -149,6 +151,7 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
             Err(e) => return Err(e.into()),
         };
         pages += 1;
+        unreadable += page.skipped_items;
         for item in page.items {
             if !printed.insert(item.image_pipeline_id.clone()) {
                 continue;
@@ -167,6 +170,9 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     }
     let written = out.written();
     out.finish()?;
+    if unreadable > 0 {
+        eprintln!("warning: skipped {unreadable} listed item(s) without a usable ImagePipelineId");
+    }
     eprintln!(
         "listed {} pipelines in {pages} page(s){}, printed {written}",
         printed.len(),

@@ -69,14 +69,14 @@ impl<W: std::io::Write> ManifestWriter<W> {
                 self.out.write_all(&self.scratch)?;
             }
             Format::Json => {
+                self.scratch.clear();
+                serde_json::to_writer_pretty(&mut self.scratch, obj)?;
                 let opening: &[u8] = if self.written == 0 {
                     b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
                 } else {
                     b",\n"
                 };
                 self.out.write_all(opening)?;
-                self.scratch.clear();
-                serde_json::to_writer_pretty(&mut self.scratch, obj)?;
                 // JSON strings escape their line breaks: every `\n` here is structure.
                 for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
                     if i > 0 {

@@ -15,8 +15,9 @@ pub fn write_document(out: &mut impl Write, value: &Value) -> io::Result<()> {
     match value {
         Value::Object(map) if !map.is_empty() => write_map(out, map, 0, false),
         Value::Array(items) if !items.is_empty() => write_seq(out, items, 0),
+        // A block's lines must be indented, even at the top.
         scalar => {
-            write_scalar(out, scalar, 0)?;
+            write_scalar(out, scalar, 2)?;
             out.write_all(b"\n")
         }
     }
@@ -45,11 +46,20 @@ fn write_map(
         if i > 0 || !inline_first {
             pad(out, indent)?;
         }
-        // A key is one line: plain or double-quoted, never a block.
-        if is_plain(key) {
+        // A key is one line: plain or double-quoted, never a block; readers refuse implicit
+        // keys longer than 1024 characters (no key the operator writes comes near that).
+        if is_plain(key) && key.len() <= MAX_KEY_LEN {
             out.write_all(key.as_bytes())?;
         } else {
-            write_double_quoted(out, key)?;
+            let mut quoted = Vec::with_capacity(key.len() + 2);
+            write_double_quoted(&mut quoted, key)?;
+            if quoted.len() > MAX_KEY_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a key of {} bytes is longer than YAML allows", key.len()),
+                ));
+            }
+            out.write_all(&quoted)?;
         }
         out.write_all(b":")?;
         match value {
@@ -94,16 +104,41 @@ fn write_seq(out: &mut impl Write, items: &[Value], indent: usize) -> io::Result
     Ok(())
 }
 
+/// The longest key readers take in the implicit form (1024 characters), as written.
+const MAX_KEY_LEN: usize = 1024;
+
 /// A scalar or an empty collection; a multi-line text's lines go at `indent`.
 fn write_scalar(out: &mut impl Write, value: &Value, indent: usize) -> io::Result<()> {
     match value {
         Value::Null => out.write_all(b"null"),
         Value::Bool(b) => out.write_all(if *b { b"true" } else { b"false" }),
+        Value::Number(n) if n.is_f64() => out.write_all(yaml_float(&n.to_string()).as_bytes()),
         Value::Number(n) => write!(out, "{n}"),
         Value::String(s) => write_text(out, s, indent),
         Value::Array(_) => out.write_all(b"[]"),
         Value::Object(_) => out.write_all(b"{}"),
     }
+}
+
+/// A float as YAML 1.1 readers (PyYAML) take it: a `.` in the mantissa and a signed exponent
+/// (`1e300` would read back as text there; `1.0e+300` is a float everywhere).
+fn yaml_float(text: &str) -> String {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (text, None),
+    };
+    let mut out = mantissa.to_string();
+    if !out.contains('.') {
+        out.push_str(".0");
+    }
+    if let Some(e) = exponent {
+        out.push('e');
+        if !e.starts_with(['+', '-']) {
+            out.push('+');
+        }
+        out.push_str(e);
+    }
+    out
 }
 
 /// Text: plain, a literal block, or double-quoted, whichever reads back as exactly `s`.
@@ -284,6 +319,43 @@ mod tests {
         }
         assert_eq!(yaml(&json!({"k": "yes"})), "k: \"yes\"\n");
         assert_eq!(yaml(&json!({"k": "a\u{2028}b"})), "k: \"a\\u2028b\"\n");
+    }
+
+    #[test]
+    fn floats_have_a_point_and_a_signed_exponent_and_read_back() {
+        assert_eq!(yaml(&json!({"k": 1e300})), "k: 1.0e+300\n");
+        assert_eq!(yaml(&json!({"k": 1e-7})), "k: 1.0e-7\n");
+        assert_eq!(yaml(&json!({"k": 0.5})), "k: 0.5\n");
+        for f in [
+            1e300,
+            1e-7,
+            1.5e300,
+            -0.0,
+            0.1,
+            123.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            reads_back(&json!({ "k": f }));
+        }
+    }
+
+    #[test]
+    fn text_alone_reads_back_even_on_several_lines() {
+        reads_back(&json!("a\nb"));
+        reads_back(&json!("---\n..."));
+        assert_eq!(yaml(&json!("a\nb")), "|-\n  a\n  b\n");
+    }
+
+    #[test]
+    fn a_key_too_long_for_yaml_is_an_error_not_broken_output() {
+        let mut out = Vec::new();
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(write_document(&mut out, &json!({ long: 1 })).is_err());
+        // Escapes count: 400 tabs are 800 bytes quoted.
+        assert!(write_document(&mut out, &json!({ "\t".repeat(600): 1 })).is_err());
+        reads_back(&json!({ "k".repeat(MAX_KEY_LEN): 1 }));
+        reads_back(&json!({ "\t".repeat(400): 1 }));
     }
 
     #[test]

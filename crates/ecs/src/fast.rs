@@ -37,9 +37,56 @@ pub(crate) enum List<'a> {
     Scalar,
 }
 
-/// Parses the body's top level; `None` when it is not a JSON object.
+/// Parses the body's top level; `None` when it is not a JSON object, or when it is not a
+/// document `serde_json::Value` would read (the reference refuses those, and the passes below
+/// skip parts of the body without checking them as strictly).
 pub(crate) fn top_level(body: &[u8]) -> Option<Top<'_>> {
+    serde_json::from_slice::<Validated>(body).ok()?;
     serde_json::from_slice(body).ok()
+}
+
+/// A JSON document walked the way `serde_json::Value` reads it, without building anything:
+/// numbers parsed (one out of range fails), strings unescaped (a lone surrogate fails),
+/// nesting limited. The faster passes skip what they do not need more leniently.
+struct Validated;
+
+impl<'de> Deserialize<'de> for Validated {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Validated;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Validated, A::Error> {
+                while seq.next_element::<Validated>()?.is_some() {}
+                Ok(Validated)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Validated, A::Error> {
+                while map.next_entry::<Validated, Validated>()?.is_some() {}
+                Ok(Validated)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for Top<'de> {
@@ -166,37 +213,41 @@ impl<'de> Deserialize<'de> for Set<'de> {
 }
 
 /// Decodes the page of `top`, a body already checked to be a page; an odd list shape is read
-/// from the whole `body` by the lenient decoder.
-pub(crate) fn decode_page(top: Top<'_>, body: &[u8]) -> PipelinePage {
+/// from the whole `body` by the lenient decoder. `None` if a part cannot be read as a value
+/// after all (not expected: [`top_level`] checked the whole body).
+pub(crate) fn decode_page(top: Top<'_>, body: &[u8]) -> Option<PipelinePage> {
     match top.list {
-        Some(List::Odd) => serde_json::from_slice::<Value>(body)
-            .map(|value| crate::model::decode_page(&value))
-            .unwrap_or_default(),
+        Some(List::Odd) => {
+            let value = serde_json::from_slice::<Value>(body).ok()?;
+            Some(crate::model::decode_page(&value))
+        }
         Some(List::Items(raws)) => {
             let mut page = decode_page_fields(&top.members);
             page.items.reserve(raws.len());
             for raw in raws {
-                match decode_raw_item(raw) {
+                match decode_raw_item(raw)? {
                     Some(item) => page.items.push(item),
                     None => page.skipped_items += 1,
                 }
             }
-            page
+            Some(page)
         }
-        Some(List::Scalar) | None => decode_page_fields(&top.members),
+        Some(List::Scalar) | None => Some(decode_page_fields(&top.members)),
     }
 }
 
-/// One item: the direct path when its shape is the usual one, else the lenient decoder.
-fn decode_raw_item(raw: &RawValue) -> Option<ImagePipelineItem> {
+/// One item (`Some(None)`: no usable ID, skipped): the direct path when its shape is the
+/// usual one, else the lenient decoder; `None` when it cannot be read as a value at all.
+fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     if raw.get().starts_with('{') {
         if let Ok(fast) = serde_json::from_str::<FastItem>(raw.get()) {
             if let Some(item) = fast.into_item() {
-                return Some(item);
+                return Some(Some(item));
             }
         }
     }
-    decode_item(&serde_json::from_str::<Value>(raw.get()).ok()?)
+    let value = serde_json::from_str::<Value>(raw.get()).ok()?;
+    Some(decode_item(&value))
 }
 
 /// An item in the usual shape. Every field is strictly typed: anything else fails this
@@ -512,6 +563,28 @@ mod tests {
                 )),
             }
         }
+    }
+
+    #[test]
+    fn a_body_the_reference_cannot_read_is_refused_wherever_the_odd_part_is() {
+        for body in [
+            r#"{"RequestId":"r","NextToken":"t","ImagePipeline":[1e400]}"#,
+            r#"{"RequestId":"r","ImagePipeline":["\ud800"]}"#,
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","X":1e400}]}}"#,
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","SystemDiskSize":1e400}]}}"#,
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","Name":"\ud800"}]}}"#,
+            r#"{"RequestId":"r","ImagePipeline":[1e400],"ImagePipeline":{}}"#,
+            r#"{"RequestId":"r","Other":{"x":-1e999},"ImagePipeline":{}}"#,
+        ] {
+            assert!(serde_json::from_str::<serde_json::Value>(body).is_err());
+            assert!(decode_response(200, body.as_bytes()).is_err(), "{body}");
+        }
+        let deep = format!(
+            r#"{{"RequestId":"r","ImagePipeline":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(decode_response(200, deep.as_bytes()).is_err());
     }
 
     #[test]

@@ -260,7 +260,7 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
     if !looks_like_page || garbled_list {
         return Err(decode_error());
     }
-    Ok(fast::decode_page(top, body))
+    fast::decode_page(top, body).ok_or_else(decode_error)
 }
 
 #[cfg(test)]
