@@ -191,22 +191,24 @@ async fn supervise(
                 // Stopped, not closed: a closed manager "releases" from its cached state, which
                 // would clear a new Lease another replica may have created meanwhile.
                 abort_manager.abort();
-                let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(old) = old {
-                    let _ = old.await;
-                }
+                await_manager(&slot).await;
                 tokio::time::sleep(STANDBY_POLL).await;
             }
             () = guard.released(tx.subscribe()) => {
                 tracing::info!(lease = %guard.name, "the Lease was released or deleted: competing for it now");
                 // Dropping the forward dropped the receiver: the old manager (not the holder)
                 // ends without touching the Lease.
-                let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(old) = old {
-                    let _ = old.await;
-                }
+                await_manager(&slot).await;
             }
         }
+    }
+}
+
+/// Waits until the lease manager in `slot` (if any) has ended, and empties the slot.
+async fn await_manager(slot: &ManagerSlot) {
+    let manager = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(manager) = manager {
+        let _ = manager.await;
     }
 }
 

@@ -101,6 +101,43 @@ fn element() -> impl Strategy<Value = (Value, Option<String>)> {
     ]
 }
 
+/// Text as the service sends it, now and then an odd value.
+fn text() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => "[a-z0-9-]{0,12}".prop_map(Value::from),
+        1 => leaf(),
+    ]
+}
+
+/// An item in the shape the service normally sends (the one the client decodes without a
+/// `Value`), now and then with one odd part.
+fn usual_item() -> impl Strategy<Value = Value> {
+    (
+        text(),
+        text(),
+        prop_oneof![4 => any::<i32>().prop_map(Value::from), 1 => leaf()],
+        prop_oneof![4 => any::<bool>().prop_map(Value::from), 1 => leaf()],
+        proptest::collection::vec((text(), text()), 0..3),
+        proptest::collection::vec(text(), 0..3),
+        prop_oneof![4 => Just(None), 1 => json_value().prop_map(Some)],
+    )
+        .prop_map(|(id, name, size, delete, tags, regions, odd_tags)| {
+            let tags: Vec<Value> = tags
+                .into_iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect();
+            json!({
+                "ImagePipelineId": id,
+                "Name": name,
+                "SystemDiskSize": size,
+                "DeleteInstanceOnFailure": delete,
+                "Tags": odd_tags.unwrap_or_else(|| json!({"Tag": tags})),
+                "ToRegionIds": {"ToRegionId": regions},
+                "AddAccounts": {"AddAccount": []},
+            })
+        })
+}
+
 /// Wraps `set` the ways the service (and its documented sample) does.
 fn wrapped(set: Vec<Value>, how: u8) -> Value {
     match (how % 3, set.len()) {
@@ -187,6 +224,20 @@ proptest! {
         prop_assert_eq!(page.skipped_items, total - want.len());
         // The same through the bytes and the decoder the client uses (compared with the value
         // parsed back, as JSON text does not round-trip every float's last digit).
+        let bytes = serde_json::to_vec(&body).expect("serializable");
+        let decoded = decode_response(200, &bytes).expect("a page");
+        let reparsed: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        prop_assert_eq!(decoded, decode_page(&reparsed));
+    }
+
+    #[test]
+    fn usual_items_decode_from_the_bytes_as_from_the_parsed_value(
+        items in proptest::collection::vec(prop_oneof![3 => usual_item(), 1 => json_value()], 0..6),
+    ) {
+        let body = json!({
+            "RequestId": "r", "TotalCount": 3, "NextToken": "t",
+            "ImagePipeline": {"ImagePipelineSet": items},
+        });
         let bytes = serde_json::to_vec(&body).expect("serializable");
         let decoded = decode_response(200, &bytes).expect("a page");
         let reparsed: Value = serde_json::from_slice(&bytes).expect("valid JSON");

@@ -22,6 +22,23 @@ fn holder(env: &Env) -> Option<String> {
         .map(str::to_string)
 }
 
+/// An operator with leader election on [`LEASE`] in the test's namespace, named `identity`.
+fn replica(env: &Env, identity: &str, lease_duration: &str) -> Operator {
+    env.spawn_operator(
+        identity,
+        &[
+            "--leader-election",
+            "--lease-name",
+            LEASE,
+            "--lease-namespace",
+            &env.ns,
+            "--lease-duration",
+            lease_duration,
+        ],
+        &[("POD_NAME", identity)],
+    )
+}
+
 #[test]
 fn of_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over_when_it_is_killed() {
     let mut items = data_set();
@@ -29,24 +46,9 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over_when_
         return;
     };
     env.secret();
-    let replica = |identity: &str| {
-        env.spawn_operator(
-            identity,
-            &[
-                "--leader-election",
-                "--lease-name",
-                LEASE,
-                "--lease-namespace",
-                &env.ns,
-                "--lease-duration",
-                "5s",
-            ],
-            &[("POD_NAME", identity)],
-        )
-    };
     let mut replicas = vec![
-        ("replica-a".to_string(), replica("replica-a")),
-        ("replica-b".to_string(), replica("replica-b")),
+        ("replica-a".to_string(), replica(&env, "replica-a", "5s")),
+        ("replica-b".to_string(), replica(&env, "replica-b", "5s")),
     ];
 
     // Exactly one holds the Lease, and only that one says it leads.
@@ -136,25 +138,10 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_a
     env.secret();
     // A long lease: a standby that waited for it to expire would take 15 s.
     let lease_duration = Duration::from_secs(15);
-    let replica = |identity: &str| {
-        env.spawn_operator(
-            identity,
-            &[
-                "--leader-election",
-                "--lease-name",
-                LEASE,
-                "--lease-namespace",
-                &env.ns,
-                "--lease-duration",
-                "15s",
-            ],
-            &[("POD_NAME", identity)],
-        )
-    };
-    let mut a = replica("replica-a");
+    let mut a = replica(&env, "replica-a", "15s");
     let first = wait_for("replica-a to hold the lease", || holder(&env));
     assert_eq!(first, "replica-a");
-    let b = replica("replica-b");
+    let b = replica(&env, "replica-b", "15s");
     wait_for("replica-b to stand by", || {
         (b.metric("imagepipeline_leader") == Some(0.0)).then_some(())
     });
@@ -194,23 +181,8 @@ fn a_deleted_lease_is_created_again_and_a_replica_leads_again() {
         return;
     };
     env.secret();
-    let replica = |identity: &str| {
-        env.spawn_operator(
-            identity,
-            &[
-                "--leader-election",
-                "--lease-name",
-                LEASE,
-                "--lease-namespace",
-                &env.ns,
-                "--lease-duration",
-                "5s",
-            ],
-            &[("POD_NAME", identity)],
-        )
-    };
-    let a = replica("replica-a");
-    let b = replica("replica-b");
+    let a = replica(&env, "replica-a", "5s");
+    let b = replica(&env, "replica-b", "5s");
     wait_for("a replica to hold the lease", || holder(&env));
     env.apply_ok(&hangzhou_query("hz"));
     env.wait_ready("hz", "Synced");
