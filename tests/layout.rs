@@ -258,3 +258,21 @@ fn the_circle_finder_finds_a_circle() {
     ]));
     assert!(refs.contains(&vec!["ecs".into(), "sign".into(), "params".into()]));
 }
+
+#[test]
+fn cargo_run_at_the_root_knows_which_binary_to_run() {
+    // The README's first command, `cargo run --release -- demo`, names no binary, and the
+    // workspace's default members build two (`ecs-sim` as well): without `default-run` cargo
+    // refuses to choose.
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let package = manifest
+        .split("\n[")
+        .find(|section| section.starts_with("[package]"))
+        .expect("a [package] section");
+    assert!(
+        package
+            .lines()
+            .any(|l| l.trim() == r#"default-run = "imagepipeline-operator""#),
+        "the root package must set default-run"
+    );
+}
