@@ -170,6 +170,8 @@ fn child(url: &str) {
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
         sts_endpoint: None,
         imds_endpoint: None,
+        watch_label_selector: None,
+        shard: None,
     };
     let config = kube::Config::new(url.parse().expect("url"));
     let url = url.to_string();

@@ -192,6 +192,7 @@ fn fixture(items: &[ImagePipelineItem], objects: &[ImagePipeline]) -> Fixture {
         locks: NamespaceLocks::default(),
         memory: Mutex::new(HashMap::new()),
         observer: Arc::new(NoopObserver),
+        shard: "main".into(),
     };
     Fixture {
         ctx: Arc::new(ctx),

@@ -4,6 +4,7 @@
 
 mod process;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -161,9 +162,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A registry with every metric registered.
+    /// A registry with every metric registered, its series without a `shard` label.
     pub fn new() -> Self {
-        let mut root = Registry::default();
+        Self::with_root(Registry::default())
+    }
+
+    /// A registry with every metric registered, every series labelled `shard="<shard>"`
+    /// (`main` for the instance without `--shard`), so the instances of a sharded installation
+    /// tell themselves apart on any dashboard.
+    pub fn for_shard(shard: &str) -> Self {
+        Self::with_root(Registry::with_labels(
+            [(Cow::Borrowed("shard"), Cow::Owned(shard.to_string()))].into_iter(),
+        ))
+    }
+
+    fn with_root(mut root: Registry) -> Self {
         let m = Self {
             registry: Mutex::new(Registry::default()),
             syncs: Family::default(),
@@ -716,5 +729,20 @@ mod tests {
         assert!(text.contains("\nimagepipeline_container_memory_limit_bytes "));
         assert!(text.contains("\nimagepipeline_ecs_rate_limit_waits_total "));
         assert!(text.contains("\nimagepipeline_ecs_rate_limit_wait_seconds_total "));
+    }
+
+    #[test]
+    fn a_shard_labels_every_series_with_its_name() {
+        let m = Metrics::for_shard("shard1");
+        m.record_writes(1, 0, 0);
+        let text = m.encode(Timestamp::now());
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert!(samples.len() > 10, "{text}");
+        for line in samples {
+            assert!(line.contains("shard=\"shard1\""), "{line}");
+        }
     }
 }

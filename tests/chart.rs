@@ -69,6 +69,13 @@ fn scenarios() -> Vec<(&'static str, Vec<&'static str>)> {
         ),
         ("three replicas", vec!["replicaCount=3"]),
         (
+            "two shards with a ServiceMonitor",
+            vec![
+                "sharding.shards={shard1,shard2}",
+                "metrics.serviceMonitor.enabled=true",
+            ],
+        ),
+        (
             "admission policy off",
             vec!["admissionPolicy.enabled=false"],
         ),
@@ -1793,5 +1800,174 @@ fn install_notes_show_a_sample_secret_and_query_and_how_to_list_pipelines() {
             notes.contains(expected),
             "NOTES lack `{expected}`:\n{notes}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sharding
+
+fn label(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<String> {
+    meta.labels.as_ref().and_then(|l| l.get(key).cloned())
+}
+
+fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn each_shard_gets_its_own_deployment_lease_service_and_budget_beside_the_main_one() {
+    let Some(helm) = helm_or_skip(
+        "each_shard_gets_its_own_deployment_lease_service_and_budget_beside_the_main_one",
+    ) else {
+        return;
+    };
+    let docs = render(
+        &helm,
+        &[
+            "sharding.shards={shard1,shard2}",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+    );
+    let deployments: Vec<Deployment> = all_of(&docs, "Deployment").into_iter().map(typed).collect();
+    let by_name = |n: &str| {
+        deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("Deployment {n}"))
+    };
+    assert_eq!(deployments.len(), 3);
+    let main = by_name(FULLNAME);
+    assert!(
+        args(main).contains(&"--watch-label-selector=!sharding.fluxcd.io/key".to_string()),
+        "the main instance takes what carries no shard label: {:?}",
+        args(main)
+    );
+    assert!(!args(main).iter().any(|a| a.starts_with("--shard")));
+    let pod_labels = |d: &Deployment| -> BTreeMap<String, String> {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap()
+    };
+    let selector = |d: &Deployment| -> BTreeMap<String, String> {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(
+        selector(main),
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/name".to_string(),
+                "imagepipeline-operator".to_string()
+            ),
+            ("app.kubernetes.io/instance".to_string(), "rel".to_string()),
+        ]),
+        "the main selector never changes across upgrades"
+    );
+    for shard in ["shard1", "shard2"] {
+        let d = by_name(&format!("{FULLNAME}-{shard}"));
+        let a = args(d);
+        assert!(a.contains(&format!("--shard={shard}")), "{a:?}");
+        assert!(
+            a.contains(&format!(
+                "--watch-label-selector=sharding.fluxcd.io/key={shard}"
+            )),
+            "{a:?}"
+        );
+        assert!(a.contains(&"--leader-election".to_string()));
+        assert_eq!(
+            label(&d.metadata, "ecs.mirror.io/shard").as_deref(),
+            Some(shard)
+        );
+        assert!(matches(&selector(d), &pod_labels(d)));
+        // No Deployment selects another's pods.
+        for other in &deployments {
+            if other.metadata.name != d.metadata.name {
+                assert!(!matches(&selector(other), &pod_labels(d)), "{shard}");
+                assert!(!matches(&selector(d), &pod_labels(other)), "{shard}");
+            }
+        }
+    }
+    // One metrics Service per instance, each selecting only its pods; the ServiceMonitor
+    // selects all three.
+    let services: Vec<Service> = all_of(&docs, "Service").into_iter().map(typed).collect();
+    assert_eq!(services.len(), 3);
+    let monitor = one_of(&docs, "ServiceMonitor");
+    let monitor_selector: BTreeMap<String, String> =
+        serde_json::from_value(monitor["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    for d in &deployments {
+        let pods = pod_labels(d);
+        let serving: Vec<&Service> = services
+            .iter()
+            .filter(|s| {
+                let sel = s.spec.as_ref().unwrap().selector.clone().unwrap();
+                matches(&sel, &pods)
+            })
+            .collect();
+        assert_eq!(serving.len(), 1, "{:?}", d.metadata.name);
+        assert!(matches(
+            &monitor_selector,
+            serving[0].metadata.labels.as_ref().unwrap()
+        ));
+    }
+    // A disruption budget per instance, and the Lease of each shard in the Role.
+    assert_eq!(all_of(&docs, "PodDisruptionBudget").len(), 3);
+    let names: BTreeSet<String> = operator_rules(&docs)
+        .iter()
+        .filter(|(_, r)| {
+            r.resources.iter().flatten().any(|x| x == "leases") && r.verbs != ["create"]
+        })
+        .flat_map(|(_, r)| r.resource_names.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            format!("{FULLNAME}-leader"),
+            format!("{FULLNAME}-leader-shard1"),
+            format!("{FULLNAME}-leader-shard2"),
+        ])
+    );
+}
+
+#[test]
+fn without_shards_the_main_instance_serves_every_query() {
+    let Some(helm) = helm_or_skip("without_shards_the_main_instance_serves_every_query") else {
+        return;
+    };
+    let docs = render(&helm, &[]);
+    let a = args(&deployment(&docs));
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("--watch-label-selector") || x.starts_with("--shard")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn bad_shard_names_are_refused() {
+    let Some(helm) = helm_or_skip("bad_shard_names_are_refused") else {
+        return;
+    };
+    for (sets, wanted) in [
+        ("sharding.shards={Shard_1}", "is not a shard name"),
+        ("sharding.shards={main}", "names the main instance"),
+        ("sharding.shards={a,a}", "may appear once"),
+    ] {
+        let err = render_error(&helm, &[sets]);
+        assert!(err.contains(wanted), "{sets}: {err}");
     }
 }

@@ -181,6 +181,7 @@ fn fixture(
         locks: NamespaceLocks::default(),
         memory: Mutex::new(HashMap::new()),
         observer: Arc::new(NoopObserver),
+        shard: "main".into(),
     };
     Fixture {
         ctx: Arc::new(ctx),

@@ -55,6 +55,7 @@ fn after(
             next_sync_time: Some(t("2026-03-01T12:10:00Z")),
             credentials: Some("secret/team-ak".into()),
             requested_at: Some("2026-03-01T11:59:00Z"),
+            shard: "main",
         },
     )
 }
@@ -142,6 +143,7 @@ fn invalid_and_suspended_queries_get_a_stable_status_without_sync_times() {
         next_sync_time: None,
         credentials: None,
         requested_at: None,
+        shard: "shard1",
     };
     let s1 = next_status(None, &input(&invalid));
     assert_eq!(s1.conditions[0].reason, "InvalidSpec");

@@ -44,6 +44,14 @@ fn the_query_crd_is_namespaced_with_short_name_category_and_columns() {
         columns,
         ["Ready", "Matched", "Last Sync", "Interval", "Age"]
     );
+    let wide: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("priority").is_some())
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(wide, ["Reason", "Shard"], "kubectl get ipq -o wide");
 }
 
 #[test]

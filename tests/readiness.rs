@@ -65,6 +65,8 @@ fn args(namespaces: &[&str]) -> RunArgs {
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
         sts_endpoint: None,
         imds_endpoint: None,
+        watch_label_selector: None,
+        shard: None,
     }
 }
 

@@ -84,7 +84,7 @@ async fn announce_ambient(ambient: &SharedProvider, metrics: &Metrics, allowed: 
 
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), CliError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_shard(args.shard_name()));
     let ecs = EcsClient::new(ClientConfig {
         endpoint: args.ecs_endpoint.clone(),
         rate_limit_qps: args.ecs_rate_limit,
@@ -131,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
 
     let leadership = if args.leader_election {
         let lease = LeaseSettings {
-            name: args.lease_name.clone(),
+            name: args.shard_lease_name(),
             namespace: args.lease_namespace.clone(),
             identity: identity(),
             duration: args.lease_duration,

@@ -61,6 +61,8 @@ pub struct Context {
     pub memory: Mutex<HashMap<String, QueryMemory>>,
     /// Metrics hooks.
     pub observer: Arc<dyn SyncObserver>,
+    /// The shard this instance serves, as status names it (`main` without `--shard`).
+    pub shard: Arc<str>,
 }
 
 impl Context {

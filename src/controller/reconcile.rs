@@ -264,6 +264,7 @@ async fn finish(
             next_sync_time: next,
             credentials,
             requested_at,
+            shard: &ctx.shard,
         },
     );
     if old != Some(&new) {

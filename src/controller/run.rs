@@ -21,9 +21,11 @@ use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{AmbientPolicy, CredentialsResolver};
 use crate::controller::inputs::source::{PipelineSource, SHARE_WINDOW, SharedListings};
 use crate::controller::mirror::cache::{CacheFeeder, MirrorCache};
+use crate::controller::mirror::ownership::shard_field_manager;
 use crate::controller::mirror::view::{NamespaceLocks, RecentWrites};
 use crate::controller::reconcile::{error_policy, reconcile};
 use crate::controller::report::observer::SyncObserver;
+use crate::controller::sync::let_go_of_moved;
 use crate::controller::write::writer::{DEFAULT_WRITE_CONCURRENCY, Writer};
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
@@ -156,6 +158,31 @@ async fn forget_deleted(
     }
 }
 
+/// How often a controller looks for queries that moved to another shard (see
+/// [`let_go_of_moved`]).
+const LET_GO_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lets go, every [`LET_GO_INTERVAL`] while leading and once the queries have been listed, of
+/// the queries another shard has adopted.
+async fn let_go_of_moved_queries(ctx: Arc<Context>, mut queries_ready: watch::Receiver<bool>) {
+    if queries_ready.wait_for(|r| *r).await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(LET_GO_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !ctx.writer.is_leading() || !*ctx.pipelines_ready.borrow() {
+            continue;
+        }
+        match let_go_of_moved(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => info!(objects = n, "let go of queries another shard now serves"),
+            Err(e) => warn!(error = %e, "letting go of moved queries failed; retrying"),
+        }
+    }
+}
+
 /// The flags of `imagepipeline-operator run`; each can also be set by environment variable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct RunArgs {
@@ -227,6 +254,46 @@ pub struct RunArgs {
     /// http://100.100.100.200).
     #[arg(long, env = "ALIBABA_CLOUD_IMDS_ENDPOINT")]
     pub imds_endpoint: Option<String>,
+
+    /// Serve only the ImagePipelineQueries whose labels match this selector, as Flux's
+    /// controllers do: a shard takes `sharding.fluxcd.io/key=shard1`, the main instance
+    /// `!sharding.fluxcd.io/key`. Default: every query.
+    #[arg(long, env = "WATCH_LABEL_SELECTOR")]
+    pub watch_label_selector: Option<String>,
+
+    /// The shard this instance serves (a DNS label such as `shard1`). It names the field
+    /// manager of its writes (`imagepipeline-operator-<shard>`), its Lease
+    /// (`<lease-name>-<shard>`), the `shard` label of its metrics, the source of its Events and
+    /// `status.shard` of its queries. Default: none, the main instance (`main` in status and
+    /// metrics).
+    #[arg(long, env = "SHARD", value_parser = parse_shard)]
+    pub shard: Option<String>,
+}
+
+/// The name the main instance (no `--shard`) goes by in status and metrics.
+pub const MAIN_SHARD: &str = "main";
+
+/// A shard name: a DNS label, and not [`MAIN_SHARD`] (the instance without `--shard`).
+fn parse_shard(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        return Err(format!(
+            "{name:?} is not a shard name: use 1-63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit"
+        ));
+    }
+    if name == MAIN_SHARD {
+        return Err(format!(
+            "{MAIN_SHARD:?} names the instance without --shard; leave the flag out for it"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// What `run` reports to and draws from besides its flags.
@@ -258,6 +325,32 @@ impl RunArgs {
                 .clone()
                 .filter(|s| !s.trim().is_empty()),
         }
+    }
+
+    /// The shard's name as status and metrics show it: `--shard`, or `main`.
+    pub fn shard_name(&self) -> &str {
+        self.shard.as_deref().unwrap_or(MAIN_SHARD)
+    }
+
+    /// The field manager of this instance's writes.
+    pub fn field_manager(&self) -> String {
+        shard_field_manager(self.shard.as_deref())
+    }
+
+    /// The leader-election Lease of this instance: `--lease-name`, suffixed with the shard.
+    pub fn shard_lease_name(&self) -> String {
+        match &self.shard {
+            Some(shard) => format!("{}-{shard}", self.lease_name),
+            None => self.lease_name.clone(),
+        }
+    }
+
+    /// The label selector of the queries this instance serves, if any.
+    pub fn query_selector(&self) -> Option<&str> {
+        self.watch_label_selector
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     /// The watched namespaces; empty means all.
@@ -295,6 +388,7 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
             crd: "imagepipelinequeries.ecs.mirror.io".into(),
             source,
         })?;
+
     api::<ImagePipeline>(client, namespace)
         .list_metadata(&probe)
         .await
@@ -338,11 +432,30 @@ pub async fn run_with(
                 ))
             })?;
     }
+    // The API server, not a parser of our own, decides what a selector means: a selector it
+    // refuses stops the start with its message instead of a watch that retries forever.
+    if let Some(selector) = args.query_selector() {
+        for scope in &scopes {
+            api::<ImagePipelineQuery>(&client, scope.as_deref())
+                .list_metadata(&ListParams::default().labels(selector).limit(1))
+                .await
+                .map_err(|e| {
+                    ControllerError::Config(format!(
+                        "--watch-label-selector {selector:?} was refused: {e}"
+                    ))
+                })?;
+        }
+    }
+    let manager = args.field_manager();
     let shared = Shared {
         client: client.clone(),
+        query_selector: args.query_selector().map(str::to_string),
+        shard: args.shard_name().into(),
+        manager: manager.clone(),
         writer: {
-            let writer =
-                Writer::new(client.clone()).with_concurrency(usize::from(args.write_concurrency));
+            let writer = Writer::new(client.clone())
+                .with_field_manager(&manager)
+                .with_concurrency(usize::from(args.write_concurrency));
             match hooks.may_write {
                 Some(gate) => writer.with_gate(gate),
                 None => writer,
@@ -351,7 +464,7 @@ pub async fn run_with(
         recorder: Recorder::new(
             client.clone(),
             Reporter {
-                controller: crate::controller::mirror::ownership::FIELD_MANAGER.into(),
+                controller: manager.clone(),
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),
@@ -362,7 +475,13 @@ pub async fn run_with(
         unsynced: Arc::new(AtomicUsize::new(scopes.len())),
         readiness: hooks.readiness,
     };
-    info!(namespaces = ?scopes, concurrency = args.concurrency, "starting the ImagePipelineQuery controller");
+    info!(
+        namespaces = ?scopes,
+        concurrency = args.concurrency,
+        shard = args.shard_name(),
+        selector = args.query_selector().unwrap_or(""),
+        "starting the ImagePipelineQuery controller"
+    );
     futures::future::join_all(scopes.iter().map(|s| shared.controller(s.as_deref()))).await;
     info!("controller stopped");
     Ok(())
@@ -371,6 +490,12 @@ pub async fn run_with(
 /// What the per-namespace controllers share.
 struct Shared {
     client: Client,
+    /// The label selector of the queries this instance serves.
+    query_selector: Option<String>,
+    /// The shard's name, as status shows it.
+    shard: Arc<str>,
+    /// The field manager of this instance's writes.
+    manager: String,
     writer: Writer,
     recorder: Recorder,
     listings: Arc<SharedListings>,
@@ -393,7 +518,9 @@ impl Shared {
         let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
         let recent = RecentWrites::tracking(pipelines.clone());
         let cache = {
-            let mut feeder = CacheFeeder::new(pipelines.clone()).with_listener(recent.clone());
+            let mut feeder = CacheFeeder::new(pipelines.clone())
+                .with_field_manager(self.manager.clone())
+                .with_listener(recent.clone());
             // Small pages: a page of full objects (managed fields and all) is decoded at once
             // before it is reduced, so the page size bounds that transient memory.
             watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))
@@ -425,7 +552,10 @@ impl Shared {
             queries_writer,
             watcher(
                 api::<ImagePipelineQuery>(&self.client, namespace),
-                wc.clone(),
+                match &self.query_selector {
+                    Some(selector) => wc.clone().labels(selector),
+                    None => wc.clone(),
+                },
             ),
         )
         .default_backoff()
@@ -476,7 +606,12 @@ impl Shared {
             locks: NamespaceLocks::default(),
             memory: Mutex::new(HashMap::new()),
             observer: self.observer.clone(),
+            shard: self.shard.clone(),
         });
+        let _let_go = AbortOnDrop(tokio::spawn(let_go_of_moved_queries(
+            ctx.clone(),
+            sweep_ready.clone(),
+        )));
         let _forget = AbortOnDrop(tokio::spawn(forget_deleted(
             ctx.clone(),
             deleted_rx,

@@ -13,7 +13,7 @@ use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
 use crate::controller::mirror::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
 use crate::controller::planning::desired::{OwnerInfo, Owners};
-use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, WriteAction, plan};
+use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, WriteAction, let_go, plan};
 use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
@@ -24,28 +24,58 @@ use crate::ecs::Listing;
 /// still contributes its template (its objects keep its labels while it waits for a fix); only
 /// a template that is itself invalid contributes nothing.
 pub fn owners_in(ctx: &Context, namespace: &str, query: &ImagePipelineQuery) -> Owners {
-    let info = |q: &ImagePipelineQuery| -> Option<(String, OwnerInfo)> {
-        let uid = q.uid()?;
-        let template = valid_template(&q.spec).unwrap_or_default();
-        Some((
-            uid.clone(),
-            OwnerInfo {
-                name: q.name_any(),
-                uid,
-                template,
-                prune: q.spec.prune,
-            },
-        ))
-    };
-    let mut owners: Owners = ctx
-        .queries
+    let mut owners = served_in(ctx, namespace);
+    owners.extend(owner_info(query));
+    owners
+}
+
+fn owner_info(q: &ImagePipelineQuery) -> Option<(String, OwnerInfo)> {
+    let uid = q.uid()?;
+    let template = valid_template(&q.spec).unwrap_or_default();
+    Some((
+        uid.clone(),
+        OwnerInfo {
+            name: q.name_any(),
+            uid,
+            template,
+            prune: q.spec.prune,
+        },
+    ))
+}
+
+/// The queries of `namespace` this instance serves (those its label selector selects).
+pub fn served_in(ctx: &Context, namespace: &str) -> Owners {
+    ctx.queries
         .state()
         .iter()
         .filter(|q| q.namespace().as_deref() == Some(namespace))
-        .filter_map(|q| info(q))
-        .collect();
-    owners.extend(info(query));
-    owners
+        .filter_map(|q| owner_info(q))
+        .collect()
+}
+
+/// Lets go of the queries that moved to another shard: on every object where another instance
+/// has adopted a query this one no longer serves, this instance's reference (and the labels
+/// from that query's template) goes; see [`let_go`]. Returns how many objects it released.
+pub async fn let_go_of_moved(ctx: &Context) -> Result<usize, ControllerError> {
+    let candidates = ctx.pipelines.matching(|m| !m.co_owned.is_empty());
+    let mut released = 0;
+    for (namespace, objects) in candidates {
+        let lock = ctx.locks.of(&namespace);
+        let _guard = lock.lock().await;
+        let plan = let_go(&namespace, &objects, &served_in(ctx, &namespace));
+        if plan.is_empty() {
+            continue;
+        }
+        let failures = ctx
+            .writer
+            .apply_plan(&namespace, &plan, &ctx.recent, ctx.observer.as_ref())
+            .await?;
+        released += plan.writes.len() - failures.len();
+        for f in &failures {
+            tracing::warn!(%namespace, name = %f.name, "letting go of a moved query failed: {}", f.message);
+        }
+    }
+    Ok(released)
 }
 
 /// For each object this query owns but no longer lists, the other queries of the namespace

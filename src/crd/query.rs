@@ -69,6 +69,12 @@ fn default_prune() -> bool {
     ),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
     printcolumn(
+        name = "Shard",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.shard"
+    ),
+    printcolumn(
         name = "Interval",
         type_ = "string",
         json_path = ".spec.refreshInterval"
@@ -230,6 +236,13 @@ pub struct ImagePipelineQueryStatus {
     /// The `metadata.generation` of the spec the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+
+    /// The operator instance that serves this query: its shard name (the instance started
+    /// with `--shard`, selecting queries by `--watch-label-selector`), or `main` for the
+    /// instance without one. Move a query to another shard by changing its
+    /// `sharding.fluxcd.io/key` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 
     /// `Ready` is True when the last sync mirrored a complete listing. Its reason is one of
     /// `Synced`, `InvalidSpec`, `CredentialsError`, `ApiError`, `Throttled` or `Suspended`.

@@ -103,6 +103,7 @@ pub fn context_with_window(
         locks: NamespaceLocks::default(),
         memory: Mutex::new(HashMap::new()),
         observer,
+        shard: "main".into(),
     })
 }
 

@@ -40,6 +40,33 @@ app.kubernetes.io/name: {{ include "ipo.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Name of one operator instance's resources (Deployment, metrics Service, PodDisruptionBudget),
+from (dict "root" $ "shard" name): the fullname, suffixed with the shard for a shard.
+*/}}
+{{- define "ipo.instanceName" -}}
+{{- if .shard }}
+{{- printf "%s-%s" (include "ipo.fullname" .root) .shard | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "ipo.fullname" .root }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels that select one instance's pods, from (dict "root" $ "shard" name). The main
+instance keeps ipo.selectorLabels; a shard's pods have their own name label (so the main
+selector does not match them) and the shard label.
+*/}}
+{{- define "ipo.instanceSelectorLabels" -}}
+{{- if .shard }}
+app.kubernetes.io/name: {{ printf "%s-shard" (include "ipo.name" .root) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+ecs.mirror.io/shard: {{ .shard }}
+{{- else }}
+{{- include "ipo.selectorLabels" .root }}
+{{- end }}
+{{- end }}
+
 {{/* The operator's ServiceAccount name. */}}
 {{- define "ipo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
@@ -81,6 +108,18 @@ Deployment so that `helm install` fails early with a clear message.
 {{- define "ipo.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a Lease every replica would write" }}
+{{- end }}
+{{- $shards := .Values.sharding.shards | default list }}
+{{- range $shards }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .)) }}
+{{- fail (printf "sharding.shards: %q is not a shard name (1-63 lowercase letters, digits and '-', starting and ending with a letter or digit)" (toString .)) }}
+{{- end }}
+{{- if eq (toString .) "main" }}
+{{- fail "sharding.shards: \"main\" names the main instance; choose another name" }}
+{{- end }}
+{{- end }}
+{{- if ne (len $shards) (len (uniq $shards)) }}
+{{- fail "sharding.shards: each shard name may appear once" }}
 {{- end }}
 {{- if not (has .Values.logging.format (list "json" "text")) }}
 {{- fail (printf "logging.format must be \"json\" or \"text\", not %q" .Values.logging.format) }}

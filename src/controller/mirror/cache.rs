@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::controller::mirror::mirrored::{Mirrored, OwnerSets};
+use crate::controller::mirror::ownership::FIELD_MANAGER;
 use crate::crd::{ImagePipeline, ImagePipelineQuery};
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
@@ -39,6 +40,22 @@ impl MirrorCache {
         inner.get(namespace).cloned().unwrap_or_default()
     }
 
+    /// The records, by namespace, that satisfy `pred` (looked at in place, nothing copied for
+    /// the others).
+    pub fn matching(
+        &self,
+        mut pred: impl FnMut(&Mirrored) -> bool,
+    ) -> BTreeMap<String, Vec<Arc<Mirrored>>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut found: BTreeMap<String, Vec<Arc<Mirrored>>> = BTreeMap::new();
+        for (ns, objects) in inner.iter() {
+            for m in objects.values().filter(|m| pred(m)) {
+                found.entry(ns.clone()).or_default().push(m.clone());
+            }
+        }
+        found
+    }
+
     /// The record of one object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Mirrored>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
@@ -63,8 +80,10 @@ fn owner_refs(
     m: &Mirrored,
 ) -> impl Iterator<Item = ObjectRef<ImagePipelineQuery>> {
     let namespace = namespace.to_string();
+    // Other shards' references too: one may name a query that moved here.
     m.owners
         .iter()
+        .chain(m.other_owners.iter())
         .map(move |r| ObjectRef::new(&r.name).within(&namespace))
         .collect::<Vec<_>>()
         .into_iter()
@@ -82,20 +101,29 @@ pub trait CacheListener: Send + Sync + 'static {
 /// content at its end.
 pub struct CacheFeeder {
     cache: MirrorCache,
+    manager: String,
     relisting: Option<Namespaces>,
     owner_sets: OwnerSets,
     listener: Option<Box<dyn CacheListener>>,
 }
 
 impl CacheFeeder {
-    /// Feeds `cache`.
+    /// Feeds `cache`, recording objects as the main instance ([`FIELD_MANAGER`]) sees them.
     pub fn new(cache: MirrorCache) -> Self {
         Self {
             cache,
+            manager: FIELD_MANAGER.to_string(),
             relisting: None,
             owner_sets: OwnerSets::default(),
             listener: None,
         }
+    }
+
+    /// The same feeder, recording objects as the instance applying under `manager` (a
+    /// shard's) sees them.
+    pub fn with_field_manager(mut self, manager: impl Into<String>) -> Self {
+        self.manager = manager.into();
+        self
     }
 
     /// Also tells `listener` what the cache now shows after each event (so recent writes the
@@ -124,7 +152,7 @@ impl CacheFeeder {
             watcher::Event::InitApply(obj) => {
                 if let Some(next) = self.relisting.as_mut() {
                     let namespace = obj.namespace().unwrap_or_default();
-                    let record = Mirrored::interned(&obj, &mut self.owner_sets);
+                    let record = Mirrored::interned(&obj, &self.manager, &mut self.owner_sets);
                     next.entry(namespace)
                         .or_default()
                         .insert(record.name.clone(), Arc::new(record));
@@ -153,7 +181,11 @@ impl CacheFeeder {
             }
             watcher::Event::Apply(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
-                let record = Arc::new(Mirrored::interned(&obj, &mut self.owner_sets));
+                let record = Arc::new(Mirrored::interned(
+                    &obj,
+                    &self.manager,
+                    &mut self.owner_sets,
+                ));
                 drop(obj);
                 triggers.extend(owner_refs(&namespace, &record));
                 let (name, rv) = (record.name.clone(), record.resource_version.clone());
@@ -171,7 +203,10 @@ impl CacheFeeder {
             watcher::Event::Delete(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
                 let name = obj.name_any();
-                triggers.extend(owner_refs(&namespace, &Mirrored::of(&obj)));
+                triggers.extend(owner_refs(
+                    &namespace,
+                    &Mirrored::of_as(&obj, &self.manager),
+                ));
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(ns) = inner.get_mut(&namespace) {
                     if let Some(old) = ns.remove(&name) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::controller::mirror::ownership::{FieldSet, Ownership, is_query_ref};
+use crate::controller::mirror::ownership::{FIELD_MANAGER, FieldSet, Ownership, is_query_ref};
 use crate::crd::pipeline::object_name;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::{ImagePipelineItem, Listing};
@@ -34,12 +34,24 @@ pub struct Mirrored {
     pub uid: Option<String>,
     /// `metadata.resourceVersion`.
     pub resource_version: Option<String>,
-    /// The ImagePipelineQuery owner references the operator set, in the object's order (shared
-    /// between the records with the same owners, see [`OwnerSets`]). References to queries that
-    /// only someone else added are left out: they are not the operator's, and are removed.
+    /// The ImagePipelineQuery owner references this instance's apply set, in the object's order
+    /// (shared between the records with the same owners, see [`OwnerSets`]). References to
+    /// queries that only someone else added are left out: they are not the operator's, and are
+    /// removed.
     pub owners: Arc<[OwnerReference]>,
+    /// The query owner references only other operator instances (other shards) set: theirs to
+    /// keep or remove, unless they name a query this instance serves.
+    pub other_owners: Arc<[OwnerReference]>,
+    /// UIDs of the references in [`Mirrored::owners`] that another operator instance set too
+    /// (a query that moved between shards, adopted by its new shard).
+    pub co_owned: Box<[String]>,
     /// Whether the object has query owner references that only someone else added.
     pub foreign_owners: bool,
+    /// Label keys other operator instances set and this one does not (the first writer keeps
+    /// them).
+    pub claimed_labels: Box<[String]>,
+    /// Annotation keys other operator instances set and this one does not.
+    pub claimed_annotations: Box<[String]>,
     /// Spec fields someone else set that the operator's apply does not own.
     pub foreign_spec: FieldSet,
     /// The labels the operator's field manager owns, with their values.
@@ -67,9 +79,15 @@ fn managed(
 }
 
 impl Mirrored {
-    /// The record of `obj`.
+    /// The record of `obj`, as the main instance ([`FIELD_MANAGER`]) sees it.
     pub fn of(obj: &ImagePipeline) -> Self {
-        let ownership = Ownership::of(obj);
+        Self::of_as(obj, FIELD_MANAGER)
+    }
+
+    /// The record of `obj`, as the instance applying under `manager` sees it.
+    pub fn of_as(obj: &ImagePipeline, manager: &str) -> Self {
+        let ownership = Ownership::of_as(obj, manager);
+        let (claimed_labels, claimed_annotations) = ownership.sibling_only_keys();
         let query_refs = || {
             obj.metadata
                 .owner_references
@@ -83,9 +101,20 @@ impl Mirrored {
             resource_version: obj.metadata.resource_version.clone(),
             owners: query_refs()
                 .filter(|r| !ownership.is_foreign_owner(&r.uid))
+                .filter(|r| !ownership.is_sibling_owner(&r.uid))
                 .cloned()
                 .collect(),
+            other_owners: query_refs()
+                .filter(|r| ownership.is_sibling_owner(&r.uid))
+                .cloned()
+                .collect(),
+            co_owned: query_refs()
+                .filter(|r| ownership.is_co_owned(&r.uid))
+                .map(|r| r.uid.clone())
+                .collect(),
             foreign_owners: query_refs().any(|r| ownership.is_foreign_owner(&r.uid)),
+            claimed_labels: claimed_labels.into_iter().collect(),
+            claimed_annotations: claimed_annotations.into_iter().collect(),
             foreign_spec: ownership.foreign_spec(),
             labels: managed(obj.metadata.labels.as_ref(), ownership.ours.labels),
             annotations: managed(
@@ -98,16 +127,22 @@ impl Mirrored {
         }
     }
 
-    /// The record of `obj`, its owner list shared through `sets`.
-    pub fn interned(obj: &ImagePipeline, sets: &mut OwnerSets) -> Self {
-        let mut record = Self::of(obj);
+    /// The record of `obj` as the instance applying under `manager` sees it, its owner lists
+    /// shared through `sets`.
+    pub fn interned(obj: &ImagePipeline, manager: &str, sets: &mut OwnerSets) -> Self {
+        let mut record = Self::of_as(obj, manager);
         record.owners = sets.intern(record.owners);
+        record.other_owners = sets.intern(record.other_owners);
         record
     }
 
-    /// Whether the query with `uid` owns the object.
+    /// Whether the query with `uid` owns the object (by this instance's reference, or by
+    /// another instance's).
     pub fn is_owned_by(&self, uid: &str) -> bool {
-        self.owners.iter().any(|r| r.uid == uid)
+        self.owners
+            .iter()
+            .chain(self.other_owners.iter())
+            .any(|r| r.uid == uid)
     }
 }
 

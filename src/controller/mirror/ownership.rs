@@ -15,8 +15,29 @@ use serde_json::Value;
 
 use crate::crd::{GROUP, ImagePipeline, VERSION};
 
-/// The field manager of every write the operator makes (objects and status).
+/// The field manager of the main (unsharded) instance, and the prefix of every shard's.
 pub const FIELD_MANAGER: &str = "imagepipeline-operator";
+
+/// The field manager of an instance serving `shard` (`None`: the main instance). Each shard
+/// applies under its own manager, so that server-side apply keeps what each shard set (its
+/// owner references, labels and annotations) apart, and one shard's apply never removes what
+/// another set.
+pub fn shard_field_manager(shard: Option<&str>) -> String {
+    match shard {
+        Some(shard) => format!("{FIELD_MANAGER}-{shard}"),
+        None => FIELD_MANAGER.to_string(),
+    }
+}
+
+/// Whether `manager` is another operator instance's (another shard, or the main instance
+/// seen from a shard): a manager named [`FIELD_MANAGER`] or `FIELD_MANAGER-<shard>` other
+/// than `ours`.
+pub fn is_sibling_manager(manager: &str, ours: &str) -> bool {
+    manager != ours
+        && manager
+            .strip_prefix(FIELD_MANAGER)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+}
 
 /// The kind of the owners.
 pub const OWNER_KIND: &str = "ImagePipelineQuery";
@@ -171,11 +192,28 @@ fn owner_reference_uid(key: &str) -> Option<String> {
     value["uid"].as_str().map(str::to_string)
 }
 
-/// Whether `m` is the operator's own apply of the object (not of a subresource).
-fn is_our_apply(m: &ManagedFieldsEntry) -> bool {
-    m.manager.as_deref() == Some(FIELD_MANAGER)
-        && m.operation.as_deref() == Some("Apply")
-        && m.subresource.as_deref().unwrap_or("").is_empty()
+/// Who made a managed-fields entry, as seen from the instance applying as `ours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// This instance's apply.
+    Us,
+    /// Another operator instance's apply (another shard).
+    Sibling,
+    /// Anyone else, or an operator instance through another operation than apply.
+    Someone,
+}
+
+fn writer_of(m: &ManagedFieldsEntry, ours: &str) -> Writer {
+    let manager = m.manager.as_deref().unwrap_or("");
+    if m.operation.as_deref() != Some("Apply") {
+        Writer::Someone
+    } else if manager == ours {
+        Writer::Us
+    } else if is_sibling_manager(manager, ours) {
+        Writer::Sibling
+    } else {
+        Writer::Someone
+    }
 }
 
 /// The ownership of one object's fields.
@@ -184,15 +222,24 @@ pub struct Ownership {
     /// Whether the object reports managed fields at all; without them everything counts as the
     /// operator's.
     pub tracked: bool,
-    /// What the operator's apply owns.
+    /// What this instance's apply owns.
     pub ours: Owned,
+    /// What other operator instances' applies (other shards) own.
+    pub siblings: Owned,
     /// What any other field manager (or the operator through another operation) owns.
     pub theirs: Owned,
 }
 
 impl Ownership {
-    /// The ownership recorded in `obj`'s managed fields.
+    /// The ownership recorded in `obj`'s managed fields, for the main instance
+    /// ([`FIELD_MANAGER`]).
     pub fn of(obj: &ImagePipeline) -> Self {
+        Self::of_as(obj, FIELD_MANAGER)
+    }
+
+    /// The ownership recorded in `obj`'s managed fields, for the instance applying as
+    /// `manager`.
+    pub fn of_as(obj: &ImagePipeline, manager: &str) -> Self {
         let mut ownership = Self::default();
         for entry in obj.metadata.managed_fields.iter().flatten() {
             if !entry.subresource.as_deref().unwrap_or("").is_empty() {
@@ -202,24 +249,60 @@ impl Ownership {
             let Some(fields) = &entry.fields_v1 else {
                 continue;
             };
-            if is_our_apply(entry) {
-                ownership.ours.add(&fields.0);
-            } else {
-                ownership.theirs.add(&fields.0);
+            match writer_of(entry, manager) {
+                Writer::Us => ownership.ours.add(&fields.0),
+                Writer::Sibling => ownership.siblings.add(&fields.0),
+                Writer::Someone => ownership.theirs.add(&fields.0),
             }
         }
         ownership
     }
 
-    /// Spec fields someone else set that the operator's apply does not own (shared ownership of
-    /// the same value is not foreign).
+    /// Spec fields someone else set that no operator instance's apply owns (shared ownership
+    /// of the same value is not foreign, and neither is what another shard wrote).
     pub fn foreign_spec(&self) -> FieldSet {
-        self.theirs.spec.without(self.ours.spec)
+        self.theirs
+            .spec
+            .without(self.ours.spec)
+            .without(self.siblings.spec)
     }
 
-    /// Whether the owner reference with `uid` was added by someone else alone.
+    /// Whether the owner reference with `uid` was added by someone else alone (not by any
+    /// operator instance).
     pub fn is_foreign_owner(&self, uid: &str) -> bool {
-        self.tracked && !self.ours.owner_uids.contains(uid)
+        self.tracked
+            && !self.ours.owner_uids.contains(uid)
+            && !self.siblings.owner_uids.contains(uid)
+    }
+
+    /// Whether the owner reference with `uid` was set by other operator instances and not by
+    /// this one.
+    pub fn is_sibling_owner(&self, uid: &str) -> bool {
+        self.tracked
+            && !self.ours.owner_uids.contains(uid)
+            && self.siblings.owner_uids.contains(uid)
+    }
+
+    /// Whether the owner reference with `uid` was set by this instance and by another one.
+    pub fn is_co_owned(&self, uid: &str) -> bool {
+        self.ours.owner_uids.contains(uid) && self.siblings.owner_uids.contains(uid)
+    }
+
+    /// Label and annotation keys other operator instances set and this one does not: under
+    /// the first-writer rule, this instance leaves them to the shard that set them.
+    pub fn sibling_only_keys(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        (
+            self.siblings
+                .labels
+                .difference(&self.ours.labels)
+                .cloned()
+                .collect(),
+            self.siblings
+                .annotations
+                .difference(&self.ours.annotations)
+                .cloned()
+                .collect(),
+        )
     }
 }
 

@@ -138,6 +138,9 @@ pub struct Write<'a> {
     /// Whether query owner references that someone else added are removed after the apply
     /// (server-side apply cannot remove what it does not own).
     pub strip_foreign_owners: bool,
+    /// UIDs of the query owner references other operator instances (other shards) set, which
+    /// that removal keeps.
+    pub other_instances_owners: Vec<String>,
 }
 
 impl Write<'_> {
@@ -265,6 +268,68 @@ impl Plan<'_> {
     }
 }
 
+/// The template without the keys other operator instances set first (see
+/// [`Mirrored::claimed_labels`]): whichever shard set a key first keeps it, so two shards with
+/// different values for one key never take it from each other in turn.
+fn unclaimed(mut template: TemplateMetadata, existing: Option<&Mirrored>) -> TemplateMetadata {
+    if let Some(e) = existing {
+        template.labels.retain(|k, _| !e.claimed_labels.contains(k));
+        template
+            .annotations
+            .retain(|k, _| !e.claimed_annotations.contains(k));
+    }
+    template
+}
+
+/// UIDs of the query references other operator instances set on `obj`, but `except`.
+fn other_uids(obj: &Mirrored, except: Option<&str>) -> Vec<String> {
+    obj.other_owners
+        .iter()
+        .filter(|r| Some(r.uid.as_str()) != except)
+        .map(|r| r.uid.clone())
+        .collect()
+}
+
+/// The releases with which this instance lets go of queries another shard now serves: on each
+/// of `objects` (records of `namespace`), the references this instance set to queries it no
+/// longer serves (not in `served`) that the new shard has already set too (so the object is
+/// never left without them). Only this instance's claim goes: the content, the other
+/// references and the object itself stay.
+pub fn let_go<'a>(namespace: &str, objects: &[Arc<Mirrored>], served: &Owners) -> Plan<'a> {
+    let mut out = Plan::default();
+    let namespace: Arc<str> = namespace.into();
+    let moved = |obj: &Mirrored, uid: &str| {
+        obj.co_owned.iter().any(|u| u == uid) && !served.contains_key(uid)
+    };
+    for obj in objects.iter().filter(|o| !o.terminating) {
+        if !obj.owners.iter().any(|r| moved(obj, &r.uid)) {
+            continue;
+        }
+        let remaining = owner_references(obj.owners.iter().filter(|r| !moved(obj, &r.uid)), served);
+        let template = unclaimed(
+            merged_template(remaining.iter().map(|r| r.uid.as_str()), served),
+            Some(obj),
+        );
+        out.counts.released += 1;
+        out.writes.push(Write {
+            kind: WriteKind::Release,
+            name: obj.name.clone(),
+            namespace: namespace.clone(),
+            region_id: "".into(),
+            item: None,
+            last_sync_time: obj.last_sync_time.clone(),
+            owners: remaining,
+            template,
+            resource_version: obj.resource_version.clone(),
+            clear: FieldSet::default(),
+            strip_foreign_owners: false,
+            other_instances_owners: Vec::new(),
+        });
+    }
+    out.writes.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 /// Owner references of the other queries that matched `name` in their last listing.
 fn claimants<I>(input: &PlanInput<'_, '_, I>, name: &str) -> Vec<OwnerReference> {
     input
@@ -299,13 +364,25 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             continue;
         }
         let hash = item.content_hash(input.region_id);
+        // This instance's references, plus those another shard set for queries this instance
+        // serves now (a query moved here): adopted, so the object is not re-created.
         let kept = existing
-            .map(|e| e.owners.iter().filter(|r| r.uid != input.query_uid))
+            .map(|e| {
+                e.owners.iter().chain(
+                    e.other_owners
+                        .iter()
+                        .filter(|r| input.owners.contains_key(&r.uid)),
+                )
+            })
             .into_iter()
-            .flatten();
+            .flatten()
+            .filter(|r| r.uid != input.query_uid);
         let mut owners = owner_references(kept, input.owners);
         owners.push(owner_reference(input.query_name, input.query_uid));
-        let template = merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners);
+        let template = unclaimed(
+            merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners),
+            existing.map(AsRef::as_ref),
+        );
         let kind = match existing {
             None => WriteKind::Create,
             Some(e) if up_to_date(e, hash, &owners, &template) => {
@@ -339,6 +416,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             resource_version: existing.and_then(|e| e.resource_version.clone()),
             clear: existing.map(|e| e.foreign_spec).unwrap_or_default(),
             strip_foreign_owners: existing.is_some_and(|e| e.foreign_owners),
+            other_instances_owners: existing.map(|e| other_uids(e, None)).unwrap_or_default(),
         });
     }
     out.matched = matched.len() as u32;
@@ -349,6 +427,8 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         let all: &[OwnerReference] = &obj.owners;
         let others: Vec<&OwnerReference> =
             all.iter().filter(|r| r.uid != input.query_uid).collect();
+        // Queries another shard serves that own the object: never pruned from here.
+        let other_shards_own = obj.other_owners.iter().any(|r| r.uid != input.query_uid);
         let pruning_owner = others
             .iter()
             .any(|r| input.owners.get(&r.uid).is_some_and(|o| o.prune));
@@ -363,7 +443,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         if remaining.is_empty() {
             remaining = claimants(input, name);
         }
-        if remaining.is_empty() && input.prune {
+        if remaining.is_empty() && input.prune && !other_shards_own {
             if input.awaiting_listings {
                 out.counts.deferred += 1;
                 continue;
@@ -382,7 +462,14 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         } else {
             &remaining
         };
-        let template = merged_template(template_from.iter().map(|r| r.uid.as_str()), input.owners);
+        let template = unclaimed(
+            merged_template(template_from.iter().map(|r| r.uid.as_str()), input.owners),
+            Some(obj),
+        );
+        // Another shard's reference to this query (set before the query moved here) goes too:
+        // this instance's apply cannot remove what another manager set.
+        let claimed_elsewhere = obj.other_owners.iter().any(|r| r.uid == input.query_uid)
+            || obj.co_owned.iter().any(|uid| uid == input.query_uid);
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
@@ -395,7 +482,8 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             template,
             resource_version: obj.resource_version.clone(),
             clear: FieldSet::default(),
-            strip_foreign_owners: obj.foreign_owners,
+            strip_foreign_owners: obj.foreign_owners || claimed_elsewhere,
+            other_instances_owners: other_uids(obj, Some(input.query_uid)),
         });
     }
     out.writes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -321,6 +321,8 @@ pub struct StatusInput<'a> {
     pub credentials: Option<String>,
     /// The requested-at annotation value this reconcile handled.
     pub requested_at: Option<&'a str>,
+    /// The shard serving the query (`main` for the instance without `--shard`).
+    pub shard: &'a str,
 }
 
 /// The `Ready` condition, keeping `lastTransitionTime` while the status stays the same.
@@ -365,6 +367,7 @@ pub fn next_status(
     );
     s.conditions = conditions;
     s.observed_generation = input.generation;
+    s.shard = Some(input.shard.to_string());
     if let Some(r) = input.requested_at {
         s.last_handled_requested_at = Some(r.to_string());
     }

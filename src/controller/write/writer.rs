@@ -32,6 +32,7 @@ use crate::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus};
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
+    manager: Arc<str>,
     leading: Arc<AtomicBool>,
     concurrency: usize,
 }
@@ -44,6 +45,7 @@ impl Writer {
     pub fn new(client: Client) -> Self {
         Self {
             client,
+            manager: FIELD_MANAGER.into(),
             leading: Arc::new(AtomicBool::new(true)),
             concurrency: DEFAULT_WRITE_CONCURRENCY,
         }
@@ -53,6 +55,18 @@ impl Writer {
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
+    }
+
+    /// The same writer, writing under `manager` (a shard's field manager, see
+    /// [`shard_field_manager`](crate::controller::mirror::ownership::shard_field_manager)).
+    pub fn with_field_manager(mut self, manager: &str) -> Self {
+        self.manager = manager.into();
+        self
+    }
+
+    /// The field manager of its writes.
+    pub fn field_manager(&self) -> &str {
+        &self.manager
     }
 
     /// The flag a leader election sets: `false` disables every write.
@@ -79,7 +93,7 @@ impl Writer {
         }
     }
 
-    /// One server-side apply of a planned object, forced, under [`FIELD_MANAGER`]; returns the
+    /// One server-side apply of a planned object, forced, under its field manager; returns the
     /// record of the object as stored. A release keeps the content the object has on the
     /// server (read just before; the planned resourceVersion still guards the apply). Query
     /// owner references someone else added are then removed (see [`Write::strip_foreign_owners`]).
@@ -105,24 +119,27 @@ impl Writer {
             .apply_body(&object)
             .map_err(|e| failed(kube::Error::SerdeError(e)))?;
         drop(object);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = PatchParams::apply(&self.manager).force();
         let after = api
             .patch(write.name(), &params, &Patch::Apply(&body))
             .await
             .map_err(failed)?;
         if !write.strip_foreign_owners {
-            return Ok(Mirrored::of(&after));
+            return Ok(Mirrored::of_as(&after, &self.manager));
         }
         self.check_leading()?;
         let refs = after.metadata.owner_references.clone().unwrap_or_default();
-        let wanted = |uid: &str| write.owners.iter().any(|o| o.uid == uid);
+        let wanted = |uid: &str| {
+            write.owners.iter().any(|o| o.uid == uid)
+                || write.other_instances_owners.iter().any(|o| o == uid)
+        };
         let keep: Vec<_> = refs
             .iter()
             .filter(|r| !is_query_ref(r) || wanted(&r.uid))
             .cloned()
             .collect();
         if keep.len() == refs.len() {
-            return Ok(Mirrored::of(&after));
+            return Ok(Mirrored::of_as(&after, &self.manager));
         }
         // A merge patch replaces the whole list: the entries kept keep their owners, the
         // removed ones go with whoever set them. The resourceVersion makes it a conflict if
@@ -134,14 +151,14 @@ impl Writer {
             }
         });
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(self.manager.to_string()),
             ..PatchParams::default()
         };
         let stripped = api
             .patch(write.name(), &params, &Patch::Merge(&patch))
             .await
             .map_err(failed)?;
-        Ok(Mirrored::of(&stripped))
+        Ok(Mirrored::of_as(&stripped, &self.manager))
     }
 
     /// Deletes an object if it still has the planned UID and resourceVersion. An object that is
@@ -257,7 +274,7 @@ impl Writer {
         Ok(failures)
     }
 
-    /// Applies `status` to the query's status subresource under [`FIELD_MANAGER`].
+    /// Applies `status` to the query's status subresource under its field manager.
     pub async fn patch_status(
         &self,
         query: &ImagePipelineQuery,
@@ -274,7 +291,7 @@ impl Writer {
             "kind": "ImagePipelineQuery",
             "status": status,
         });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = PatchParams::apply(&self.manager).force();
         api.patch_status(&name, &params, &Patch::Apply(&body))
             .await
             .map(|_| ())
