@@ -19,5 +19,6 @@ mod leader_election;
 mod mirroring;
 mod pods;
 mod secret_rotation;
+mod sharding;
 mod support;
 mod triggers;
