@@ -98,6 +98,17 @@ impl DefaultRelease {
     }
 
     fn install(kubeconfig: &str, namespace: &str, setup: &PodSetup, endpoint: &str) -> Self {
+        Self::install_with(kubeconfig, namespace, setup, endpoint, &[])
+    }
+
+    /// [`DefaultRelease::install`] with more `--set` values.
+    fn install_with(
+        kubeconfig: &str,
+        namespace: &str,
+        setup: &PodSetup,
+        endpoint: &str,
+        sets: &[&str],
+    ) -> Self {
         let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/imagepipeline-operator");
         assert_image_on_a_node(kubeconfig, &format!("{}:{}", setup.repository, setup.tag));
         let mut release = Self {
@@ -106,23 +117,28 @@ impl DefaultRelease {
             installed: false,
         };
         let started = Instant::now();
-        release.helm_ok(&[
-            "install",
-            RELEASE,
-            &chart.to_string_lossy(),
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "4m",
-            "--set",
-            &format!("image.repository={}", setup.repository),
-            "--set",
-            &format!("image.tag={}", setup.tag),
-            "--set",
-            "image.pullPolicy=Never",
-            "--set",
-            &format!("ecs.endpoint={endpoint}"),
-        ]);
+        release.helm_ok(
+            &[
+                "install",
+                RELEASE,
+                &chart.to_string_lossy(),
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "4m",
+                "--set",
+                &format!("image.repository={}", setup.repository),
+                "--set",
+                &format!("image.tag={}", setup.tag),
+                "--set",
+                "image.pullPolicy=Never",
+                "--set",
+                &format!("ecs.endpoint={endpoint}"),
+            ]
+            .into_iter()
+            .chain(sets.iter().flat_map(|s| ["--set", s]))
+            .collect::<Vec<&str>>(),
+        );
         release.installed = true;
         eprintln!(
             "helm install --wait: {:.1} s",
@@ -146,12 +162,12 @@ impl DefaultRelease {
 
     /// The operator's Pods (not terminating), by name.
     fn pods(&self) -> BTreeMap<String, Value> {
-        let list = self.kubectl_json(&[
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/name=imagepipeline-operator",
-        ]);
+        self.pods_of("app.kubernetes.io/name=imagepipeline-operator")
+    }
+
+    /// The Pods (not terminating) that `selector` selects, by name.
+    fn pods_of(&self, selector: &str) -> BTreeMap<String, Value> {
+        let list = self.kubectl_json(&["get", "pods", "-l", selector]);
         list["items"]
             .as_array()
             .into_iter()
@@ -163,9 +179,14 @@ impl DefaultRelease {
 
     /// The Lease's holder, when it names one.
     fn holder(&self) -> Option<String> {
+        self.holder_of(LEASE)
+    }
+
+    /// The holder of the Lease `lease`, when it names one.
+    fn holder_of(&self, lease: &str) -> Option<String> {
         let out = run(
             &self.kubeconfig,
-            &["-n", &self.namespace, "get", "lease", LEASE, "-o", "json"],
+            &["-n", &self.namespace, "get", "lease", lease, "-o", "json"],
         );
         let lease: Value = serde_json::from_slice(&out.stdout).ok()?;
         lease["spec"]["holderIdentity"]
@@ -588,4 +609,181 @@ fn the_charts_default_install_runs_on_a_real_node_mirrors_hands_over_and_upgrade
         Some(h) => eprintln!("after helm uninstall the Lease still names {h}"),
         None => eprintln!("after helm uninstall no Lease is held"),
     }
+}
+
+/// The selector of one instance's Pods: the main one, or a shard's.
+fn instance_pods(shard: Option<&str>) -> String {
+    match shard {
+        None => "app.kubernetes.io/name=imagepipeline-operator".into(),
+        Some(s) => {
+            format!("app.kubernetes.io/name=imagepipeline-operator-shard,ecs.mirror.io/shard={s}")
+        }
+    }
+}
+
+fn instance_lease(shard: Option<&str>) -> String {
+    match shard {
+        None => LEASE.into(),
+        Some(s) => format!("{LEASE}-{s}"),
+    }
+}
+
+fn shard_labelled(mut query: Value, shard: &str) -> Value {
+    query["metadata"]["labels"] = serde_json::json!({ "sharding.fluxcd.io/key": shard });
+    query
+}
+
+fn object_uids(env: &Env) -> BTreeMap<String, String> {
+    env.get_json(&["imagepipelines"])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            Some((
+                o["metadata"]["name"].as_str()?.to_string(),
+                o["metadata"]["uid"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_chart_with_two_shards_runs_each_instance_in_its_own_pods_and_survives_a_shard_leader_loss() {
+    let Some(setup) = pod_setup("the_chart_with_two_shards") else {
+        return;
+    };
+    let items = data_set();
+    let Some(mut env) = Env::without_operator("pod-shards", &items, &[]) else {
+        return;
+    };
+    env.sim.stop();
+    env.sim = Sim::start(
+        &format!("{}-pod", env.ns),
+        &format!("{}:0", setup.sim_host),
+        &[],
+    );
+    env.set_items(&items);
+    env.secret();
+    let system = format!("{}-system", env.ns);
+    let release = DefaultRelease::install_with(
+        &env.kubeconfig,
+        &system,
+        &setup,
+        &env.sim.url,
+        &["sharding.shards={shard1,shard2}"],
+    );
+    let shards = [None, Some("shard1"), Some("shard2")];
+    let mut pods = BTreeMap::new();
+    for shard in shards {
+        let selector = instance_pods(shard);
+        let ready = wait_for(&format!("2 Ready Pods of {selector}"), || {
+            let p = release.pods_of(&selector);
+            (p.len() == 2 && p.values().all(pod_ready)).then_some(p)
+        });
+        pods.insert(shard, ready);
+    }
+    let holders: BTreeMap<Option<&str>, String> = shards
+        .iter()
+        .map(|s| {
+            let lease = instance_lease(*s);
+            let holder = wait_for(&format!("{lease} to be held"), || release.holder_of(&lease));
+            assert!(
+                pods[s].contains_key(&holder),
+                "{lease} held by {holder}, not by its Pods"
+            );
+            (*s, holder)
+        })
+        .collect();
+
+    // Queries spread over the instances; qa (main) and qd (shard1) overlap on ip-hz002.
+    env.apply_ok(&ids_query("qa", &["ip-hz001", "ip-hz002"]));
+    env.apply_ok(&shard_labelled(ids_query("qb", &["ip-hz003"]), "shard1"));
+    env.apply_ok(&shard_labelled(ids_query("qd", &["ip-hz002"]), "shard1"));
+    env.apply_ok(&shard_labelled(
+        ids_query("qc", &["ip-hz004", "ip-hz005"]),
+        "shard2",
+    ));
+    for (query, shard) in [
+        ("qa", "main"),
+        ("qb", "shard1"),
+        ("qd", "shard1"),
+        ("qc", "shard2"),
+    ] {
+        let q = env.wait_ready(query, "Synced");
+        assert_eq!(q["status"]["shard"], shard, "{query}");
+    }
+    wait_for(
+        "exactly the selected pipelines, the shared one with both owners",
+        || {
+            let p = env.pipelines();
+            let names: Vec<&str> = p.keys().map(String::as_str).collect();
+            (names == ["ip-hz001", "ip-hz002", "ip-hz003", "ip-hz004", "ip-hz005"]
+                && p["ip-hz002"].1.len() == 2)
+                .then_some(())
+        },
+    );
+    let wide = env.kubectl_ok(&["get", "ipq", "-o", "wide"]);
+    assert!(wide.contains("SHARD") && wide.contains("shard2"), "{wide}");
+
+    // 0 writes at steady state with every instance running, the overlap included.
+    let before = resource_versions(&env);
+    for q in ["qa", "qd", "qb", "qc"] {
+        env.refresh(q);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(resource_versions(&env), before, "0 writes at steady state");
+
+    // A query moved from shard2 to shard1 keeps its objects.
+    let uids = object_uids(&env);
+    env.kubectl_ok(&[
+        "label",
+        "--overwrite",
+        "imagepipelinequery",
+        "qc",
+        "sharding.fluxcd.io/key=shard1",
+    ]);
+    wait_for("shard1 to serve qc", || {
+        let q = env.query("qc");
+        (q["status"]["shard"] == "shard1" && ready_reason(&q).as_deref() == Some("Synced"))
+            .then_some(())
+    });
+    assert_eq!(object_uids(&env), uids, "no object re-created by the move");
+
+    // shard1's leader Pod deleted: its standby takes over; the main instance and shard2 keep
+    // their leaders and Pods.
+    let old_leader = holders[&Some("shard1")].clone();
+    run(
+        &env.kubeconfig,
+        &["-n", &system, "delete", "pod", &old_leader, "--wait=false"],
+    );
+    let lease = instance_lease(Some("shard1"));
+    let new_leader = wait_for_within(
+        "shard1's standby to take its Lease",
+        LEASE_DURATION + SLACK + Duration::from_secs(20),
+        || release.holder_of(&lease).filter(|h| *h != old_leader),
+    );
+    assert!(
+        pods[&Some("shard1")].contains_key(&new_leader),
+        "{new_leader}"
+    );
+    for shard in [None, Some("shard2")] {
+        assert_eq!(
+            release.holder_of(&instance_lease(shard)).as_ref(),
+            Some(&holders[&shard]),
+            "{shard:?} kept its leader"
+        );
+        let now = release.pods_of(&instance_pods(shard));
+        assert_eq!(
+            now.keys().collect::<Vec<_>>(),
+            pods[&shard].keys().collect::<Vec<_>>(),
+            "{shard:?}'s Pods untouched"
+        );
+        assert!(now.values().all(|p| restarts(p) == 0));
+    }
+    // The new shard1 leader serves its queries.
+    let q = env.refresh("qb");
+    assert_eq!(ready_reason(&q).as_deref(), Some("Synced"));
+    assert_eq!(object_uids(&env), uids);
+    env.sim.stop();
+    drop(release);
 }
