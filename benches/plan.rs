@@ -119,6 +119,7 @@ fn main() {
                     claims: &std::collections::BTreeMap::new(),
                     awaiting_listings: false,
                     now: NOW,
+                    instance_label: None,
                 })
             };
             let result = run();

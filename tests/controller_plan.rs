@@ -194,6 +194,7 @@ impl Scenario {
             claims: &self.claims,
             awaiting_listings: self.awaiting_listings,
             now,
+            instance_label: None,
         });
         Planned::of(f(p), &self.existing)
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners, owner_reference};
 use imagepipeline_operator::controller::mirrored::Mirrored;
-use imagepipeline_operator::controller::ownership::{applied_fields, shard_field_manager};
+use imagepipeline_operator::controller::ownership::{
+    applied_fields, shard_field_manager, shard_label_key,
+};
 use imagepipeline_operator::controller::plan::{Plan, PlanInput, WriteKind, let_go, plan};
 use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineSpec};
@@ -61,14 +63,26 @@ fn served(queries: &[&OwnerInfo]) -> Owners {
 struct Apply<'a> {
     manager: String,
     queries: Vec<&'a OwnerInfo>,
-    labels: Vec<(&'a str, &'a str)>,
+    labels: Vec<(String, String)>,
 }
 
+/// The shard's own label, for a shard's manager.
+fn instance_label(manager: &str) -> Option<String> {
+    manager
+        .strip_prefix("imagepipeline-operator-")
+        .map(shard_label_key)
+}
+
+/// An instance's apply naming `queries`; a shard's carries its own label while it names any.
 fn apply<'a>(manager: &str, queries: &[&'a OwnerInfo]) -> Apply<'a> {
+    let labels = match instance_label(manager) {
+        Some(key) if !queries.is_empty() => vec![(key, "true".to_string())],
+        _ => Vec::new(),
+    };
     Apply {
         manager: manager.to_string(),
         queries: queries.to_vec(),
-        labels: Vec::new(),
+        labels,
     }
 }
 
@@ -100,7 +114,7 @@ fn stored(item: &ImagePipelineItem, applies: &[Apply<'_>]) -> ImagePipeline {
         let own_labels: BTreeMap<String, String> = a
             .labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         labels.extend(own_labels.clone());
         let body = json!({
@@ -138,6 +152,7 @@ fn plan_as<'i>(
             )
         })
         .collect();
+    let label = instance_label(manager);
     plan(&PlanInput {
         query_name: &query.name,
         query_uid: &query.uid,
@@ -150,6 +165,7 @@ fn plan_as<'i>(
         claims: &BTreeMap::new(),
         awaiting_listings: false,
         now: NOW,
+        instance_label: label.as_deref(),
     })
 }
 
@@ -228,7 +244,7 @@ fn a_moved_query_is_adopted_by_its_new_shard_without_re_creating_objects() {
         &[apply(&main_manager(), &[&q]), apply(&shard1(), &[&q])],
     );
     let record = Arc::new(Mirrored::of_as(&adopted, &main_manager()));
-    let release = let_go("ns", &[record], &Owners::new());
+    let release = let_go("ns", &[record], &Owners::new(), None);
     assert_eq!(release.writes.len(), 1);
     assert_eq!(release.writes[0].kind, WriteKind::Release);
     assert!(uids(&release.writes[0]).is_empty());
@@ -236,9 +252,17 @@ fn a_moved_query_is_adopted_by_its_new_shard_without_re_creating_objects() {
 
     // The new shard keeps its claim; the old one, not yet adopted elsewhere, keeps its own.
     let new_view = Arc::new(Mirrored::of_as(&adopted, &shard1()));
-    assert!(let_go("ns", &[new_view], &served(&[&q])).is_empty());
+    assert!(
+        let_go(
+            "ns",
+            &[new_view],
+            &served(&[&q]),
+            instance_label(&shard1()).as_deref()
+        )
+        .is_empty()
+    );
     let not_adopted = Arc::new(Mirrored::of_as(&obj, &main_manager()));
-    assert!(let_go("ns", &[not_adopted], &Owners::new()).is_empty());
+    assert!(let_go("ns", &[not_adopted], &Owners::new(), None).is_empty());
 }
 
 #[test]
@@ -258,9 +282,8 @@ fn a_label_key_another_shard_set_first_is_left_to_it() {
     let b = query("b", &[("team", "red")]);
     let items = [item("ip-1")];
     let mut first = apply(&shard1(), &[&b]);
-    first.labels = vec![("team", "red")];
-    let mut ours = apply(&main_manager(), &[&a]);
-    ours.labels = vec![];
+    first.labels.push(("team".into(), "red".into()));
+    let ours = apply(&main_manager(), &[&a]);
     let obj = stored(&items[0], &[first, ours]);
     let p = plan_as(&main_manager(), &served(&[&a]), &a, &items, &[&obj]);
     assert!(p.is_empty(), "no fight over the key: {p:?}");
@@ -305,4 +328,31 @@ fn a_stale_claim_of_another_shard_on_a_query_this_one_serves_is_removed_when_it_
     assert!(w.strip_foreign_owners);
     assert_eq!(w.other_instances_owners, ["uid-o"]);
     assert!(uids(w).is_empty());
+}
+
+#[test]
+fn a_shard_labels_what_it_mirrors_and_takes_its_label_off_what_it_lets_go() {
+    let (a, b) = (query("a", &[]), query("b", &[]));
+    let key = shard_label_key("shard1");
+    let items = [item("ip-1")];
+    // A create by shard1 carries its label (its watch selects it).
+    let p = plan_as(&shard1(), &served(&[&b]), &b, &items, &[]);
+    assert_eq!(p.writes[0].kind, WriteKind::Create);
+    assert_eq!(
+        p.writes[0].template.labels.get(&key).map(String::as_str),
+        Some("true")
+    );
+    // The main instance puts no label.
+    let p = plan_as(&main_manager(), &served(&[&a]), &a, &items, &[]);
+    assert!(p.writes[0].template.labels.is_empty());
+    // Released with no reference of its own left: the label goes too (the object leaves the
+    // shard's watch); another shard's reference keeps the object.
+    let obj = stored(
+        &items[0],
+        &[apply(&shard1(), &[&b]), apply(&main_manager(), &[&a])],
+    );
+    let p = plan_as(&shard1(), &served(&[&b]), &b, &[], &[&obj]);
+    assert!(p.deletions.is_empty());
+    assert_eq!(p.writes[0].kind, WriteKind::Release);
+    assert!(!p.writes[0].template.labels.contains_key(&key));
 }

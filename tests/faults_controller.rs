@@ -586,6 +586,7 @@ fn run(
             claims: &BTreeMap::new(),
             awaiting_listings: false,
             now,
+            instance_label: None,
         });
         let mut step = |cluster: &mut Cluster, op: &dyn Fn(&mut Cluster)| {
             if let Some(b) = budget.as_mut() {

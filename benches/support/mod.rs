@@ -150,6 +150,7 @@ pub fn stored_objects(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
         claims: &std::collections::BTreeMap::new(),
         awaiting_listings: false,
         now: EARLIER,
+        instance_label: None,
     });
     let created: Time = Time(EARLIER.parse().expect("timestamp"));
     planned

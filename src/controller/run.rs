@@ -21,7 +21,8 @@ use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{AmbientPolicy, CredentialsResolver};
 use crate::controller::inputs::source::{PipelineSource, SHARE_WINDOW, SharedListings};
 use crate::controller::mirror::cache::{CacheFeeder, MirrorCache};
-use crate::controller::mirror::ownership::shard_field_manager;
+pub use crate::controller::mirror::ownership::MAIN_SHARD;
+use crate::controller::mirror::ownership::{shard_field_manager, shard_label_key};
 use crate::controller::mirror::view::{NamespaceLocks, RecentWrites};
 use crate::controller::reconcile::{error_policy, reconcile};
 use crate::controller::report::observer::SyncObserver;
@@ -270,9 +271,6 @@ pub struct RunArgs {
     pub shard: Option<String>,
 }
 
-/// The name the main instance (no `--shard`) goes by in status and metrics.
-pub const MAIN_SHARD: &str = "main";
-
 /// A shard name: a DNS label, and not [`MAIN_SHARD`] (the instance without `--shard`).
 fn parse_shard(name: &str) -> Result<String, String> {
     let valid = !name.is_empty()
@@ -452,6 +450,7 @@ pub async fn run_with(
         query_selector: args.query_selector().map(str::to_string),
         shard: args.shard_name().into(),
         manager: manager.clone(),
+        object_label: args.shard.as_deref().map(shard_label_key),
         writer: {
             let writer = Writer::new(client.clone())
                 .with_field_manager(&manager)
@@ -496,6 +495,8 @@ struct Shared {
     shard: Arc<str>,
     /// The field manager of this instance's writes.
     manager: String,
+    /// A shard's own label on the objects it mirrors, which its ImagePipeline watch selects.
+    object_label: Option<String>,
     writer: Writer,
     recorder: Recorder,
     listings: Arc<SharedListings>,
@@ -523,7 +524,12 @@ impl Shared {
                 .with_listener(recent.clone());
             // Small pages: a page of full objects (managed fields and all) is decoded at once
             // before it is reduced, so the page size bounds that transient memory.
-            watcher(pipelines_api, wc.clone().page_size(PIPELINE_PAGE_SIZE))
+            // A shard watches only the objects it labelled; the main instance watches all.
+            let pipelines_wc = match &self.object_label {
+                Some(key) => wc.clone().labels(key),
+                None => wc.clone(),
+            };
+            watcher(pipelines_api, pipelines_wc.page_size(PIPELINE_PAGE_SIZE))
                 .default_backoff()
                 .for_each(move |event| {
                     match event {

@@ -79,6 +79,19 @@ fn owner_names(env: &Env, name: &str) -> Vec<String> {
     names
 }
 
+/// The shard labels (`shard.ecs.mirror.io/<shard>`) on `name`.
+fn shard_labels(env: &Env, name: &str) -> Vec<String> {
+    let obj = env.get_json(&["imagepipeline", name]);
+    let mut keys: Vec<String> = obj["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("shard.ecs.mirror.io/").map(str::to_string))
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// The field managers that own the owner reference of `query_uid` on `name`.
 fn ref_managers(env: &Env, name: &str, query_uid: &str) -> Vec<String> {
     let obj = env.get_json(&["imagepipeline", name, "--show-managed-fields"]);
@@ -140,6 +153,11 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
     wait_for("the shared object to carry both owners", || {
         (owner_names(&env, "ip-hz002") == ["qa", "qb"]).then_some(())
     });
+    // Each shard labels what it mirrors (its watch selects only that); the main instance does
+    // not label.
+    assert_eq!(shard_labels(&env, "ip-hz001"), Vec::<String>::new());
+    assert_eq!(shard_labels(&env, "ip-hz002"), ["shard1"]);
+    assert_eq!(shard_labels(&env, "ip-hz004"), ["shard2"]);
     for (lease, shard) in [
         ("imagepipeline-operator-leader", "main"),
         ("imagepipeline-operator-leader-shard1", "shard1"),
@@ -226,6 +244,11 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
         );
     }
     assert_eq!(owner_names(&env, "ip-hz004"), ["qc"]);
+    assert_eq!(
+        shard_labels(&env, "ip-hz004"),
+        ["shard1"],
+        "shard2 took its label off"
+    );
 
     // And quiet again.
     let before = env.pipelines();

@@ -18,6 +18,9 @@ use crate::crd::{GROUP, ImagePipeline, VERSION};
 /// The field manager of the main (unsharded) instance, and the prefix of every shard's.
 pub const FIELD_MANAGER: &str = "imagepipeline-operator";
 
+/// The name the main instance (no `--shard`) goes by in status and metrics.
+pub const MAIN_SHARD: &str = "main";
+
 /// The field manager of an instance serving `shard` (`None`: the main instance). Each shard
 /// applies under its own manager, so that server-side apply keeps what each shard set (its
 /// owner references, labels and annotations) apart, and one shard's apply never removes what
@@ -28,6 +31,16 @@ pub fn shard_field_manager(shard: Option<&str>) -> String {
         None => FIELD_MANAGER.to_string(),
     }
 }
+
+/// The label a shard puts on every object it has an owner reference on,
+/// `shard.ecs.mirror.io/<shard>: "true"`: its watch of ImagePipelines selects it, so a shard
+/// holds in memory only the objects it mirrors, not those of every other shard.
+pub fn shard_label_key(shard: &str) -> String {
+    format!("shard.{GROUP}/{shard}")
+}
+
+/// The value of [`shard_label_key`].
+pub const SHARD_LABEL_VALUE: &str = "true";
 
 /// Whether `manager` is another operator instance's (another shard, or the main instance
 /// seen from a shard): a manager named [`FIELD_MANAGER`] or `FIELD_MANAGER-<shard>` other

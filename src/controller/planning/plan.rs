@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
 use crate::controller::mirror::mirrored::{Listed, Mirrored};
-use crate::controller::mirror::ownership::{FieldSet, LIST_FIELDS};
+use crate::controller::mirror::ownership::{FieldSet, LIST_FIELDS, SHARD_LABEL_VALUE};
 use crate::controller::planning::desired::{
     Owners, build_object, merged_template, owner_reference, owner_references, up_to_date,
 };
@@ -50,6 +50,10 @@ pub struct PlanInput<'a, 'i, I = ImagePipelineItem> {
     pub awaiting_listings: bool,
     /// The time stamped on objects whose content changes (RFC 3339).
     pub now: &'a str,
+    /// A shard's own label
+    /// ([`shard_label_key`](crate::controller::mirror::ownership::shard_label_key)), put on
+    /// every object it keeps an owner reference on; `None` for the main instance.
+    pub instance_label: Option<&'a str>,
 }
 
 /// Why an object is written.
@@ -281,6 +285,16 @@ fn unclaimed(mut template: TemplateMetadata, existing: Option<&Mirrored>) -> Tem
     template
 }
 
+/// The template with the shard's own label, when this instance is a shard.
+fn with_instance_label(mut template: TemplateMetadata, label: Option<&str>) -> TemplateMetadata {
+    if let Some(key) = label {
+        template
+            .labels
+            .insert(key.to_string(), SHARD_LABEL_VALUE.to_string());
+    }
+    template
+}
+
 /// UIDs of the query references other operator instances set on `obj`, but `except`.
 fn other_uids(obj: &Mirrored, except: Option<&str>) -> Vec<String> {
     obj.other_owners
@@ -295,7 +309,12 @@ fn other_uids(obj: &Mirrored, except: Option<&str>) -> Vec<String> {
 /// longer serves (not in `served`) that the new shard has already set too (so the object is
 /// never left without them). Only this instance's claim goes: the content, the other
 /// references and the object itself stay.
-pub fn let_go<'a>(namespace: &str, objects: &[Arc<Mirrored>], served: &Owners) -> Plan<'a> {
+pub fn let_go<'a>(
+    namespace: &str,
+    objects: &[Arc<Mirrored>],
+    served: &Owners,
+    instance_label: Option<&str>,
+) -> Plan<'a> {
     let mut out = Plan::default();
     let namespace: Arc<str> = namespace.into();
     let moved = |obj: &Mirrored, uid: &str| {
@@ -306,10 +325,13 @@ pub fn let_go<'a>(namespace: &str, objects: &[Arc<Mirrored>], served: &Owners) -
             continue;
         }
         let remaining = owner_references(obj.owners.iter().filter(|r| !moved(obj, &r.uid)), served);
-        let template = unclaimed(
+        let mut template = unclaimed(
             merged_template(remaining.iter().map(|r| r.uid.as_str()), served),
             Some(obj),
         );
+        if !remaining.is_empty() {
+            template = with_instance_label(template, instance_label);
+        }
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
@@ -379,9 +401,12 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             .filter(|r| r.uid != input.query_uid);
         let mut owners = owner_references(kept, input.owners);
         owners.push(owner_reference(input.query_name, input.query_uid));
-        let template = unclaimed(
-            merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners),
-            existing.map(AsRef::as_ref),
+        let template = with_instance_label(
+            unclaimed(
+                merged_template(owners.iter().map(|r| r.uid.as_str()), input.owners),
+                existing.map(AsRef::as_ref),
+            ),
+            input.instance_label,
         );
         let kind = match existing {
             None => WriteKind::Create,
@@ -462,10 +487,13 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         } else {
             &remaining
         };
-        let template = unclaimed(
+        let mut template = unclaimed(
             merged_template(template_from.iter().map(|r| r.uid.as_str()), input.owners),
             Some(obj),
         );
+        if !remaining.is_empty() {
+            template = with_instance_label(template, input.instance_label);
+        }
         // Another shard's reference to this query (set before the query moved here) goes too:
         // this instance's apply cannot remove what another manager set.
         let claimed_elsewhere = obj.other_owners.iter().any(|r| r.uid == input.query_uid)
