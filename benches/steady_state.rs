@@ -193,6 +193,7 @@ fn fixture(items: &[ImagePipelineItem], objects: &[ImagePipeline]) -> Fixture {
         memory: Mutex::new(HashMap::new()),
         observer: Arc::new(NoopObserver),
         shard: "main".into(),
+        object_label: None,
     };
     Fixture {
         ctx: Arc::new(ctx),

@@ -78,3 +78,57 @@ fn zero_concurrency_is_refused() {
 fn a_zero_rate_limit_is_refused() {
     assert!(Cli::try_parse_from(["run", "--ecs-rate-limit", "0"]).is_err());
 }
+
+#[test]
+fn an_instance_without_shard_flags_serves_every_query_under_the_main_names() {
+    let a = parse(&[]);
+    assert_eq!(a.query_selector(), None);
+    assert_eq!(a.shard_name(), "main");
+    assert_eq!(a.field_manager(), "imagepipeline-operator");
+    assert_eq!(a.shard_lease_name(), "imagepipeline-operator-leader");
+    assert_eq!(a.object_label(), None, "it watches every object");
+}
+
+#[test]
+fn a_shard_has_its_own_field_manager_lease_and_object_label() {
+    let a = parse(&[
+        "--shard",
+        "shard1",
+        "--watch-label-selector",
+        "sharding.fluxcd.io/key=shard1",
+    ]);
+    assert_eq!(a.query_selector(), Some("sharding.fluxcd.io/key=shard1"));
+    assert_eq!(a.shard_name(), "shard1");
+    assert_eq!(a.field_manager(), "imagepipeline-operator-shard1");
+    assert_eq!(a.shard_lease_name(), "imagepipeline-operator-leader-shard1");
+    assert_eq!(
+        a.object_label().as_deref(),
+        Some("shard.ecs.mirror.io/shard1")
+    );
+    // The main instance of a sharded installation keeps its names and labels its objects.
+    let main = parse(&["--watch-label-selector", "!sharding.fluxcd.io/key"]);
+    assert_eq!(main.field_manager(), "imagepipeline-operator");
+    assert_eq!(
+        main.object_label().as_deref(),
+        Some("shard.ecs.mirror.io/main")
+    );
+}
+
+#[test]
+fn bad_shard_names_are_refused_with_a_reason() {
+    let mut full = vec!["run", "--shard"];
+    for bad in ["Shard1", "x-", "main", "", &"a".repeat(64)] {
+        full.truncate(2);
+        full.push(bad);
+        let err = match Cli::try_parse_from(&full) {
+            Ok(_) => panic!("{bad:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("shard name") || err.contains("names the instance without --shard"),
+            "{bad:?}: {err}"
+        );
+    }
+    let env = parse(&["--shard", "shard-2"]);
+    assert_eq!(env.shard.as_deref(), Some("shard-2"));
+}

@@ -182,6 +182,7 @@ fn fixture(
         memory: Mutex::new(HashMap::new()),
         observer: Arc::new(NoopObserver),
         shard: "main".into(),
+        object_label: None,
     };
     Fixture {
         ctx: Arc::new(ctx),

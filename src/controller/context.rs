@@ -63,6 +63,10 @@ pub struct Context {
     pub observer: Arc<dyn SyncObserver>,
     /// The shard this instance serves, as status names it (`main` without `--shard`).
     pub shard: Arc<str>,
+    /// The label this instance puts on the objects it mirrors, which its ImagePipeline watch
+    /// selects (`shard.ecs.mirror.io/<shard>`); `None` for an instance serving every query,
+    /// which watches every object.
+    pub object_label: Option<String>,
 }
 
 impl Context {

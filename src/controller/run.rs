@@ -343,6 +343,16 @@ impl RunArgs {
         }
     }
 
+    /// The label this instance puts on the objects it mirrors and selects its ImagePipeline
+    /// watch by, `shard.ecs.mirror.io/<shard>` (`.../main` for the main instance): set for an
+    /// instance that serves a part of the queries (`--shard` or `--watch-label-selector`), so
+    /// that it holds only its share of the objects in memory. An instance serving every query
+    /// labels nothing and watches every object.
+    pub fn object_label(&self) -> Option<String> {
+        (self.shard.is_some() || self.query_selector().is_some())
+            .then(|| shard_label_key(self.shard_name()))
+    }
+
     /// The label selector of the queries this instance serves, if any.
     pub fn query_selector(&self) -> Option<&str> {
         self.watch_label_selector
@@ -450,7 +460,7 @@ pub async fn run_with(
         query_selector: args.query_selector().map(str::to_string),
         shard: args.shard_name().into(),
         manager: manager.clone(),
-        object_label: args.shard.as_deref().map(shard_label_key),
+        object_label: args.object_label(),
         writer: {
             let writer = Writer::new(client.clone())
                 .with_field_manager(&manager)
@@ -524,7 +534,7 @@ impl Shared {
                 .with_listener(recent.clone());
             // Small pages: a page of full objects (managed fields and all) is decoded at once
             // before it is reduced, so the page size bounds that transient memory.
-            // A shard watches only the objects it labelled; the main instance watches all.
+            // An instance serving a part of the queries watches only the objects it labelled.
             let pipelines_wc = match &self.object_label {
                 Some(key) => wc.clone().labels(key),
                 None => wc.clone(),
@@ -613,6 +623,7 @@ impl Shared {
             memory: Mutex::new(HashMap::new()),
             observer: self.observer.clone(),
             shard: self.shard.clone(),
+            object_label: self.object_label.clone(),
         });
         let _let_go = AbortOnDrop(tokio::spawn(let_go_of_moved_queries(
             ctx.clone(),

@@ -12,7 +12,6 @@ use crate::controller::inputs::credentials::{ResolveError, Resolved};
 use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
 use crate::controller::mirror::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
-use crate::controller::mirror::ownership::{MAIN_SHARD, shard_label_key};
 use crate::controller::planning::desired::{OwnerInfo, Owners};
 use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, WriteAction, let_go, plan};
 use crate::controller::report::status::Outcome;
@@ -54,12 +53,6 @@ pub fn served_in(ctx: &Context, namespace: &str) -> Owners {
         .collect()
 }
 
-/// The label this instance puts on the objects it mirrors: a shard's own, none for the main
-/// instance (which watches every ImagePipeline).
-fn instance_label(ctx: &Context) -> Option<String> {
-    (&*ctx.shard != MAIN_SHARD).then(|| shard_label_key(&ctx.shard))
-}
-
 /// Lets go of the queries that moved to another shard: on every object where another instance
 /// has adopted a query this one no longer serves, this instance's reference (and the labels
 /// from that query's template) goes; see [`let_go`]. Returns how many objects it released.
@@ -69,12 +62,11 @@ pub async fn let_go_of_moved(ctx: &Context) -> Result<usize, ControllerError> {
     for (namespace, objects) in candidates {
         let lock = ctx.locks.of(&namespace);
         let _guard = lock.lock().await;
-        let label = instance_label(ctx);
         let plan = let_go(
             &namespace,
             &objects,
             &served_in(ctx, &namespace),
-            label.as_deref(),
+            ctx.object_label.as_deref(),
         );
         if plan.is_empty() {
             continue;
@@ -175,7 +167,7 @@ pub fn plan_for<'a, L: ListingView>(
         claims: &claims,
         awaiting_listings,
         now,
-        instance_label: instance_label(ctx).as_deref(),
+        instance_label: ctx.object_label.as_deref(),
     });
     Ok(if listing.skipped_items() > 0 {
         plan.without_removals()

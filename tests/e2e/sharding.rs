@@ -153,10 +153,10 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
     wait_for("the shared object to carry both owners", || {
         (owner_names(&env, "ip-hz002") == ["qa", "qb"]).then_some(())
     });
-    // Each shard labels what it mirrors (its watch selects only that); the main instance does
-    // not label.
-    assert_eq!(shard_labels(&env, "ip-hz001"), Vec::<String>::new());
-    assert_eq!(shard_labels(&env, "ip-hz002"), ["shard1"]);
+    // Each instance (the main one too, as it serves a part of the queries) labels what it
+    // mirrors, and its watch selects only that.
+    assert_eq!(shard_labels(&env, "ip-hz001"), ["main"]);
+    assert_eq!(shard_labels(&env, "ip-hz002"), ["main", "shard1"]);
     assert_eq!(shard_labels(&env, "ip-hz004"), ["shard2"]);
     for (lease, shard) in [
         ("imagepipeline-operator-leader", "main"),

@@ -104,6 +104,7 @@ pub fn context_with_window(
         memory: Mutex::new(HashMap::new()),
         observer,
         shard: "main".into(),
+        object_label: None,
     })
 }
 
