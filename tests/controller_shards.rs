@@ -356,3 +356,18 @@ fn a_shard_labels_what_it_mirrors_and_takes_its_label_off_what_it_lets_go() {
     assert_eq!(p.writes[0].kind, WriteKind::Release);
     assert!(!p.writes[0].template.labels.contains_key(&key));
 }
+
+#[test]
+fn an_object_only_one_instance_writes_keeps_no_record_of_other_instances() {
+    let a = query("a", &[]);
+    let obj = stored(&item("ip-1"), &[apply(&main_manager(), &[&a])]);
+    assert!(Mirrored::of_as(&obj, &main_manager()).others.is_none());
+    let b = query("b", &[]);
+    let shared = stored(
+        &item("ip-1"),
+        &[apply(&main_manager(), &[&a]), apply(&shard1(), &[&b])],
+    );
+    let record = Mirrored::of_as(&shared, &main_manager());
+    assert_eq!(record.other_owners().len(), 1);
+    assert_eq!(record.claimed_labels(), [shard_label_key("shard1")]);
+}

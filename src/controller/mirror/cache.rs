@@ -83,7 +83,7 @@ fn owner_refs(
     // Other shards' references too: one may name a query that moved here.
     m.owners
         .iter()
-        .chain(m.other_owners.iter())
+        .chain(m.other_owners().iter())
         .map(move |r| ObjectRef::new(&r.name).within(&namespace))
         .collect::<Vec<_>>()
         .into_iter()

@@ -39,19 +39,11 @@ pub struct Mirrored {
     /// queries that only someone else added are left out: they are not the operator's, and are
     /// removed.
     pub owners: Arc<[OwnerReference]>,
-    /// The query owner references only other operator instances (other shards) set: theirs to
-    /// keep or remove, unless they name a query this instance serves.
-    pub other_owners: Arc<[OwnerReference]>,
-    /// UIDs of the references in [`Mirrored::owners`] that another operator instance set too
-    /// (a query that moved between shards, adopted by its new shard).
-    pub co_owned: Box<[String]>,
+    /// What other operator instances (other shards) set on the object; `None`, and no memory
+    /// spent, in the usual case of an object only this instance writes.
+    pub others: Option<Box<OtherInstances>>,
     /// Whether the object has query owner references that only someone else added.
     pub foreign_owners: bool,
-    /// Label keys other operator instances set and this one does not (the first writer keeps
-    /// them).
-    pub claimed_labels: Box<[String]>,
-    /// Annotation keys other operator instances set and this one does not.
-    pub claimed_annotations: Box<[String]>,
     /// Spec fields someone else set that the operator's apply does not own.
     pub foreign_spec: FieldSet,
     /// The labels the operator's field manager owns, with their values.
@@ -64,6 +56,30 @@ pub struct Mirrored {
     pub last_sync_time: Option<String>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub terminating: bool,
+}
+
+/// What other operator instances set on a mirrored object, as one instance sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OtherInstances {
+    /// The query owner references only other instances set: theirs to keep or remove, unless
+    /// they name a query this instance serves.
+    pub owners: Arc<[OwnerReference]>,
+    /// UIDs of the references in [`Mirrored::owners`] that another instance set too (a query
+    /// that moved between shards, adopted by its new shard).
+    pub co_owned: Box<[String]>,
+    /// Label keys other instances set and this one does not (the first writer keeps them).
+    pub claimed_labels: Box<[String]>,
+    /// Annotation keys other instances set and this one does not.
+    pub claimed_annotations: Box<[String]>,
+}
+
+impl OtherInstances {
+    fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+            && self.co_owned.is_empty()
+            && self.claimed_labels.is_empty()
+            && self.claimed_annotations.is_empty()
+    }
 }
 
 fn managed(
@@ -104,17 +120,20 @@ impl Mirrored {
                 .filter(|r| !ownership.is_sibling_owner(&r.uid))
                 .cloned()
                 .collect(),
-            other_owners: query_refs()
-                .filter(|r| ownership.is_sibling_owner(&r.uid))
-                .cloned()
-                .collect(),
-            co_owned: query_refs()
-                .filter(|r| ownership.is_co_owned(&r.uid))
-                .map(|r| r.uid.clone())
-                .collect(),
+            others: Some(Box::new(OtherInstances {
+                owners: query_refs()
+                    .filter(|r| ownership.is_sibling_owner(&r.uid))
+                    .cloned()
+                    .collect(),
+                co_owned: query_refs()
+                    .filter(|r| ownership.is_co_owned(&r.uid))
+                    .map(|r| r.uid.clone())
+                    .collect(),
+                claimed_labels: claimed_labels.into_iter().collect(),
+                claimed_annotations: claimed_annotations.into_iter().collect(),
+            }))
+            .filter(|o| !o.is_empty()),
             foreign_owners: query_refs().any(|r| ownership.is_foreign_owner(&r.uid)),
-            claimed_labels: claimed_labels.into_iter().collect(),
-            claimed_annotations: claimed_annotations.into_iter().collect(),
             foreign_spec: ownership.foreign_spec(),
             labels: managed(obj.metadata.labels.as_ref(), ownership.ours.labels),
             annotations: managed(
@@ -132,8 +151,30 @@ impl Mirrored {
     pub fn interned(obj: &ImagePipeline, manager: &str, sets: &mut OwnerSets) -> Self {
         let mut record = Self::of_as(obj, manager);
         record.owners = sets.intern(record.owners);
-        record.other_owners = sets.intern(record.other_owners);
+        if let Some(others) = record.others.as_mut() {
+            others.owners = sets.intern(others.owners.clone());
+        }
         record
+    }
+
+    /// The query owner references only other operator instances set.
+    pub fn other_owners(&self) -> &[OwnerReference] {
+        self.others.as_ref().map_or(&[], |o| &o.owners)
+    }
+
+    /// UIDs of this instance's references that another instance set too.
+    pub fn co_owned(&self) -> &[String] {
+        self.others.as_ref().map_or(&[], |o| &o.co_owned)
+    }
+
+    /// Label keys other operator instances set and this one does not.
+    pub fn claimed_labels(&self) -> &[String] {
+        self.others.as_ref().map_or(&[], |o| &o.claimed_labels)
+    }
+
+    /// Annotation keys other operator instances set and this one does not.
+    pub fn claimed_annotations(&self) -> &[String] {
+        self.others.as_ref().map_or(&[], |o| &o.claimed_annotations)
     }
 
     /// Whether the query with `uid` owns the object (by this instance's reference, or by
@@ -141,7 +182,7 @@ impl Mirrored {
     pub fn is_owned_by(&self, uid: &str) -> bool {
         self.owners
             .iter()
-            .chain(self.other_owners.iter())
+            .chain(self.other_owners().iter())
             .any(|r| r.uid == uid)
     }
 }

@@ -277,10 +277,12 @@ impl Plan<'_> {
 /// different values for one key never take it from each other in turn.
 fn unclaimed(mut template: TemplateMetadata, existing: Option<&Mirrored>) -> TemplateMetadata {
     if let Some(e) = existing {
-        template.labels.retain(|k, _| !e.claimed_labels.contains(k));
+        template
+            .labels
+            .retain(|k, _| !e.claimed_labels().contains(k));
         template
             .annotations
-            .retain(|k, _| !e.claimed_annotations.contains(k));
+            .retain(|k, _| !e.claimed_annotations().contains(k));
     }
     template
 }
@@ -297,7 +299,7 @@ fn with_instance_label(mut template: TemplateMetadata, label: Option<&str>) -> T
 
 /// UIDs of the query references other operator instances set on `obj`, but `except`.
 fn other_uids(obj: &Mirrored, except: Option<&str>) -> Vec<String> {
-    obj.other_owners
+    obj.other_owners()
         .iter()
         .filter(|r| Some(r.uid.as_str()) != except)
         .map(|r| r.uid.clone())
@@ -318,7 +320,7 @@ pub fn let_go<'a>(
     let mut out = Plan::default();
     let namespace: Arc<str> = namespace.into();
     let moved = |obj: &Mirrored, uid: &str| {
-        obj.co_owned.iter().any(|u| u == uid) && !served.contains_key(uid)
+        obj.co_owned().iter().any(|u| u == uid) && !served.contains_key(uid)
     };
     for obj in objects.iter().filter(|o| !o.terminating) {
         if !obj.owners.iter().any(|r| moved(obj, &r.uid)) {
@@ -391,7 +393,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         let kept = existing
             .map(|e| {
                 e.owners.iter().chain(
-                    e.other_owners
+                    e.other_owners()
                         .iter()
                         .filter(|r| input.owners.contains_key(&r.uid)),
                 )
@@ -453,7 +455,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         let others: Vec<&OwnerReference> =
             all.iter().filter(|r| r.uid != input.query_uid).collect();
         // Queries another shard serves that own the object: never pruned from here.
-        let other_shards_own = obj.other_owners.iter().any(|r| r.uid != input.query_uid);
+        let other_shards_own = obj.other_owners().iter().any(|r| r.uid != input.query_uid);
         let pruning_owner = others
             .iter()
             .any(|r| input.owners.get(&r.uid).is_some_and(|o| o.prune));
@@ -496,8 +498,8 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         }
         // Another shard's reference to this query (set before the query moved here) goes too:
         // this instance's apply cannot remove what another manager set.
-        let claimed_elsewhere = obj.other_owners.iter().any(|r| r.uid == input.query_uid)
-            || obj.co_owned.iter().any(|uid| uid == input.query_uid);
+        let claimed_elsewhere = obj.other_owners().iter().any(|r| r.uid == input.query_uid)
+            || obj.co_owned().iter().any(|uid| uid == input.query_uid);
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
