@@ -1966,8 +1966,28 @@ fn bad_shard_names_are_refused() {
         ("sharding.shards={Shard_1}", "is not a shard name"),
         ("sharding.shards={main}", "names the main instance"),
         ("sharding.shards={a,a}", "may appear once"),
+        (
+            "sharding.shards={a-shard-name-long-enough-to-overflow-the-service-name}",
+            "longer than 63 characters",
+        ),
     ] {
         let err = render_error(&helm, &[sets]);
         assert!(err.contains(wanted), "{sets}: {err}");
     }
+}
+
+#[test]
+fn a_numeric_shard_name_is_a_string_label_value() {
+    let Some(helm) = helm_or_skip("a_numeric_shard_name_is_a_string_label_value") else {
+        return;
+    };
+    let docs = render(&helm, &["sharding.shards={1}"]);
+    // Typed parsing fails on a label value YAML reads as a number.
+    check_every_document_is_typed(&docs);
+    let deployments: Vec<Deployment> = all_of(&docs, "Deployment").into_iter().map(typed).collect();
+    assert!(
+        deployments
+            .iter()
+            .any(|d| label(&d.metadata, "ecs.mirror.io/shard").as_deref() == Some("1"))
+    );
 }

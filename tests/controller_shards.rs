@@ -203,6 +203,10 @@ fn a_query_that_stops_matching_releases_the_object_another_shard_still_owns() {
     let w = &p.writes[0];
     assert_eq!(w.kind, WriteKind::Release);
     assert!(uids(w).is_empty(), "only this instance's reference goes");
+    assert!(
+        w.relinquish,
+        "nothing of this instance's stays on the object"
+    );
     assert_eq!(w.other_instances_owners, ["uid-b"]);
     // The object as it stands after that release: the other shard still sees its own
     // reference and has nothing to write.
@@ -248,6 +252,10 @@ fn a_moved_query_is_adopted_by_its_new_shard_without_re_creating_objects() {
     assert_eq!(release.writes.len(), 1);
     assert_eq!(release.writes[0].kind, WriteKind::Release);
     assert!(uids(&release.writes[0]).is_empty());
+    assert!(
+        release.writes[0].relinquish,
+        "the old instance gives the object up entirely"
+    );
     assert!(release.deletions.is_empty());
 
     // The new shard keeps its claim; the old one, not yet adopted elsewhere, keeps its own.
@@ -370,4 +378,27 @@ fn an_object_only_one_instance_writes_keeps_no_record_of_other_instances() {
     let record = Mirrored::of_as(&shared, &main_manager());
     assert_eq!(record.other_owners().len(), 1);
     assert_eq!(record.claimed_labels(), [shard_label_key("shard1")]);
+}
+
+#[test]
+fn a_shard_whose_query_was_deleted_gives_up_what_it_set_on_an_object_another_shard_keeps() {
+    let (a, b) = (query("a", &[]), query("b", &[("team", "red")]));
+    // b (shard1) was deleted; the garbage collector removed its reference, but shard1's label
+    // and b's template label are still shard1's.
+    let mut leftover = apply(&shard1(), &[]);
+    leftover.labels = vec![
+        (shard_label_key("shard1"), "true".into()),
+        ("team".into(), "red".into()),
+    ];
+    let obj = stored(&item("ip-1"), &[apply(&main_manager(), &[&a]), leftover]);
+    let label = instance_label(&shard1());
+    let record = Arc::new(Mirrored::of_as(&obj, &shard1()));
+    let p = let_go("ns", &[record], &Owners::new(), label.as_deref());
+    assert_eq!(p.writes.len(), 1);
+    assert!(p.writes[0].relinquish);
+    assert!(p.deletions.is_empty());
+    // The main instance (no label of its own) has nothing to give up there.
+    let main_view = Arc::new(Mirrored::of_as(&obj, &main_manager()));
+    assert!(let_go("ns", &[main_view], &served(&[&a]), None).is_empty());
+    let _ = b;
 }

@@ -57,7 +57,9 @@ pub fn served_in(ctx: &Context, namespace: &str) -> Owners {
 /// has adopted a query this one no longer serves, this instance's reference (and the labels
 /// from that query's template) goes; see [`let_go`]. Returns how many objects it released.
 pub async fn let_go_of_moved(ctx: &Context) -> Result<usize, ControllerError> {
-    let candidates = ctx.pipelines.matching(|m| !m.co_owned().is_empty());
+    let candidates = ctx.pipelines.matching(|m| {
+        !m.co_owned().is_empty() || (m.owners.is_empty() && !m.other_owners().is_empty())
+    });
     let mut released = 0;
     for (namespace, objects) in candidates {
         let lock = ctx.locks.of(&namespace);

@@ -61,7 +61,7 @@ selector does not match them) and the shard label.
 {{- if .shard }}
 app.kubernetes.io/name: {{ printf "%s-shard" (include "ipo.name" .root) | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
-ecs.mirror.io/shard: {{ .shard }}
+ecs.mirror.io/shard: {{ .shard | quote }}
 {{- else }}
 {{- include "ipo.selectorLabels" .root }}
 {{- end }}
@@ -113,6 +113,9 @@ Deployment so that `helm install` fails early with a clear message.
 {{- range $shards }}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .)) }}
 {{- fail (printf "sharding.shards: %q is not a shard name (1-63 lowercase letters, digits and '-', starting and ending with a letter or digit)" (toString .)) }}
+{{- end }}
+{{- if gt (len (printf "%s-%s-metrics" (include "ipo.fullname" $) (toString .))) 63 }}
+{{- fail (printf "sharding.shards: %q makes the name %s-%s-metrics longer than 63 characters; use a shorter shard name or fullnameOverride" (toString .) (include "ipo.fullname" $) (toString .)) }}
 {{- end }}
 {{- if eq (toString .) "main" }}
 {{- fail "sharding.shards: \"main\" names the main instance; choose another name" }}

@@ -145,6 +145,10 @@ pub struct Write<'a> {
     /// UIDs of the query owner references other operator instances (other shards) set, which
     /// that removal keeps.
     pub other_instances_owners: Vec<String>,
+    /// Whether this instance keeps no claim on the object, which stays for other instances:
+    /// the apply names nothing, so this instance's field manager gives up every field it set
+    /// (content, labels, references) and what the others set is all that is left.
+    pub relinquish: bool,
 }
 
 impl Write<'_> {
@@ -306,11 +310,16 @@ fn other_uids(obj: &Mirrored, except: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// The releases with which this instance lets go of queries another shard now serves: on each
-/// of `objects` (records of `namespace`), the references this instance set to queries it no
-/// longer serves (not in `served`) that the new shard has already set too (so the object is
-/// never left without them). Only this instance's claim goes: the content, the other
-/// references and the object itself stay.
+/// The releases with which this instance lets go of what other instances now serve, on
+/// `objects` (records of `namespace`):
+/// - the references this instance set to queries it no longer serves (not in `served`) that
+///   the new shard has already set too (a moved query; the object is never left without them);
+/// - for an instance that labels its objects (`instance_label`), an object that carries its
+///   label but none of its references any more while other instances' references remain (its
+///   query was deleted and the garbage collector removed the reference).
+///
+/// Only this instance's claim goes: the object and what others set stay. When no reference of
+/// its own is left, the write relinquishes the object ([`Write::relinquish`]).
 pub fn let_go<'a>(
     namespace: &str,
     objects: &[Arc<Mirrored>],
@@ -322,18 +331,28 @@ pub fn let_go<'a>(
     let moved = |obj: &Mirrored, uid: &str| {
         obj.co_owned().iter().any(|u| u == uid) && !served.contains_key(uid)
     };
+    let labelled_without_claim = |obj: &Mirrored| {
+        obj.owners.is_empty()
+            && !obj.other_owners().is_empty()
+            && instance_label.is_some_and(|key| obj.labels.iter().any(|(k, _)| k == key))
+    };
     for obj in objects.iter().filter(|o| !o.terminating) {
-        if !obj.owners.iter().any(|r| moved(obj, &r.uid)) {
+        let has_moved = obj.owners.iter().any(|r| moved(obj, &r.uid));
+        if !has_moved && !labelled_without_claim(obj) {
             continue;
         }
         let remaining = owner_references(obj.owners.iter().filter(|r| !moved(obj, &r.uid)), served);
-        let mut template = unclaimed(
-            merged_template(remaining.iter().map(|r| r.uid.as_str()), served),
-            Some(obj),
-        );
-        if !remaining.is_empty() {
-            template = with_instance_label(template, instance_label);
-        }
+        let template = if remaining.is_empty() {
+            TemplateMetadata::default()
+        } else {
+            with_instance_label(
+                unclaimed(
+                    merged_template(remaining.iter().map(|r| r.uid.as_str()), served),
+                    Some(obj),
+                ),
+                instance_label,
+            )
+        };
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
@@ -342,6 +361,7 @@ pub fn let_go<'a>(
             region_id: "".into(),
             item: None,
             last_sync_time: obj.last_sync_time.clone(),
+            relinquish: remaining.is_empty(),
             owners: remaining,
             template,
             resource_version: obj.resource_version.clone(),
@@ -444,6 +464,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             clear: existing.map(|e| e.foreign_spec).unwrap_or_default(),
             strip_foreign_owners: existing.is_some_and(|e| e.foreign_owners),
             other_instances_owners: existing.map(|e| other_uids(e, None)).unwrap_or_default(),
+            relinquish: false,
         });
     }
     out.matched = matched.len() as u32;
@@ -500,6 +521,12 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         // this instance's apply cannot remove what another manager set.
         let claimed_elsewhere = obj.other_owners().iter().any(|r| r.uid == input.query_uid)
             || obj.co_owned().iter().any(|uid| uid == input.query_uid);
+        // Kept for other instances' queries with none of this instance's left: it gives the
+        // object up entirely (content, labels), so nothing it set lingers.
+        let relinquish = remaining.is_empty() && other_shards_own;
+        if relinquish {
+            template = TemplateMetadata::default();
+        }
         out.counts.released += 1;
         out.writes.push(Write {
             kind: WriteKind::Release,
@@ -514,6 +541,7 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             clear: FieldSet::default(),
             strip_foreign_owners: obj.foreign_owners || claimed_elsewhere,
             other_instances_owners: other_uids(obj, Some(input.query_uid)),
+            relinquish,
         });
     }
     out.writes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -108,17 +108,30 @@ impl Writer {
             name: write.name().to_string(),
             source,
         };
-        let object = match write.object() {
-            Some(object) => object,
-            None => {
-                let current = api.get(write.name()).await.map_err(failed)?;
-                write.object_with(current.spec)
-            }
+        let body = if write.relinquish {
+            // Naming nothing gives up every field this manager owns; the resourceVersion still
+            // guards against a change since the plan.
+            json!({
+                "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+                "kind": "ImagePipeline",
+                "metadata": {
+                    "name": write.name(),
+                    "namespace": namespace,
+                    "resourceVersion": write.resource_version,
+                },
+            })
+        } else {
+            let object = match write.object() {
+                Some(object) => object,
+                None => {
+                    let current = api.get(write.name()).await.map_err(failed)?;
+                    write.object_with(current.spec)
+                }
+            };
+            write
+                .apply_body(&object)
+                .map_err(|e| failed(kube::Error::SerdeError(e)))?
         };
-        let body = write
-            .apply_body(&object)
-            .map_err(|e| failed(kube::Error::SerdeError(e)))?;
-        drop(object);
         let params = PatchParams::apply(&self.manager).force();
         let after = api
             .patch(write.name(), &params, &Patch::Apply(&body))
@@ -274,7 +287,7 @@ impl Writer {
         Ok(failures)
     }
 
-    /// Applies `status` to the query's status subresource under its field manager.
+    /// Applies `status` to the query's status subresource under [`FIELD_MANAGER`].
     pub async fn patch_status(
         &self,
         query: &ImagePipelineQuery,
@@ -291,7 +304,10 @@ impl Writer {
             "kind": "ImagePipelineQuery",
             "status": status,
         });
-        let params = PatchParams::apply(&self.manager).force();
+        // Every instance writes status under the one operator manager: only the instance
+        // serving a query writes its status, and a query moved between shards must not keep
+        // fields its old shard set.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch_status(&name, &params, &Patch::Apply(&body))
             .await
             .map(|_| ())
