@@ -210,6 +210,15 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
         .then_some(())
     });
 
+    // shard1 has no reference left on the shared object: it gives it up (its label goes), and
+    // the object stays qa's.
+    wait_for_within(
+        "shard1 to give up the shared object",
+        Duration::from_secs(60),
+        || (shard_labels(&env, "ip-hz002") == ["main"]).then_some(()),
+    );
+    assert_eq!(uids(&env).get("ip-hz002"), uids_before.get("ip-hz002"));
+
     // Move qc from shard2 to shard1: same objects (uids), shard1 adopts, shard2 lets go.
     let qc_uid = env.query("qc")["metadata"]["uid"]
         .as_str()
