@@ -263,6 +263,20 @@ impl Drop for DefaultRelease {
     }
 }
 
+/// A test namespace (the CRDs applied first, with kubectl, as the README's first install step
+/// does) and a simulator serving `items` where the Pods reach it.
+fn pod_env(test: &str, setup: &PodSetup, items: &[Value]) -> Option<Env> {
+    let mut env = Env::without_operator(test, items, &[])?;
+    env.sim.stop();
+    env.sim = Sim::start(
+        &format!("{}-pod", env.ns),
+        &format!("{}:0", setup.sim_host),
+        &[],
+    );
+    env.set_items(items);
+    Some(env)
+}
+
 /// Ready, every container ready and started, none restarted.
 fn pod_ready(pod: &Value) -> bool {
     let ready = pod["status"]["conditions"]
@@ -381,18 +395,9 @@ fn the_charts_default_install_runs_on_a_real_node_mirrors_hands_over_and_upgrade
         return;
     };
     let mut items = data_set();
-    // The CRDs are applied first, with kubectl, as the README's first install step does.
-    let Some(mut env) = Env::without_operator("pods", &items, &[]) else {
+    let Some(env) = pod_env("pods", &setup, &items) else {
         return;
     };
-    // A simulator the Pods reach.
-    env.sim.stop();
-    env.sim = Sim::start(
-        &format!("{}-pod", env.ns),
-        &format!("{}:0", setup.sim_host),
-        &[],
-    );
-    env.set_items(&items);
     let system = format!("{}-system", env.ns);
     let release = DefaultRelease::install(&env.kubeconfig, &system, &setup, &env.sim.url);
 
@@ -633,36 +638,15 @@ fn shard_labelled(mut query: Value, shard: &str) -> Value {
     query
 }
 
-fn object_uids(env: &Env) -> BTreeMap<String, String> {
-    env.get_json(&["imagepipelines"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| {
-            Some((
-                o["metadata"]["name"].as_str()?.to_string(),
-                o["metadata"]["uid"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
 #[test]
 fn the_chart_with_two_shards_runs_each_instance_in_its_own_pods_and_survives_a_shard_leader_loss() {
     let Some(setup) = pod_setup("the_chart_with_two_shards") else {
         return;
     };
     let items = data_set();
-    let Some(mut env) = Env::without_operator("pod-shards", &items, &[]) else {
+    let Some(mut env) = pod_env("pod-shards", &setup, &items) else {
         return;
     };
-    env.sim.stop();
-    env.sim = Sim::start(
-        &format!("{}-pod", env.ns),
-        &format!("{}:0", setup.sim_host),
-        &[],
-    );
-    env.set_items(&items);
     env.secret();
     let system = format!("{}-system", env.ns);
     let release = DefaultRelease::install_with(
@@ -734,7 +718,7 @@ fn the_chart_with_two_shards_runs_each_instance_in_its_own_pods_and_survives_a_s
     assert_eq!(resource_versions(&env), before, "0 writes at steady state");
 
     // A query moved from shard2 to shard1 keeps its objects.
-    let uids = object_uids(&env);
+    let uids = env.object_uids();
     env.kubectl_ok(&[
         "label",
         "--overwrite",
@@ -747,7 +731,7 @@ fn the_chart_with_two_shards_runs_each_instance_in_its_own_pods_and_survives_a_s
         (q["status"]["shard"] == "shard1" && ready_reason(&q).as_deref() == Some("Synced"))
             .then_some(())
     });
-    assert_eq!(object_uids(&env), uids, "no object re-created by the move");
+    assert_eq!(env.object_uids(), uids, "no object re-created by the move");
 
     // shard1's leader Pod deleted: its standby takes over; the main instance and shard2 keep
     // their leaders and Pods.
@@ -783,7 +767,7 @@ fn the_chart_with_two_shards_runs_each_instance_in_its_own_pods_and_survives_a_s
     // The new shard1 leader serves its queries.
     let q = env.refresh("qb");
     assert_eq!(ready_reason(&q).as_deref(), Some("Synced"));
-    assert_eq!(object_uids(&env), uids);
+    assert_eq!(env.object_uids(), uids);
     env.sim.stop();
     drop(release);
 }

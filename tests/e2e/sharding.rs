@@ -2,7 +2,6 @@
 //! manager and Lease) serving the queries their label selectors select, objects shared by
 //! queries of different shards, a query moved between shards, and a shard's leader lost.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -44,27 +43,6 @@ fn labelled(mut query: Value, shard: Option<&str>) -> Value {
         query["metadata"]["labels"] = json!({ KEY: s });
     }
     query
-}
-
-/// name → uid of every mirrored object.
-fn uids(env: &Env) -> BTreeMap<String, String> {
-    env.get_json(&["imagepipelines"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|o| {
-            (
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                o["metadata"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
 }
 
 fn owner_names(env: &Env, name: &str) -> Vec<String> {
@@ -200,10 +178,10 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
     );
 
     // Deleting qb keeps the shared object for qa (same object), and removes qb's own one.
-    let uids_before = uids(&env);
+    let uids_before = env.object_uids();
     env.kubectl_ok(&["delete", "imagepipelinequery", "qb", "--wait=true"]);
     wait_for("qb's own object to go and the shared one to stay", || {
-        let now = uids(&env);
+        let now = env.object_uids();
         (!now.contains_key("ip-hz003")
             && now.get("ip-hz002") == uids_before.get("ip-hz002")
             && owner_names(&env, "ip-hz002") == ["qa"])
@@ -217,7 +195,10 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
         Duration::from_secs(60),
         || (shard_labels(&env, "ip-hz002") == ["main"]).then_some(()),
     );
-    assert_eq!(uids(&env).get("ip-hz002"), uids_before.get("ip-hz002"));
+    assert_eq!(
+        env.object_uids().get("ip-hz002"),
+        uids_before.get("ip-hz002")
+    );
 
     // Move qc from shard2 to shard1: same objects (uids), shard1 adopts, shard2 lets go.
     let qc_uid = env.query("qc")["metadata"]["uid"]
@@ -244,7 +225,7 @@ fn shards_serve_their_queries_share_objects_quietly_and_adopt_a_moved_query_in_p
                 .then_some(())
         },
     );
-    let after_move = uids(&env);
+    let after_move = env.object_uids();
     for name in ["ip-hz004", "ip-hz005", "ip-hz001", "ip-hz002"] {
         assert_eq!(
             after_move.get(name),

@@ -270,6 +270,21 @@ impl Env {
             .collect()
     }
 
+    /// The mirrored objects: name → uid.
+    pub fn object_uids(&self) -> BTreeMap<String, String> {
+        self.get_json(&["imagepipelines"])["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| {
+                Some((
+                    o["metadata"]["name"].as_str()?.to_string(),
+                    o["metadata"]["uid"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.pipelines().into_keys().collect()
     }
