@@ -291,6 +291,32 @@ fn unclaimed(mut template: TemplateMetadata, existing: Option<&Mirrored>) -> Tem
     template
 }
 
+/// A release of `obj`: it keeps the content it has on the server and gets `owners` and
+/// `template`; nothing else is removed or given up.
+fn release<'a>(
+    obj: &Mirrored,
+    namespace: &Arc<str>,
+    region_id: &Arc<str>,
+    owners: Vec<OwnerReference>,
+    template: TemplateMetadata,
+) -> Write<'a> {
+    Write {
+        kind: WriteKind::Release,
+        name: obj.name.clone(),
+        namespace: namespace.clone(),
+        region_id: region_id.clone(),
+        item: None,
+        last_sync_time: obj.last_sync_time.clone(),
+        owners,
+        template,
+        resource_version: obj.resource_version.clone(),
+        clear: FieldSet::default(),
+        strip_foreign_owners: false,
+        other_instances_owners: Vec::new(),
+        relinquish: false,
+    }
+}
+
 /// The template with the shard's own label, when this instance is a shard.
 fn with_instance_label(mut template: TemplateMetadata, label: Option<&str>) -> TemplateMetadata {
     if let Some(key) = label {
@@ -354,20 +380,10 @@ pub fn let_go<'a>(
             )
         };
         out.counts.released += 1;
+        let relinquish = remaining.is_empty();
         out.writes.push(Write {
-            kind: WriteKind::Release,
-            name: obj.name.clone(),
-            namespace: namespace.clone(),
-            region_id: "".into(),
-            item: None,
-            last_sync_time: obj.last_sync_time.clone(),
-            relinquish: remaining.is_empty(),
-            owners: remaining,
-            template,
-            resource_version: obj.resource_version.clone(),
-            clear: FieldSet::default(),
-            strip_foreign_owners: false,
-            other_instances_owners: Vec::new(),
+            relinquish,
+            ..release(obj, &namespace, &Arc::from(""), remaining, template)
         });
     }
     out.writes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -529,19 +545,10 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         }
         out.counts.released += 1;
         out.writes.push(Write {
-            kind: WriteKind::Release,
-            name: name.clone(),
-            namespace: namespace.clone(),
-            region_id: region_id.clone(),
-            item: None,
-            last_sync_time: obj.last_sync_time.clone(),
-            owners: remaining,
-            template,
-            resource_version: obj.resource_version.clone(),
-            clear: FieldSet::default(),
             strip_foreign_owners: obj.foreign_owners || claimed_elsewhere,
             other_instances_owners: other_uids(obj, Some(input.query_uid)),
             relinquish,
+            ..release(obj, &namespace, &region_id, remaining, template)
         });
     }
     out.writes.sort_by(|a, b| a.name.cmp(&b.name));
