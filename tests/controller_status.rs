@@ -96,7 +96,9 @@ fn a_failed_listing_reports_code_request_id_and_page_and_keeps_the_last_success(
         ("False", "Throttled")
     );
     assert!(
-        ready.message.contains("nothing was changed"),
+        ready
+            .message
+            .contains("nothing already mirrored was changed"),
         "{}",
         ready.message
     );

@@ -46,6 +46,75 @@ fn ready(status: &ImagePipelineQueryStatus) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
+// ------------------------------------------------------------------ streamed syncs
+
+/// The ImagePipeline requests of `requests` (method and object name), in order.
+fn pipeline_writes(requests: &[Recorded]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .filter(|r| r.is_pipeline_request())
+        .map(|r| {
+            let name = r.uri.rsplit('/').next().unwrap_or_default();
+            let name = name.split('?').next().unwrap_or_default();
+            (r.method.to_string(), name.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn more_stale_objects_than_a_sync_holds_are_updated_by_a_second_listing_after_a_complete_first()
+ {
+    let n = imagepipeline_operator::controller::HELD_UPDATES + 10;
+    let sim = Sim::start(SimConfig {
+        items: pipelines("payments", n),
+        ..SimConfig::default()
+    })
+    .await;
+    let ecs = ecs_client(&sim.handle.url(), 1000, 100, None);
+    let (client, requests) = support::mock_api::client(None);
+    let q = query("q", json!({"pageSize": 100}));
+    // Every object is mirrored with content the listing no longer has, plus one not listed.
+    let mut existing: Vec<ImagePipeline> = (0..n)
+        .map(|i| mirrored(&format!("ip-payments{i:04}"), "an old name"))
+        .collect();
+    existing.push(mirrored("ip-vanished0001", "vanished"));
+    let ctx = context(
+        client,
+        Arc::new(ecs),
+        Arc::new(Metrics::new()),
+        vec![q.clone()],
+        existing,
+    );
+    reconcile(Arc::new(q), ctx).await.expect("reconcile");
+    support::mock_api::settle().await;
+
+    let pages = n.div_ceil(100);
+    assert_eq!(
+        sim.handle.call_count(),
+        2 * pages,
+        "one listing to find the updates, a second to make those it could not hold"
+    );
+    let writes = pipeline_writes(&requests.all());
+    let updated: BTreeSet<&str> = writes
+        .iter()
+        .filter(|(m, _)| m == "PATCH")
+        .map(|(_, name)| name.as_str())
+        .collect();
+    assert_eq!(updated.len(), n, "every stale object updated once");
+    assert!(!updated.contains("ip-vanished0001"));
+    assert_eq!(
+        writes.iter().filter(|(m, _)| m == "PATCH").count(),
+        n,
+        "no object written twice: {} writes",
+        writes.len()
+    );
+    assert_eq!(
+        writes.last().map(|(m, n)| (m.as_str(), n.as_str())),
+        Some(("DELETE", "ip-vanished0001")),
+        "the prune comes last"
+    );
+}
+
 // ------------------------------------------------------------------ a failing page
 
 /// Turns the simulator's failures on after the first successful call: page 1 answers, every
@@ -121,9 +190,22 @@ async fn a_page_that_keeps_failing_changes_nothing_mirrored_and_the_status_names
         .filter(|r| r.is_pipeline_request())
         .map(|r| format!("{} {}", r.method, r.uri))
         .collect();
-    assert!(
-        touched.is_empty(),
-        "no ImagePipeline may be created, changed or deleted: {touched:?}"
+    // The sync streams: page 1's new pipelines are created as it is read, but nothing already
+    // mirrored is changed (the stale name) or removed (the unlisted one) by a failed listing.
+    let names: Vec<&str> = touched
+        .iter()
+        .map(|t| {
+            assert!(
+                t.starts_with("PATCH "),
+                "only creates (applies): {touched:?}"
+            );
+            t.rsplit('/').next().unwrap().split('?').next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["ip-payments0001", "ip-payments0002"],
+        "only the new pipelines of page 1 are created: {touched:?}"
     );
     assert_eq!(
         sim.handle.call_count(),
@@ -155,7 +237,10 @@ async fn a_page_that_keeps_failing_changes_nothing_mirrored_and_the_status_names
         .find(|c| c.type_ == "Ready")
         .unwrap();
     assert!(
-        condition.message.contains("nothing was changed") && condition.message.contains("page 2"),
+        condition
+            .message
+            .contains("nothing already mirrored was changed")
+            && condition.message.contains("page 2"),
         "{}",
         condition.message
     );

@@ -40,7 +40,7 @@ pub mod sync;
 pub mod write;
 
 // The steps' modules by their short names, as the rest of the crate and the tests use them.
-pub use inputs::{credentials, schedule, source, validate};
+pub use inputs::{credentials, feed, schedule, source, validate};
 pub use mirror::{cache, mirrored, ownership, view};
 pub use planning::{desired, plan};
 pub use report::{events, observer, status};
@@ -53,6 +53,7 @@ pub use observer::{NoopObserver, SyncObserver};
 pub use reconcile::{error_policy, reconcile};
 pub use run::{RunArgs, RunHooks, run_with, scopes};
 pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings};
+pub use sync::HELD_UPDATES;
 pub use writer::Writer;
 
 pub use ownership::FIELD_MANAGER;

@@ -144,7 +144,7 @@ pub async fn reconcile(
 
     let created = query.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let not_before = listing_not_before(reason, now, created);
-    let (outcome, _listing) = attempt(
+    let outcome = attempt(
         &ctx,
         &query,
         &valid,

@@ -1,7 +1,12 @@
-//! One sync: list (shared with identical queries), then plan and apply under the namespace's
-//! lock. A listing that failed anywhere writes nothing.
+//! One sync, page by page: each page of the listing (shared with identical queries) is
+//! compared with the mirrored index and its new objects are created at once; updates of objects
+//! already mirrored wait for the complete listing, and removals for the complete listing of
+//! every query of the namespace. A listing that fails anywhere changes nothing already
+//! mirrored. Only what the prune and the status need (the IDs seen, their content hashes) is
+//! kept from page to page, so a sync's memory does not grow with the listing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -11,13 +16,18 @@ use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{ResolveError, Resolved};
 use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
-use crate::controller::mirror::mirrored::{Listed, ListedDigest, ListingView, Mirrored};
+use crate::controller::mirror::mirrored::{
+    DigestEntry, Listed, ListedDigest, ListingView, Mirrored, item_hash,
+};
 use crate::controller::planning::desired::{OwnerInfo, Owners};
-use crate::controller::planning::plan::{Plan, PlanCounts, PlanInput, WriteAction, let_go, plan};
+use crate::controller::planning::plan::{
+    Plan, PlanCounts, PlanInput, WriteAction, WriteKind, let_go, plan, plan_listed, plan_unlisted,
+};
 use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
-use crate::ecs::Listing;
+use crate::crd::pipeline::object_name;
+use crate::ecs::{ImagePipelineItem, PageEvent};
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
 /// taken as given (the cache may not have it yet). A query whose spec is invalid elsewhere
@@ -85,19 +95,19 @@ pub async fn let_go_of_moved(ctx: &Context) -> Result<usize, ControllerError> {
     Ok(released)
 }
 
-/// For each object this query owns but no longer lists, the other queries of the namespace
-/// whose last complete listing (remembered by this process) contains it.
-fn claims_on_released<I: Listed>(
+/// For each object this query owns but no longer lists (`listed` tells which it lists), the
+/// other queries of the namespace whose last complete listing (remembered by this process)
+/// contains it.
+fn claims_on_released(
     ctx: &Context,
     uid: &str,
     owners: &Owners,
     existing: &BTreeMap<String, Arc<Mirrored>>,
-    items: &[I],
+    listed: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, Vec<String>> {
-    let listed: BTreeSet<&str> = items.iter().map(|i| i.id()).collect();
-    let released: BTreeSet<&str> = existing
+    let released: HashSet<&str> = existing
         .iter()
-        .filter(|(name, obj)| !listed.contains(name.as_str()) && obj.is_owned_by(uid))
+        .filter(|(name, obj)| !listed(name) && obj.is_owned_by(uid))
         .map(|(name, _)| name.as_str())
         .collect();
     let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -155,7 +165,8 @@ pub fn plan_for<'a, L: ListingView>(
     let name = query.name_any();
     let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
     let owners = owners_in(ctx, &namespace, query);
-    let claims = claims_on_released(ctx, &uid, &owners, &existing, listing.items());
+    let listed: HashSet<&str> = listing.items().iter().map(|i| i.id()).collect();
+    let claims = claims_on_released(ctx, &uid, &owners, &existing, |name| listed.contains(name));
     let awaiting_listings = awaiting_listings(ctx, &namespace, &uid);
     let plan = plan(&PlanInput {
         query_name: &name,
@@ -178,8 +189,298 @@ pub fn plan_for<'a, L: ListingView>(
     })
 }
 
-/// Lists (with a listing started at or after `not_before`, when given), plans and applies.
-/// Returns the outcome and, after a complete listing, the listing.
+/// How many items of updates a sync holds until its listing is complete; past it, the updates
+/// are made by a second listing once the first is complete (a template change that touches
+/// every object would otherwise hold the whole listing).
+pub const HELD_UPDATES: usize = 1_000;
+
+/// What a sync keeps of its listing as it reads it page by page.
+#[derive(Default)]
+struct Progress {
+    /// Hashes of the IDs seen (each ID is mirrored once, first sight wins).
+    seen: HashSet<u64>,
+    hasher: RandomState,
+    /// ID and content hash of every pipeline seen, in listing order.
+    entries: Vec<DigestEntry>,
+    /// Items without a readable ID.
+    skipped_items: usize,
+    /// Pages read since the listing (re)started.
+    pages: u32,
+    /// IDs that cannot be object names.
+    unmirrorable: Vec<String>,
+    /// Items of objects to update once the listing is complete.
+    held: Vec<ImagePipelineItem>,
+    /// Whether more updates were due than [`HELD_UPDATES`]: a second listing makes them.
+    overflowed: bool,
+    /// What the writes did.
+    counts: PlanCounts,
+    /// Refused writes.
+    failures: Vec<WriteFailure>,
+}
+
+impl Progress {
+    /// Forgets the pages read: the listing restarted from its first page. Writes made stay
+    /// made.
+    fn restart(&mut self) {
+        let counts = self.counts;
+        *self = Self {
+            counts,
+            ..Self::default()
+        };
+    }
+
+    /// Whether `item` is the first with its ID in this listing (recording it if so).
+    fn first_sight(&mut self, item: &ImagePipelineItem, region_id: &str) -> bool {
+        let id = item.image_pipeline_id.as_str();
+        let hash = self.hasher.hash_one(id);
+        // A hash seen before is a duplicate only if the ID itself was (rare either way).
+        if !self.seen.insert(hash) && self.entries.iter().any(|e| &*e.id == id) {
+            tracing::debug!(%id, "duplicate pipeline ID in listing ignored");
+            return false;
+        }
+        self.entries.push(DigestEntry {
+            id: id.into(),
+            hash: item_hash(item, region_id),
+        });
+        true
+    }
+
+    /// The complete listing's digest, sorted by ID.
+    fn into_digest(mut self) -> (ListedDigest, Self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.seen = HashSet::new();
+        let digest = ListedDigest {
+            entries,
+            skipped_items: self.skipped_items,
+        };
+        (digest, self)
+    }
+}
+
+/// Where the page loop is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The first listing: creates at once, updates held until it is complete.
+    First,
+    /// A second listing after a complete first one that had more updates than could be held:
+    /// every write at once.
+    Updates,
+}
+
+/// Everything one sync of one query works with.
+struct SyncOf<'a> {
+    ctx: &'a Context,
+    query: &'a ImagePipelineQuery,
+    valid: &'a ValidSpec,
+    namespace: String,
+    uid: String,
+    name: String,
+    now: &'a str,
+}
+
+impl SyncOf<'_> {
+    /// The plan that makes the objects of `items` mirror them, from the current view of those
+    /// objects (creates and updates only).
+    fn plan_items<'i>(&self, items: &'i [&'i ImagePipelineItem]) -> Plan<'i> {
+        let existing = self.ctx.recent.names_view(
+            &self.ctx.pipelines,
+            &self.namespace,
+            items.iter().map(|i| i.image_pipeline_id.as_str()),
+        );
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
+        let claims = BTreeMap::new();
+        plan_listed(&PlanInput {
+            query_name: &self.name,
+            query_uid: &self.uid,
+            namespace: &self.namespace,
+            region_id: &self.valid.filter.region_id,
+            items,
+            existing: &existing,
+            owners: &owners,
+            prune: self.valid.prune,
+            claims: &claims,
+            awaiting_listings: false,
+            now: self.now,
+            instance_label: self.ctx.object_label.as_deref(),
+        })
+        .0
+    }
+
+    /// The releases and deletions that make the namespace mirror the complete `digest`.
+    fn plan_removals(&self, digest: &ListedDigest) -> Plan<'static> {
+        let existing = self
+            .ctx
+            .recent
+            .namespace_view(&self.ctx.pipelines, &self.namespace);
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
+        let listed = |name: &str| {
+            digest
+                .entries
+                .binary_search_by(|e| (*e.id).cmp(name))
+                .is_ok()
+        };
+        let claims = claims_on_released(self.ctx, &self.uid, &owners, &existing, listed);
+        let input: PlanInput<'_, '_, DigestEntry> = PlanInput {
+            query_name: &self.name,
+            query_uid: &self.uid,
+            namespace: &self.namespace,
+            region_id: &self.valid.filter.region_id,
+            items: &[],
+            existing: &existing,
+            owners: &owners,
+            prune: self.valid.prune,
+            claims: &claims,
+            awaiting_listings: awaiting_listings(self.ctx, &self.namespace, &self.uid),
+            now: self.now,
+            instance_label: self.ctx.object_label.as_deref(),
+        };
+        let mut out = Plan::default();
+        plan_unlisted(&input, listed, &mut out);
+        out.writes.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Plans with `make` and applies, under the namespace's lock; writes refused only for
+    /// conflicts are planned again (`make` is told the round) once the watch has caught up.
+    /// Returns what the writes did and which stayed refused.
+    async fn apply<'i>(
+        &self,
+        mut make: impl FnMut(usize) -> Plan<'i>,
+    ) -> Result<(PlanCounts, Vec<WriteFailure>), ControllerError> {
+        let ctx = self.ctx;
+        let mut counts = PlanCounts::default();
+        let mut round = 0;
+        loop {
+            let lock = ctx.locks.of(&self.namespace);
+            let guard = lock.lock().await;
+            let plan = make(round);
+            let failures = if plan.is_empty() {
+                Vec::new()
+            } else {
+                ctx.writer
+                    .apply_plan(&self.namespace, &plan, &ctx.recent, ctx.observer.as_ref())
+                    .await?
+            };
+            drop(guard);
+            add(&mut counts, succeeded(plan.counts, &failures));
+            // A conflict means someone else wrote the object since it was read (the garbage
+            // collector removing a deleted query's reference, another replica): plan those
+            // objects again from what the watch shows once it has caught up, before calling
+            // anything refused.
+            if failures.is_empty()
+                || round == CONFLICT_ROUNDS
+                || !failures.iter().all(WriteFailure::is_conflict)
+            {
+                return Ok((counts, failures));
+            }
+            round += 1;
+            tokio::time::sleep(CONFLICT_PAUSE).await;
+        }
+    }
+
+    /// One page: its new objects are created; the updates are held (first pass) or made
+    /// (second pass).
+    async fn page(
+        &self,
+        items: &[ImagePipelineItem],
+        pass: Pass,
+        progress: &mut Progress,
+    ) -> Result<(), ControllerError> {
+        let region_id = self.valid.filter.region_id.as_str();
+        let fresh: Vec<&ImagePipelineItem> = items
+            .iter()
+            .filter(|i| progress.first_sight(i, region_id))
+            .collect();
+        let (counts, failures) = self
+            .apply(|round| {
+                let plan = self.plan_items(&fresh);
+                if round == 0 && pass == Pass::First {
+                    progress.counts.unchanged += plan.counts.unchanged;
+                    progress
+                        .unmirrorable
+                        .extend(plan.unmirrorable.iter().cloned());
+                    let updates = plan.writes.iter().filter(|w| w.kind == WriteKind::Update);
+                    for write in updates {
+                        match write.item {
+                            Some(item) if progress.held.len() < HELD_UPDATES => {
+                                progress.held.push(item.clone());
+                            }
+                            _ => progress.overflowed = true,
+                        }
+                    }
+                }
+                match pass {
+                    Pass::First => only(plan, |kind| kind == WriteKind::Create),
+                    Pass::Updates => plan,
+                }
+            })
+            .await?;
+        add(&mut progress.counts, counts);
+        progress.failures.extend(failures);
+        Ok(())
+    }
+
+    /// Reads a listing to its end, page by page. `Ok(Err(..))` when the listing failed.
+    async fn read_listing(
+        &self,
+        credentials: &Resolved,
+        not_before: Option<jiff::Timestamp>,
+        pass: Pass,
+        progress: &mut Progress,
+    ) -> Result<Result<(), crate::ecs::ListingError>, ControllerError> {
+        let key = ListingKey::new(credentials.identity.clone(), &self.valid.filter);
+        let mut feed = self
+            .ctx
+            .listings
+            .list(key, credentials.provider.clone(), not_before);
+        while let Some(item) = feed.next().await {
+            let event = match item {
+                Ok(event) => event,
+                // The client has already scrubbed the credentials from the error's texts.
+                Err(e) => return Ok(Err(e)),
+            };
+            match &*event {
+                PageEvent::Restarted => progress.restart(),
+                PageEvent::Page(page) => {
+                    progress.pages += 1;
+                    progress.skipped_items += page.skipped_items;
+                    self.page(&page.items, pass, progress).await?;
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// `plan` with only the writes of the kinds `keep` accepts, and no deletions.
+fn only<'i>(mut plan: Plan<'i>, keep: impl Fn(WriteKind) -> bool) -> Plan<'i> {
+    plan.writes.retain(|w| keep(w.kind));
+    plan.deletions.clear();
+    plan.counts = PlanCounts {
+        created: count(&plan, WriteKind::Create),
+        updated: count(&plan, WriteKind::Update),
+        released: count(&plan, WriteKind::Release),
+        ..PlanCounts::default()
+    };
+    plan
+}
+
+fn count(plan: &Plan<'_>, kind: WriteKind) -> u32 {
+    let n = plan.writes.iter().filter(|w| w.kind == kind).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn add(total: &mut PlanCounts, more: PlanCounts) {
+    total.created += more.created;
+    total.updated += more.updated;
+    total.released += more.released;
+    total.deleted += more.deleted;
+    total.deferred += more.deferred;
+}
+
+/// Lists (with a listing started at or after `not_before`, when given) and mirrors the
+/// listing page by page; then, once it is complete, makes the held updates and the removals.
 pub async fn attempt(
     ctx: &Context,
     query: &ImagePipelineQuery,
@@ -187,81 +488,113 @@ pub async fn attempt(
     credentials: Result<&Resolved, &ResolveError>,
     not_before: Option<jiff::Timestamp>,
     now: &str,
-) -> Result<(Outcome, Option<Arc<Listing>>), ControllerError> {
+) -> Result<Outcome, ControllerError> {
     let resolved = match credentials {
         Ok(r) => r,
-        Err(e) => return Ok((Outcome::CredentialsError(e.to_string()), None)),
+        Err(e) => return Ok(Outcome::CredentialsError(e.to_string())),
     };
-    let key = ListingKey::new(resolved.identity.clone(), &valid.filter);
-    let listing = match ctx
-        .listings
-        .list(key, resolved.provider.clone(), not_before)
-        .await
+    let sync = SyncOf {
+        ctx,
+        query,
+        valid,
+        namespace: query
+            .namespace()
+            .ok_or(ControllerError::MissingObjectKey("namespace"))?,
+        uid: query
+            .uid()
+            .ok_or(ControllerError::MissingObjectKey("uid"))?,
+        name: query.name_any(),
+        now,
+    };
+    let mut progress = Progress::default();
+    if let Err(e) = sync
+        .read_listing(resolved, not_before, Pass::First, &mut progress)
+        .await?
     {
-        Ok(listing) => listing,
-        // The client has already scrubbed the credentials from the error's texts.
-        Err(e) => return Ok((Outcome::ListingFailed(e), None)),
-    };
-    let namespace = query
-        .namespace()
-        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
-    if let Some(uid) = query.uid() {
-        // Remember the listing before writing, so a partly applied plan shows up as drift.
-        let digest = Arc::new(ListedDigest::of(&listing, &valid.filter.region_id));
-        ctx.remember(&uid, |m| m.listing = Some(digest));
+        if progress.counts.created > 0 {
+            tracing::warn!(
+                created = progress.counts.created,
+                "the listing failed after new objects were created; nothing already mirrored \
+                 was changed"
+            );
+        }
+        return Ok(Outcome::ListingFailed(e));
     }
-    let lock = ctx.locks.of(&namespace);
-    let _guard = lock.lock().await;
-    let plan = plan_for(ctx, query, valid, listing.as_ref(), now)?;
+    let pages = progress.pages;
+    let (digest, mut progress) = progress.into_digest();
+    let digest = Arc::new(digest);
+    // Remember the listing before writing, so a partly applied plan shows up as drift.
+    ctx.remember(&sync.uid, |m| m.listing = Some(digest.clone()));
+
+    let held = std::mem::take(&mut progress.held);
+    let held: Vec<&ImagePipelineItem> = held.iter().collect();
+    let (counts, failures) = sync.apply(|_| sync.plan_items(&held)).await?;
+    add(&mut progress.counts, counts);
+    progress.failures.extend(failures);
+    drop(held);
+
+    if progress.overflowed {
+        let mut second = Progress::default();
+        let started = jiff::Timestamp::now();
+        if let Err(e) = sync
+            .read_listing(resolved, Some(started), Pass::Updates, &mut second)
+            .await?
+        {
+            return Ok(Outcome::ListingFailed(e));
+        }
+        add(&mut progress.counts, second.counts);
+        progress.failures.extend(second.failures);
+    }
+
+    if digest.skipped_items == 0 {
+        // A listing with items it could not read (no ID) removes nothing: one of them may be a
+        // pipeline that is mirrored.
+        let mut kept = 0;
+        let (counts, failures) = sync
+            .apply(|round| {
+                let plan = sync.plan_removals(&digest);
+                if round == 0 {
+                    kept = plan.counts.unchanged;
+                }
+                plan
+            })
+            .await?;
+        progress.counts.unchanged += kept;
+        add(&mut progress.counts, counts);
+        progress.failures.extend(failures);
+    }
+
+    let matched = digest
+        .entries
+        .iter()
+        .filter(|e| object_name(&e.id).is_some())
+        .count();
+    let matched = u32::try_from(matched).unwrap_or(u32::MAX);
     let skipped = Skipped {
-        unreadable: u32::try_from(listing.skipped_items).unwrap_or(u32::MAX),
-        unmirrorable: plan.unmirrorable.clone(),
+        unreadable: u32::try_from(digest.skipped_items).unwrap_or(u32::MAX),
+        unmirrorable: progress.unmirrorable,
     };
     if !skipped.is_empty() {
         tracing::warn!("not mirrored: {}", skipped.describe());
     }
     ctx.observer
-        .items_skipped(&namespace, &query.name_any(), skipped.count());
-    let mut failures = ctx
-        .writer
-        .apply_plan(&namespace, &plan, &ctx.recent, ctx.observer.as_ref())
-        .await?;
-    let mut counts = succeeded(plan.counts, &failures);
-    // A conflict means someone else wrote the object since it was read (the garbage collector
-    // removing a deleted query's reference, another replica): plan those objects again from
-    // what the watch shows once it has caught up, before calling anything refused.
-    for _ in 0..CONFLICT_ROUNDS {
-        if failures.is_empty() || !failures.iter().all(WriteFailure::is_conflict) {
-            break;
-        }
-        tokio::time::sleep(CONFLICT_PAUSE).await;
-        let again = plan_for(ctx, query, valid, listing.as_ref(), now)?;
-        failures = ctx
-            .writer
-            .apply_plan(&namespace, &again, &ctx.recent, ctx.observer.as_ref())
-            .await?;
-        let done = succeeded(again.counts, &failures);
-        counts.created += done.created;
-        counts.updated += done.updated;
-        counts.released += done.released;
-        counts.deleted += done.deleted;
-    }
-    let outcome = if failures.is_empty() {
+        .items_skipped(&sync.namespace, &sync.name, skipped.count());
+    let counts = progress.counts;
+    Ok(if progress.failures.is_empty() {
         Outcome::Synced {
-            pages: listing.pages,
-            matched: plan.matched,
+            pages,
+            matched,
             counts,
             skipped,
         }
     } else {
         Outcome::WriteFailed {
-            pages: listing.pages,
-            matched: plan.matched,
+            pages,
+            matched,
             counts,
-            failures,
+            failures: progress.failures,
         }
-    };
-    Ok((outcome, Some(listing)))
+    })
 }
 
 /// How many times writes refused only for conflicts are planned again within one sync.

@@ -6,6 +6,7 @@
 //! use: the CRD types and the ECS client. Uses nothing else of the controller.
 
 pub mod credentials;
+pub mod feed;
 pub mod schedule;
 pub mod source;
 pub mod validate;

@@ -1,16 +1,19 @@
 //! Step 3: list. The seam to the ECS client, and the single-flight map that shares identical
-//! listings due in the same moment.
+//! listings due in the same moment, page by page (see [`feed`](super::feed)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::ecs::{Listing, ListingError, PipelineFilter, SharedProvider};
+use super::feed::{Feed, FeedReader, KEEP_BUDGET};
+use crate::ecs::{Listing, ListingError, PageEvent, PipelineFilter, PipelinePage, SharedProvider};
 
 /// Where listings come from: the paging ECS client in production, a fake in tests.
 pub trait PipelineSource: Send + Sync + 'static {
@@ -21,6 +24,43 @@ pub trait PipelineSource: Send + Sync + 'static {
         filter: PipelineFilter,
         provider: SharedProvider,
     ) -> BoxFuture<'static, Result<Listing, ListingError>>;
+
+    /// The same listing page by page, as the pages arrive; the stream ends after the last page
+    /// or with the first error. By default the complete [`list`](Self::list) cut into pages of
+    /// the filter's page size (fakes); the ECS client streams.
+    fn pages(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+    ) -> BoxStream<'static, Result<PageEvent, ListingError>> {
+        let page_size = usize::try_from(filter.page_size).unwrap_or(1).max(1);
+        self.list(filter, provider)
+            .into_stream()
+            .flat_map(move |result| {
+                let events: Vec<_> = match result {
+                    Ok(listing) => pages_of(listing, page_size).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(events)
+            })
+            .boxed()
+    }
+}
+
+/// A complete listing as pages of `page_size` (at least one page).
+fn pages_of(listing: Listing, page_size: usize) -> Vec<PageEvent> {
+    let mut items = listing.items.into_iter().peekable();
+    let mut pages = Vec::new();
+    let mut skipped = listing.skipped_items;
+    while pages.is_empty() || items.peek().is_some() {
+        pages.push(PageEvent::Page(PipelinePage {
+            items: items.by_ref().take(page_size).collect(),
+            skipped_items: std::mem::take(&mut skipped),
+            request_id: listing.last_request_id.clone(),
+            ..PipelinePage::default()
+        }));
+    }
+    pages
 }
 
 /// How long a finished listing is handed to other queries asking the same question.
@@ -47,86 +87,93 @@ impl ListingKey {
     }
 }
 
-/// The outcome of a shared listing.
-pub type SharedResult = Result<Arc<Listing>, ListingError>;
-
 struct Flight {
     /// When it started, for the share window (the runtime's clock).
     started: Instant,
     /// When it started, for the triggers' "not before" (the wall clock, as triggers are dated).
     started_at: Timestamp,
-    result: Shared<BoxFuture<'static, SharedResult>>,
+    feed: Arc<Feed>,
+}
+
+impl Flight {
+    /// Whether it may still be joined at `now`: its pages are all kept, and it is in flight or
+    /// finished within the window.
+    fn is_joinable(&self, now: Instant, window: Duration) -> bool {
+        !self.feed.is_streaming() && (!self.feed.has_ended() || now - self.started < window)
+    }
 }
 
 /// A single-flight map over a [`PipelineSource`]: a listing already in flight for the same key is
 /// joined, and a finished one is reused for [`SHARE_WINDOW`] after it started, but never by a
-/// sync that needs a listing started after some moment (see [`SharedListings::list`]).
+/// sync that needs a listing started after some moment (see [`SharedListings::list`]). A
+/// listing too big to keep ([`KEEP_BUDGET`]) is read page by page by the syncs that joined it
+/// before it outgrew the budget; later ones list for themselves.
 pub struct SharedListings {
     source: Arc<dyn PipelineSource>,
     window: Duration,
+    budget: usize,
     flights: Arc<Mutex<HashMap<ListingKey, Flight>>>,
 }
 
 impl SharedListings {
     /// Shares the listings of `source` within `window`.
     pub fn new(source: Arc<dyn PipelineSource>, window: Duration) -> Self {
+        Self::with_budget(source, window, KEEP_BUDGET)
+    }
+
+    /// Shares the listings of `source` within `window`, keeping up to `budget` bytes of each
+    /// listing's pages for syncs that join late.
+    pub fn with_budget(source: Arc<dyn PipelineSource>, window: Duration, budget: usize) -> Self {
         Self {
             source,
             window,
+            budget,
             flights: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// The listing for `key`, fetched with `provider` unless an identical one is in flight or
-    /// fresh. With `not_before`, only a listing that started at or after that moment is joined
-    /// or reused: a sync triggered by a change (a refresh request, a new spec, new credentials,
-    /// drift) must see the cloud as it is after the trigger, not a listing already under way.
-    // `ListingError` is the client's error type, returned as the seam defines it.
-    #[allow(clippy::result_large_err)]
-    pub async fn list(
+    /// The pages of the listing for `key`, fetched with `provider` unless an identical one is
+    /// in flight or fresh (and still kept whole). With `not_before`, only a listing that started
+    /// at or after that moment is joined or reused: a sync triggered by a change (a refresh
+    /// request, a new spec, new credentials, drift) must see the cloud as it is after the
+    /// trigger, not a listing already under way.
+    pub fn list(
         &self,
         key: ListingKey,
         provider: SharedProvider,
         not_before: Option<Timestamp>,
-    ) -> SharedResult {
-        let shared = {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let window = self.window;
-            flights.retain(|_, f| f.result.peek().is_none() || now - f.started < window);
-            let usable = flights
-                .get(&key)
-                .filter(|f| not_before.is_none_or(|t| f.started_at >= t));
-            match usable {
-                Some(flight) => flight.result.clone(),
-                None => {
-                    let fut = self
-                        .source
-                        .list(key.filter.clone(), provider)
-                        .map(|r| r.map(Arc::new))
-                        .boxed()
-                        .shared();
-                    // An older flight for the key keeps serving those who already joined it.
-                    flights.insert(
-                        key.clone(),
-                        Flight {
-                            started: now,
-                            started_at: Timestamp::now(),
-                            result: fut.clone(),
-                        },
-                    );
-                    self.forget_after_window(key, now);
-                    fut
-                }
-            }
-        };
-        shared.await
+    ) -> FeedReader {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let window = self.window;
+        flights.retain(|_, f| f.is_joinable(now, window));
+        let joined = flights
+            .get(&key)
+            .filter(|f| not_before.is_none_or(|t| f.started_at >= t))
+            .and_then(|f| f.feed.join());
+        if let Some(reader) = joined {
+            return reader;
+        }
+        let (feed, reader) =
+            Feed::start(self.source.pages(key.filter.clone(), provider), self.budget);
+        // An older flight for the key keeps serving those who already joined it.
+        flights.insert(
+            key.clone(),
+            Flight {
+                started: now,
+                started_at: Timestamp::now(),
+                feed: feed.clone(),
+            },
+        );
+        self.forget_after_window(key, now);
+        reader
     }
 }
 
 impl SharedListings {
     /// Drops the flight of `key` started at `started` once it has finished and its window has
-    /// passed, so a finished listing (every item of it) is not kept until the next listing.
+    /// passed, so a finished listing (every page kept of it) is not kept until the next
+    /// listing.
     fn forget_after_window(&self, key: ListingKey, started: Instant) {
         let flights = Arc::downgrade(&self.flights);
         let window = self.window;
@@ -152,7 +199,7 @@ fn still_in_flight(
     };
     let mut flights = flights.lock().unwrap_or_else(|e| e.into_inner());
     match flights.get(key) {
-        Some(f) if f.started == started && f.result.peek().is_none() => true,
+        Some(f) if f.started == started && !f.feed.has_ended() && !f.feed.is_streaming() => true,
         Some(f) if f.started == started => {
             flights.remove(key);
             false
@@ -170,6 +217,29 @@ impl PipelineSource for crate::ecs::EcsClient {
         let client = self.clone();
         Box::pin(async move { client.list_all(&filter, &provider).await })
     }
+
+    fn pages(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+    ) -> BoxStream<'static, Result<PageEvent, ListingError>> {
+        crate::ecs::EcsClient::pages(self, filter, provider).boxed()
+    }
+}
+
+/// Reads a feed to its end: the pages (after the last restart), or the error that ended it.
+#[cfg(test)]
+async fn read_all(mut reader: FeedReader) -> Result<Vec<Arc<PageEvent>>, ListingError> {
+    let mut pages = Vec::new();
+    while let Some(item) = reader.next().await {
+        let event = item?;
+        if matches!(*event, PageEvent::Restarted) {
+            pages.clear();
+        } else {
+            pages.push(event);
+        }
+    }
+    Ok(pages)
 }
 
 #[cfg(test)]
@@ -208,21 +278,19 @@ mod tests {
         let mut b = a.clone();
         b.image_pipeline_ids.reverse();
         let (ra, rb) = tokio::join!(
-            shared.list(ListingKey::new("ambient", &a), provider(), None),
-            shared.list(ListingKey::new("ambient", &b), provider(), None),
+            read_all(shared.list(ListingKey::new("ambient", &a), provider(), None)),
+            read_all(shared.list(ListingKey::new("ambient", &b), provider(), None)),
         );
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Within the window, a finished listing is reused.
-        shared
-            .list(ListingKey::new("ambient", &a), provider(), None)
+        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // After it, a new one is fetched.
         tokio::time::sleep(SHARE_WINDOW).await;
-        shared
-            .list(ListingKey::new("ambient", &a), provider(), None)
+        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
@@ -236,9 +304,9 @@ mod tests {
         let mut small = a.clone();
         small.page_size = 10;
         let _ = tokio::join!(
-            shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider(), None),
-            shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider(), None),
-            shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider(), None),
+            read_all(shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider(), None)),
+            read_all(shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider(), None)),
+            read_all(shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider(), None)),
         );
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
@@ -264,22 +332,30 @@ mod tests {
         // A scheduled listing is under way...
         let scheduled = {
             let shared = shared.clone();
-            tokio::spawn(async move { shared.list(key(), provider(), None).await })
+            tokio::spawn(async move { read_all(shared.list(key(), provider(), None)).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // ...when a refresh is requested: it lists again instead of joining.
         let trigger = a_moment_later();
-        shared.list(key(), provider(), Some(trigger)).await.unwrap();
+        read_all(shared.list(key(), provider(), Some(trigger)))
+            .await
+            .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         scheduled.await.unwrap().unwrap();
         // The fresh listing is shared with whatever comes after the trigger.
-        shared.list(key(), provider(), Some(trigger)).await.unwrap();
-        shared.list(key(), provider(), None).await.unwrap();
+        read_all(shared.list(key(), provider(), Some(trigger)))
+            .await
+            .unwrap();
+        read_all(shared.list(key(), provider(), None))
+            .await
+            .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         // A finished listing within the window is not reused by a later trigger either.
         let later = a_moment_later();
-        shared.list(key(), provider(), Some(later)).await.unwrap();
+        read_all(shared.list(key(), provider(), Some(later)))
+            .await
+            .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
 }

@@ -154,6 +154,41 @@ impl RecentWrites {
     }
 }
 
+impl RecentWrites {
+    /// The objects named `names` in `namespace` to plan from (those that exist), as
+    /// [`RecentWrites::namespace_view`] shows them: what one page of a listing is compared
+    /// with, without copying the rest of the namespace.
+    pub fn names_view<'n>(
+        &self,
+        cache: &MirrorCache,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> BTreeMap<String, Arc<Mirrored>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = (namespace.to_string(), String::new());
+        let mut view = BTreeMap::new();
+        for name in names {
+            let cached = cache.get(namespace, name);
+            name.clone_into(&mut key.1);
+            let object = match entries.get(&key) {
+                Some(entry) => {
+                    let cached_version = cached.as_ref().and_then(|c| c.resource_version.clone());
+                    if entry.superseded.contains(&cached_version) {
+                        entry.written.after.clone()
+                    } else {
+                        cached
+                    }
+                }
+                None => cached,
+            };
+            if let Some(object) = object {
+                view.insert(name.to_string(), object);
+            }
+        }
+        view
+    }
+}
+
 impl CacheListener for RecentWrites {
     fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
         RecentWrites::observed(self, namespace, name, resource_version);

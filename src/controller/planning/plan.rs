@@ -405,6 +405,15 @@ fn claimants<I>(input: &PlanInput<'_, '_, I>, name: &str) -> Vec<OwnerReference>
 
 /// Plans the writes that make the namespace mirror `input.items` for this query.
 pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
+    let (mut out, matched) = plan_listed(input);
+    plan_unlisted(input, |name| matched.contains(name), &mut out);
+    out.writes.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The creates and updates of [`plan`] alone: what makes the objects of `input.items` mirror
+/// them (one page of a listing), and the names of the objects they match. Removes nothing.
+pub fn plan_listed<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> (Plan<'i>, BTreeSet<String>) {
     let mut out = Plan::default();
     let mut matched = BTreeSet::new();
     let namespace: Arc<str> = input.namespace.into();
@@ -484,8 +493,20 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
         });
     }
     out.matched = matched.len() as u32;
+    (out, matched)
+}
+
+/// The releases and deletions of [`plan`] alone, added to `out`: what happens to the objects
+/// this query owns that the complete listing does not have (`listed` tells which it has).
+pub fn plan_unlisted<I>(
+    input: &PlanInput<'_, '_, I>,
+    listed: impl Fn(&str) -> bool,
+    out: &mut Plan<'_>,
+) {
+    let namespace: Arc<str> = input.namespace.into();
+    let region_id: Arc<str> = input.region_id.into();
     for (name, obj) in input.existing {
-        if matched.contains(name) || !obj.is_owned_by(input.query_uid) || obj.terminating {
+        if listed(name) || !obj.is_owned_by(input.query_uid) || obj.terminating {
             continue;
         }
         let all: &[OwnerReference] = &obj.owners;
@@ -551,6 +572,4 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
             ..release(obj, &namespace, &region_id, remaining, template)
         });
     }
-    out.writes.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }

@@ -278,7 +278,7 @@ impl Outcome {
             }
             Outcome::CredentialsError(m) => m.clone(),
             Outcome::ListingFailed(e) => format!(
-                "Listing failed; nothing was changed: {e}{}",
+                "Listing failed; nothing already mirrored was changed: {e}{}",
                 e.error
                     .request_id()
                     .map(|r| format!(" (RequestId {r})"))
