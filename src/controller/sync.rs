@@ -229,20 +229,26 @@ impl Progress {
         };
     }
 
-    /// Whether `item` is the first with its ID in this listing (recording it if so).
-    fn first_sight(&mut self, item: &ImagePipelineItem, region_id: &str) -> bool {
+    /// `item` with its content hash when it is the first with its ID in this listing
+    /// (recording it if so).
+    fn first_sight<'i>(
+        &mut self,
+        item: &'i ImagePipelineItem,
+        region_id: &str,
+    ) -> Option<Hashed<'i>> {
         let id = item.image_pipeline_id.as_str();
-        let hash = self.hasher.hash_one(id);
+        let id_hash = self.hasher.hash_one(id);
         // A hash seen before is a duplicate only if the ID itself was (rare either way).
-        if !self.seen.insert(hash) && self.entries.iter().any(|e| &*e.id == id) {
+        if !self.seen.insert(id_hash) && self.entries.iter().any(|e| &*e.id == id) {
             tracing::debug!(%id, "duplicate pipeline ID in listing ignored");
-            return false;
+            return None;
         }
+        let hashed = Hashed::new(item, region_id);
         self.entries.push(DigestEntry {
             id: id.into(),
-            hash: item_hash(item, region_id),
+            hash: hashed.hash,
         });
-        true
+        Some(hashed)
     }
 
     /// The complete listing's digest, sorted by ID.
@@ -255,6 +261,33 @@ impl Progress {
             skipped_items: self.skipped_items,
         };
         (digest, self)
+    }
+}
+
+/// A listed item with its content hash, computed once for the digest and the plan.
+struct Hashed<'i> {
+    item: &'i ImagePipelineItem,
+    hash: u64,
+}
+
+impl<'i> Hashed<'i> {
+    fn new(item: &'i ImagePipelineItem, region_id: &str) -> Self {
+        Self {
+            item,
+            hash: item_hash(item, region_id),
+        }
+    }
+}
+
+impl Listed for Hashed<'_> {
+    fn id(&self) -> &str {
+        &self.item.image_pipeline_id
+    }
+    fn content_hash(&self, _region_id: &str) -> u64 {
+        self.hash
+    }
+    fn item(&self) -> Option<&ImagePipelineItem> {
+        Some(self.item)
     }
 }
 
@@ -282,11 +315,11 @@ struct SyncOf<'a> {
 impl SyncOf<'_> {
     /// The plan that makes the objects of `items` mirror them, from the current view of those
     /// objects (creates and updates only).
-    fn plan_items<'i>(&self, items: &'i [&'i ImagePipelineItem]) -> Plan<'i> {
+    fn plan_items<'i>(&self, items: &'i [Hashed<'i>]) -> Plan<'i> {
         let existing = self.ctx.recent.names_view(
             &self.ctx.pipelines,
             &self.namespace,
-            items.iter().map(|i| i.image_pipeline_id.as_str()),
+            items.iter().map(|i| i.id()),
         );
         let owners = owners_in(self.ctx, &self.namespace, self.query);
         let claims = BTreeMap::new();
@@ -388,9 +421,9 @@ impl SyncOf<'_> {
         progress: &mut Progress,
     ) -> Result<(), ControllerError> {
         let region_id = self.valid.filter.region_id.as_str();
-        let fresh: Vec<&ImagePipelineItem> = items
+        let fresh: Vec<Hashed<'_>> = items
             .iter()
-            .filter(|i| progress.first_sight(i, region_id))
+            .filter_map(|i| progress.first_sight(i, region_id))
             .collect();
         let (counts, failures) = self
             .apply(|round| {
@@ -527,7 +560,8 @@ pub async fn attempt(
     ctx.remember(&sync.uid, |m| m.listing = Some(digest.clone()));
 
     let held = std::mem::take(&mut progress.held);
-    let held: Vec<&ImagePipelineItem> = held.iter().collect();
+    let region_id = valid.filter.region_id.as_str();
+    let held: Vec<Hashed<'_>> = held.iter().map(|i| Hashed::new(i, region_id)).collect();
     let (counts, failures) = sync.apply(|_| sync.plan_items(&held)).await?;
     add(&mut progress.counts, counts);
     progress.failures.extend(failures);

@@ -107,6 +107,75 @@ fn a_simulator_failing_every_page_prunes_nothing() {
     );
 }
 
+/// The sync streams page by page: a listing that fails after its first page has created that
+/// page's new pipelines, but changed and removed nothing already mirrored.
+#[test]
+fn a_listing_failing_after_its_first_page_creates_its_new_pipelines_and_changes_nothing_mirrored() {
+    let items = data_set();
+    let Some(mut env) = Env::start("streamfail", &items, &[]) else {
+        return;
+    };
+    env.secret();
+    let mut query = hangzhou_query("hz");
+    query["spec"]["pageSize"] = json!(2);
+    env.apply_ok(&query);
+    env.wait_ready("hz", "Synced");
+    let before = env.pipelines();
+    // The cloud now: every pipeline renamed, one gone, four new; and every NextToken refused,
+    // so no listing gets past its first page.
+    // The new ones come first: the simulator lists in its own (insertion) order.
+    let mut now: Vec<Value> = (101..=104)
+        .map(|i| pipeline(&format!("ip-hz{i:03}"), "cn-hangzhou"))
+        .collect();
+    now.extend(
+        items
+            .iter()
+            .filter(|i| i["ImagePipelineId"] != "ip-hz001")
+            .cloned()
+            .map(|mut i| {
+                i["Name"] = json!("renamed");
+                i
+            }),
+    );
+    env.restart_simulator(&now, &["--invalid-token-every", "1"]);
+    env.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "imagepipelinequery",
+        "hz",
+        "ecs.mirror.io/requested-at=streamfail",
+    ]);
+    let q = wait_for("the failure to be reported", || {
+        let q = env.query("hz");
+        let ready = q["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned()?;
+        (ready["status"] == "False").then_some(ready)
+    });
+    let message = q["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nothing already mirrored was changed") && message.contains("page 2"),
+        "{message}"
+    );
+    let after = env.pipelines();
+    for (name, state) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(state),
+            "{name} was changed or removed by a failed listing"
+        );
+    }
+    let created: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert_eq!(
+        created,
+        ["ip-hz101", "ip-hz102"],
+        "the first page's new pipelines are created, nothing else"
+    );
+}
+
 #[test]
 fn overlapping_queries_share_objects_and_deleting_one_keeps_the_shared_ones() {
     let items = data_set();

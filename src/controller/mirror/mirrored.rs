@@ -374,18 +374,6 @@ impl Listed for ImagePipelineItem {
     }
 }
 
-impl Listed for &ImagePipelineItem {
-    fn id(&self) -> &str {
-        &self.image_pipeline_id
-    }
-    fn content_hash(&self, region_id: &str) -> u64 {
-        item_hash(self, region_id)
-    }
-    fn item(&self) -> Option<&ImagePipelineItem> {
-        Some(self)
-    }
-}
-
 /// One pipeline of a remembered listing: its ID and content hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestEntry {

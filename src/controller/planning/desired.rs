@@ -116,10 +116,18 @@ pub fn up_to_date(
         refs.sort_by(|a, b| a.uid.cmp(&b.uid));
         refs
     };
+    sorted(&existing.owners) == sorted(owners) && up_to_date_but_owners(existing, content_hash, template)
+}
+
+/// [`up_to_date`] but for the owner references (which the caller has compared).
+pub fn up_to_date_but_owners(
+    existing: &Mirrored,
+    content_hash: u64,
+    template: &TemplateMetadata,
+) -> bool {
     existing.content_hash == content_hash
         && !existing.foreign_owners
         && !existing.foreign_spec.contains(FieldSet::last_sync_time())
-        && sorted(&existing.owners) == sorted(owners)
         && map_matches(&existing.labels, &template.labels)
         && map_matches(&existing.annotations, &template.annotations)
 }

@@ -13,8 +13,9 @@ use crate::controller::mirror::mirrored::{Listed, Mirrored};
 use crate::controller::mirror::ownership::{FieldSet, LIST_FIELDS, SHARD_LABEL_VALUE};
 use crate::controller::planning::desired::{
     Owners, build_object, merged_template, owner_reference, owner_references, up_to_date,
+    up_to_date_but_owners,
 };
-use crate::crd::pipeline::object_name;
+use crate::crd::pipeline::is_object_name;
 use crate::crd::query::TemplateMetadata;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::ImagePipelineItem;
@@ -411,27 +412,65 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
     out
 }
 
+/// The usual case, checked without building anything: an object only this query owns (and only
+/// this instance writes), already mirroring the pipeline with this query's template.
+struct SoleOwner {
+    reference: OwnerReference,
+    template: TemplateMetadata,
+}
+
+impl SoleOwner {
+    fn of<I>(input: &PlanInput<'_, '_, I>) -> Self {
+        Self {
+            reference: owner_reference(input.query_name, input.query_uid),
+            template: with_instance_label(
+                merged_template([input.query_uid], input.owners),
+                input.instance_label,
+            ),
+        }
+    }
+
+    /// Whether `existing` is up to date as far as the full check would tell (a `false` means
+    /// only "check fully").
+    fn is_up_to_date(&self, existing: &Mirrored, hash: u64) -> bool {
+        existing.others.is_none()
+            && existing.owners.len() == 1
+            && existing.owners[0] == self.reference
+            && up_to_date_but_owners(existing, hash, &self.template)
+    }
+}
+
 /// The creates and updates of [`plan`] alone: what makes the objects of `input.items` mirror
 /// them (one page of a listing), and the names of the objects they match. Removes nothing.
-pub fn plan_listed<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> (Plan<'i>, BTreeSet<String>) {
+pub fn plan_listed<'i, I: Listed>(
+    input: &PlanInput<'_, 'i, I>,
+) -> (Plan<'i>, BTreeSet<&'i str>) {
     let mut out = Plan::default();
     let mut matched = BTreeSet::new();
     let namespace: Arc<str> = input.namespace.into();
     let region_id: Arc<str> = input.region_id.into();
+    let solo = SoleOwner::of(input);
     for item in input.items {
-        let Some(name) = object_name(item.id()) else {
-            out.unmirrorable.push(item.id().to_string());
-            continue;
-        };
-        if !matched.insert(name.clone()) {
+        let name = item.id();
+        if !is_object_name(name) {
+            out.unmirrorable.push(name.to_string());
             continue;
         }
-        let existing = input.existing.get(&name);
+        if !matched.insert(name) {
+            continue;
+        }
+        let existing = input.existing.get(name);
         if existing.is_some_and(|e| e.terminating) {
             // Being deleted: recreated once it is gone (its deletion triggers a sync).
             out.counts.unchanged += 1;
             continue;
         }
+        let hash = item.content_hash(input.region_id);
+        if existing.is_some_and(|e| solo.is_up_to_date(e, hash)) {
+            out.counts.unchanged += 1;
+            continue;
+        }
+        let name = name.to_string();
         let hash = item.content_hash(input.region_id);
         // This instance's references, plus those another shard set for queries this instance
         // serves now (a query moved here): adopted, so the object is not re-created.
