@@ -341,18 +341,24 @@ impl SyncOf<'_> {
     }
 
     /// The releases and deletions that make the namespace mirror the complete `digest`.
+    /// Only the objects this query owns that the listing lacks are looked at (in place in the
+    /// index), so the namespace is not copied.
     fn plan_removals(&self, digest: &ListedDigest) -> Plan<'static> {
-        let existing = self
-            .ctx
-            .recent
-            .namespace_view(&self.ctx.pipelines, &self.namespace);
-        let owners = owners_in(self.ctx, &self.namespace, self.query);
         let listed = |name: &str| {
             digest
                 .entries
                 .binary_search_by(|e| (*e.id).cmp(name))
                 .is_ok()
         };
+        let unlisted = self.ctx.pipelines.names_in(&self.namespace, |m| {
+            m.is_owned_by(&self.uid) && !listed(&m.name)
+        });
+        let existing = self.ctx.recent.names_view(
+            &self.ctx.pipelines,
+            &self.namespace,
+            unlisted.iter().map(String::as_str),
+        );
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
         let claims = claims_on_released(self.ctx, &self.uid, &owners, &existing, listed);
         let input: PlanInput<'_, '_, DigestEntry> = PlanInput {
             query_name: &self.name,

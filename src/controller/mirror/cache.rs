@@ -56,6 +56,18 @@ impl MirrorCache {
         found
     }
 
+    /// The names of the records of `namespace` that satisfy `pred` (looked at in place).
+    pub fn names_in(&self, namespace: &str, mut pred: impl FnMut(&Mirrored) -> bool) -> Vec<String> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .get(namespace)
+            .into_iter()
+            .flat_map(|objects| objects.iter())
+            .filter(|(_, m)| pred(m))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The record of one object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Mirrored>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
