@@ -25,7 +25,8 @@
 # Environment: BENCH_SIZES (default 10000,50000), K8S_HOME / K8S_API_PORT / K8S_ETCD_PORT /
 # K8S_KCM_PORT (passed to start.sh; defaults /tmp/k8s-bench, 6443, 2379, 10257), K8S_DIR (default
 # ../shared/k8s beside the repository), OPERATOR_BIN (default: cargo build --release), RUN_ARGS
-# (extra flags of `run`), KUBECTL_PROCS (8), KEEP=1 leaves the API server running.
+# (extra flags of `run`), KUBECTL_PROCS (8), SKIP_KUBECTL=1 (no kubectl yardstick, for the
+# largest sizes), KEEP=1 leaves the API server running.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -164,6 +165,7 @@ EOF
   wait_until 600 "the requested refresh" synced "$last"
   refresh_writes=$(( $(writes_total) - before ))
   refresh_cpu_ms=$(( $(cpu_ms "$OP_PID") - refresh_cpu0 ))
+  log "N=$N: after the refresh: RSS $(status_of "$OP_PID" VmRSS) MiB, peak so far $(status_of "$OP_PID" VmHWM) MiB (after the first sync: RSS $rss, peak $hwm)"
 
   stop_operator
   last=$(query_field '{.status.lastSyncTime}')
@@ -172,10 +174,18 @@ EOF
   wait_until 600 "the first sync after a restart" synced "$last"
   sleep 10
   rss_restart=$(status_of "$OP_PID" VmRSS)
+  log "N=$N: after a restart and its first sync: RSS $rss_restart MiB, peak $(status_of "$OP_PID" VmHWM) MiB"
   restart_writes=$(writes_total)
   [ "$restart_writes" = 0 ] || log "WARNING: $restart_writes writes after a restart"
   stop_operator
 
+  if [ "${SKIP_KUBECTL:-0}" = 1 ]; then
+    kill "$SIM_PID" 2>/dev/null || true
+    printf '| %d | %.1f | – | – | %s | %s | %s | %s | %d | %.1f |\n' "$N" \
+      "$(bc -l <<<"$converge / 1000")" "$cpu" "$rss" "$hwm" "$rss_restart" "$refresh_writes" \
+      "$(bc -l <<<"$refresh_cpu_ms * 1000 / $N")"
+    continue
+  fi
   log "N=$N: kubectl apply --server-side of the same objects"
   kubectl create namespace "$NS-kubectl" >/dev/null
   ALIBABA_CLOUD_ACCESS_KEY_ID=$AK ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SK \
@@ -204,4 +214,8 @@ done
 if [ -n "${RSS[10000]:-}" ] && [ -n "${RSS[50000]:-}" ]; then
   printf '\nmarginal RSS per mirrored object (10k -> 50k): %.2f KiB\n' \
     "$(bc -l <<<"(${RSS[50000]} - ${RSS[10000]}) * 1024 / 40000")"
+fi
+if [ -n "${RSS[10000]:-}" ] && [ -n "${RSS[100000]:-}" ]; then
+  printf 'marginal RSS per mirrored object (10k -> 100k): %.2f KiB\n' \
+    "$(bc -l <<<"(${RSS[100000]} - ${RSS[10000]}) * 1024 / 90000")"
 fi

@@ -592,14 +592,17 @@ fn the_record_of_an_object_keeps_what_the_plan_reads() {
             .collect::<Vec<_>>(),
         labels.into_iter().collect::<Vec<_>>()
     );
-    assert_eq!(record.labels, [("team".to_string(), Some("a".to_string()))]);
+    assert_eq!(
+        &*record.labels,
+        [("team".to_string(), Some("a".to_string()))]
+    );
     assert!(annotations.is_empty() && record.annotations.is_empty());
     assert_eq!(
         record.owners.to_vec(),
         obj.metadata.owner_references.clone().unwrap()
     );
-    assert_eq!(record.resource_version, obj.metadata.resource_version);
-    assert_eq!(record.uid, obj.metadata.uid);
+    assert_eq!(record.version(), obj.metadata.resource_version);
+    assert_eq!(record.uid_text(), obj.metadata.uid);
     assert_eq!(record.last_sync_time.as_deref(), Some(EARLIER));
     // The record plans exactly like the full object: unchanged, then changed content.
     let mut with_other = s;

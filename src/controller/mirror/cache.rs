@@ -57,7 +57,11 @@ impl MirrorCache {
     }
 
     /// The names of the records of `namespace` that satisfy `pred` (looked at in place).
-    pub fn names_in(&self, namespace: &str, mut pred: impl FnMut(&Mirrored) -> bool) -> Vec<String> {
+    pub fn names_in(
+        &self,
+        namespace: &str,
+        mut pred: impl FnMut(&Mirrored) -> bool,
+    ) -> Vec<String> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .get(namespace)
@@ -210,7 +214,7 @@ impl CacheFeeder {
                 if let Some(old) = old {
                     triggers.extend(owner_refs(&namespace, &old));
                 }
-                self.observed(&namespace, &name, rv.as_deref());
+                self.observed(&namespace, &name, rv.map(|v| v.to_string()).as_deref());
             }
             watcher::Event::Delete(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
@@ -269,7 +273,7 @@ mod tests {
         let t = feeder.on_event(watcher::Event::Apply(obj("ip-a", "2", "b")));
         assert_eq!(names(&t), ["a", "b"]);
         assert_eq!(
-            cache.get("ns", "ip-a").unwrap().resource_version.as_deref(),
+            cache.get("ns", "ip-a").unwrap().version().as_deref(),
             Some("2")
         );
         let t = feeder.on_event(watcher::Event::Delete(obj("ip-a", "3", "b")));

@@ -34,10 +34,7 @@ pub fn effective(
     written: Option<&Written>,
 ) -> Option<Arc<Mirrored>> {
     match written {
-        Some(w)
-            if cached.as_ref().and_then(|c| c.resource_version.clone())
-                == w.base_resource_version =>
-        {
+        Some(w) if cached.as_ref().and_then(|c| c.version()) == w.base_resource_version => {
             w.after.clone()
         }
         _ => cached,
@@ -96,12 +93,8 @@ impl RecentWrites {
         let key = (namespace.to_string(), name.to_string());
         let mut superseded = match entries.get(&key) {
             Some(prev)
-                if prev
-                    .written
-                    .after
-                    .as_ref()
-                    .and_then(|a| a.resource_version.as_ref())
-                    == written.base_resource_version.as_ref() =>
+                if prev.written.after.as_ref().and_then(|a| a.version())
+                    == written.base_resource_version =>
             {
                 prev.superseded.clone()
             }
@@ -109,9 +102,7 @@ impl RecentWrites {
         };
         superseded.push(written.base_resource_version.clone());
         if let Some(cache) = &self.cache {
-            let cached = cache
-                .get(namespace, name)
-                .and_then(|c| c.resource_version.clone());
+            let cached = cache.get(namespace, name).and_then(|c| c.version());
             if !superseded.contains(&cached) {
                 // The cache has already seen this write (or something newer).
                 entries.remove(&key);
@@ -139,7 +130,7 @@ impl RecentWrites {
             if ns != namespace {
                 return true;
             }
-            let cached = view.get(name).and_then(|c| c.resource_version.clone());
+            let cached = view.get(name).and_then(|c| c.version());
             let stale = entry.superseded.contains(&cached);
             if stale {
                 match &entry.written.after {
@@ -172,7 +163,7 @@ impl RecentWrites {
             name.clone_into(&mut key.1);
             let object = match entries.get(&key) {
                 Some(entry) => {
-                    let cached_version = cached.as_ref().and_then(|c| c.resource_version.clone());
+                    let cached_version = cached.as_ref().and_then(|c| c.version());
                     if entry.superseded.contains(&cached_version) {
                         entry.written.after.clone()
                     } else {
@@ -239,7 +230,7 @@ mod tests {
             after: Some(obj("2")),
         };
         let seen = effective(Some(obj("1")), Some(&write)).unwrap();
-        assert_eq!(seen.resource_version.as_deref(), Some("2"));
+        assert_eq!(seen.version().as_deref(), Some("2"));
         let created = Written {
             base_resource_version: None,
             after: Some(obj("5")),
@@ -259,7 +250,7 @@ mod tests {
             after: Some(obj("2")),
         };
         let seen = effective(Some(obj("7")), Some(&write)).unwrap();
-        assert_eq!(seen.resource_version.as_deref(), Some("7"));
+        assert_eq!(seen.version().as_deref(), Some("7"));
         let deleted = Written {
             base_resource_version: Some("3".into()),
             after: None,
@@ -286,7 +277,7 @@ mod tests {
         );
         for (base, after) in [("1", "2"), ("2", "3")] {
             let view = recent.namespace_view(&empty, "ns");
-            assert_eq!(view["ip-a"].resource_version.as_deref(), Some(base));
+            assert_eq!(view["ip-a"].version().as_deref(), Some(base));
             recent.record(
                 "ns",
                 "ip-a",
@@ -297,13 +288,13 @@ mod tests {
             );
         }
         let view = recent.namespace_view(&empty, "ns");
-        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
+        assert_eq!(view["ip-a"].version().as_deref(), Some("3"));
         // A cache that caught up with an intermediate version is still behind.
         let view = recent.namespace_view(&store_of(vec![full("2")]), "ns");
-        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
+        assert_eq!(view["ip-a"].version().as_deref(), Some("3"));
         // Once the cache shows a version the chain did not replace, it wins.
         let view = recent.namespace_view(&store_of(vec![full("3")]), "ns");
-        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("3"));
+        assert_eq!(view["ip-a"].version().as_deref(), Some("3"));
         let view = recent.namespace_view(&empty, "ns");
         assert!(
             !view.contains_key("ip-a"),
@@ -321,7 +312,7 @@ mod tests {
         let recent = RecentWrites::tracking(empty.clone());
         recent.record("ns", "ip-a", created());
         let view = recent.namespace_view(&empty, "ns");
-        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("1"));
+        assert_eq!(view["ip-a"].version().as_deref(), Some("1"));
         // The watch delivered our create: the entry goes at once.
         recent.observed("ns", "ip-a", Some("1"));
         assert!(recent.namespace_view(&empty, "ns").is_empty());
@@ -342,6 +333,6 @@ mod tests {
         );
         recent.observed("ns", "ip-a", Some("1"));
         let view = recent.namespace_view(&seen, "ns");
-        assert_eq!(view["ip-a"].resource_version.as_deref(), Some("2"));
+        assert_eq!(view["ip-a"].version().as_deref(), Some("2"));
     }
 }

@@ -116,7 +116,8 @@ pub fn up_to_date(
         refs.sort_by(|a, b| a.uid.cmp(&b.uid));
         refs
     };
-    sorted(&existing.owners) == sorted(owners) && up_to_date_but_owners(existing, content_hash, template)
+    sorted(&existing.owners) == sorted(owners)
+        && up_to_date_but_owners(existing, content_hash, template)
 }
 
 /// [`up_to_date`] but for the owner references (which the caller has compared).

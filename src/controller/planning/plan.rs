@@ -307,10 +307,10 @@ fn release<'a>(
         namespace: namespace.clone(),
         region_id: region_id.clone(),
         item: None,
-        last_sync_time: obj.last_sync_time.clone(),
+        last_sync_time: obj.last_sync_text(),
         owners,
         template,
-        resource_version: obj.resource_version.clone(),
+        resource_version: obj.version(),
         clear: FieldSet::default(),
         strip_foreign_owners: false,
         other_instances_owners: Vec::new(),
@@ -442,9 +442,7 @@ impl SoleOwner {
 
 /// The creates and updates of [`plan`] alone: what makes the objects of `input.items` mirror
 /// them (one page of a listing), and the names of the objects they match. Removes nothing.
-pub fn plan_listed<'i, I: Listed>(
-    input: &PlanInput<'_, 'i, I>,
-) -> (Plan<'i>, BTreeSet<&'i str>) {
+pub fn plan_listed<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> (Plan<'i>, BTreeSet<&'i str>) {
     let mut out = Plan::default();
     let mut matched = BTreeSet::new();
     let namespace: Arc<str> = input.namespace.into();
@@ -507,7 +505,7 @@ pub fn plan_listed<'i, I: Listed>(
                 if e.content_hash == hash
                     && !e.foreign_spec.contains(FieldSet::last_sync_time()) =>
             {
-                e.last_sync_time.clone()
+                e.last_sync_text()
             }
             _ => Some(input.now.to_string()),
         };
@@ -524,7 +522,7 @@ pub fn plan_listed<'i, I: Listed>(
             last_sync_time,
             owners,
             template,
-            resource_version: existing.and_then(|e| e.resource_version.clone()),
+            resource_version: existing.and_then(|e| e.version()),
             clear: existing.map(|e| e.foreign_spec).unwrap_or_default(),
             strip_foreign_owners: existing.is_some_and(|e| e.foreign_owners),
             other_instances_owners: existing.map(|e| other_uids(e, None)).unwrap_or_default(),
@@ -575,8 +573,8 @@ pub fn plan_unlisted<I>(
             out.counts.deleted += 1;
             out.deletions.push(Deletion {
                 name: name.clone(),
-                uid: obj.uid.clone(),
-                resource_version: obj.resource_version.clone(),
+                uid: obj.uid_text(),
+                resource_version: obj.version(),
             });
             continue;
         }
