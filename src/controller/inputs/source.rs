@@ -311,6 +311,64 @@ mod tests {
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
 
+    /// A source whose listings have `n` pipelines with a kilobyte of content each.
+    struct Big {
+        n: usize,
+        calls: AtomicU32,
+    }
+
+    impl PipelineSource for Arc<Big> {
+        fn list(
+            &self,
+            _filter: PipelineFilter,
+            _provider: SharedProvider,
+        ) -> BoxFuture<'static, Result<Listing, ListingError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let items = (0..self.n)
+                .map(|i| crate::ecs::ImagePipelineItem {
+                    image_pipeline_id: format!("ip-{i}"),
+                    build_content: Some("x".repeat(1024)),
+                    ..Default::default()
+                })
+                .collect();
+            Box::pin(futures::future::ready(Ok(Listing {
+                items,
+                ..Listing::default()
+            })))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_bigger_than_the_budget_streams_and_is_not_kept_for_later_syncs() {
+        let big = Arc::new(Big {
+            n: 2_000,
+            calls: AtomicU32::new(0),
+        });
+        // About 2 MiB of pages against a budget of 256 KiB.
+        let shared = SharedListings::with_budget(Arc::new(big.clone()), SHARE_WINDOW, 256 * 1024);
+        let key = || ListingKey::new("ambient", &PipelineFilter::region("cn-hangzhou"));
+        let pages = read_all(shared.list(key(), provider(), None))
+            .await
+            .unwrap();
+        let items: usize = pages
+            .iter()
+            .map(|p| match &**p {
+                PageEvent::Page(page) => page.items.len(),
+                PageEvent::Restarted => 0,
+            })
+            .sum();
+        assert_eq!(
+            items, 2_000,
+            "every page read, in pages of the filter's size"
+        );
+        assert!(pages.len() >= 4);
+        // Within the window, a small listing would be reused; this one was let go.
+        read_all(shared.list(key(), provider(), None))
+            .await
+            .unwrap();
+        assert_eq!(big.calls.load(Ordering::SeqCst), 2);
+    }
+
     /// A wall-clock moment after every listing started so far, once it has come (the runtime's
     /// paused clock does not move the wall clock).
     fn a_moment_later() -> Timestamp {

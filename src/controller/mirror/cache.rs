@@ -72,6 +72,21 @@ impl MirrorCache {
             .collect()
     }
 
+    /// The records of `names` in `namespace` (`None` for those it does not have), looked up
+    /// under one lock.
+    pub fn get_all<'n>(
+        &self,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<(&'n str, Option<Arc<Mirrored>>)> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let objects = inner.get(namespace);
+        names
+            .into_iter()
+            .map(|name| (name, objects.and_then(|o| o.get(name)).cloned()))
+            .collect()
+    }
+
     /// The record of one object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Mirrored>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());

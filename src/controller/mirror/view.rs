@@ -155,13 +155,18 @@ impl RecentWrites {
         namespace: &str,
         names: impl IntoIterator<Item = &'n str>,
     ) -> BTreeMap<String, Arc<Mirrored>> {
+        let cached = cache.get_all(namespace, names);
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut key = (namespace.to_string(), String::new());
         let mut view = BTreeMap::new();
-        for name in names {
-            let cached = cache.get(namespace, name);
-            name.clone_into(&mut key.1);
-            let object = match entries.get(&key) {
+        for (name, cached) in cached {
+            let written = if entries.is_empty() {
+                None
+            } else {
+                name.clone_into(&mut key.1);
+                entries.get(&key)
+            };
+            let object = match written {
                 Some(entry) => {
                     let cached_version = cached.as_ref().and_then(|c| c.version());
                     if entry.superseded.contains(&cached_version) {
