@@ -20,7 +20,7 @@ use crate::controller::inputs::schedule::{
 use crate::controller::inputs::validate::validate;
 use crate::controller::report::events::{event_for, publish};
 use crate::controller::report::status::{Outcome, StatusInput, next_status};
-use crate::controller::sync::{attempt, plan_for};
+use crate::controller::sync::{attempt, drifted};
 use crate::crd::ImagePipelineQuery;
 
 /// How often a replica that is not the leader looks again.
@@ -93,9 +93,7 @@ pub async fn reconcile(
     let drifted = || -> Result<bool, ControllerError> {
         match memory.as_ref() {
             Some(m) if m.failures == 0 => match &m.listing {
-                Some(listing) => {
-                    Ok(!plan_for(&ctx, &query, &valid, listing, &now.to_string())?.is_empty())
-                }
+                Some(listing) => drifted(&ctx, &query, &valid, listing, &now.to_string()),
                 None => Ok(false),
             },
             _ => Ok(false),

@@ -21,12 +21,13 @@ use crate::controller::mirror::mirrored::{
 };
 use crate::controller::planning::desired::{OwnerInfo, Owners};
 use crate::controller::planning::plan::{
-    Plan, PlanCounts, PlanInput, WriteAction, WriteKind, let_go, plan, plan_listed, plan_unlisted,
+    Plan, PlanCounts, PlanInput, SoleOwner, WriteAction, WriteKind, let_go, plan, plan_listed,
+    plan_unlisted,
 };
 use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
-use crate::crd::pipeline::object_name;
+use crate::crd::pipeline::{is_object_name, object_name};
 use crate::ecs::{ImagePipelineItem, PageEvent};
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
@@ -143,6 +144,77 @@ fn awaiting_listings(ctx: &Context, namespace: &str, uid: &str) -> bool {
             && !q.spec.suspend
             && validate(&q.spec).is_ok()
     })
+}
+
+/// Whether the namespace no longer mirrors the query's remembered `digest` (sorted by ID):
+/// someone else changed or deleted an object. Checked in place in the index first (every
+/// listed object present and, as only its query writes it, up to date; nothing unlisted still
+/// owned), and only when that finds something, by a full plan: the check runs after every
+/// status change of the query, and must not cost a copy of the namespace.
+pub fn drifted(
+    ctx: &Context,
+    query: &ImagePipelineQuery,
+    valid: &ValidSpec,
+    digest: &ListedDigest,
+    now: &str,
+) -> Result<bool, ControllerError> {
+    if in_sync_in_place(ctx, query, valid, digest)? {
+        return Ok(false);
+    }
+    Ok(!plan_for(ctx, query, valid, digest, now)?.is_empty())
+}
+
+fn in_sync_in_place(
+    ctx: &Context,
+    query: &ImagePipelineQuery,
+    valid: &ValidSpec,
+    digest: &ListedDigest,
+) -> Result<bool, ControllerError> {
+    let namespace = query
+        .namespace()
+        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
+    let uid = query
+        .uid()
+        .ok_or(ControllerError::MissingObjectKey("uid"))?;
+    let name = query.name_any();
+    let owners = owners_in(ctx, &namespace, query);
+    let empty = BTreeMap::new();
+    let claims = BTreeMap::new();
+    let input: PlanInput<'_, '_, DigestEntry> = PlanInput {
+        query_name: &name,
+        query_uid: &uid,
+        namespace: &namespace,
+        region_id: &valid.filter.region_id,
+        items: &[],
+        existing: &empty,
+        owners: &owners,
+        prune: valid.prune,
+        claims: &claims,
+        awaiting_listings: false,
+        now: "",
+        instance_label: ctx.object_label.as_deref(),
+    };
+    let sole = SoleOwner::of(&input);
+    let mirrorable = digest.entries.iter().filter(|e| is_object_name(&e.id));
+    let records = ctx
+        .pipelines
+        .get_all(&namespace, mirrorable.clone().map(|e| &*e.id));
+    let listed_in_sync = mirrorable.zip(records).all(|(entry, (_, record))| {
+        record.is_some_and(|r| !r.terminating && sole.is_up_to_date(&r, entry.hash))
+    });
+    if !listed_in_sync {
+        return Ok(false);
+    }
+    let listed = |name: &str| {
+        digest
+            .entries
+            .binary_search_by(|e| (*e.id).cmp(name))
+            .is_ok()
+    };
+    Ok(ctx
+        .pipelines
+        .names_in(&namespace, |m| m.is_owned_by(&uid) && !listed(&m.name))
+        .is_empty())
 }
 
 /// The plan that makes the namespace mirror `listing` (full, or a remembered digest, which

@@ -546,24 +546,26 @@ impl Listed for DigestEntry {
 /// hand objects over between queries, a few dozen bytes per pipeline instead of the items.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListedDigest {
-    /// Every pipeline, in listing order.
+    /// Every pipeline, sorted by ID.
     pub entries: Vec<DigestEntry>,
     /// Items the listing skipped for want of a readable ID.
     pub skipped_items: usize,
 }
 
 impl ListedDigest {
-    /// The digest of `listing` in `region_id`.
+    /// The digest of `listing` in `region_id`, sorted by ID.
     pub fn of(listing: &Listing, region_id: &str) -> Self {
+        let mut entries: Vec<DigestEntry> = listing
+            .items
+            .iter()
+            .map(|i| DigestEntry {
+                id: i.image_pipeline_id.as_str().into(),
+                hash: item_hash(i, region_id),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
         Self {
-            entries: listing
-                .items
-                .iter()
-                .map(|i| DigestEntry {
-                    id: i.image_pipeline_id.as_str().into(),
-                    hash: item_hash(i, region_id),
-                })
-                .collect(),
+            entries,
             skipped_items: listing.skipped_items,
         }
     }

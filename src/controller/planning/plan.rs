@@ -414,13 +414,15 @@ pub fn plan<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> Plan<'i> {
 
 /// The usual case, checked without building anything: an object only this query owns (and only
 /// this instance writes), already mirroring the pipeline with this query's template.
-struct SoleOwner {
+#[derive(Debug)]
+pub struct SoleOwner {
     reference: OwnerReference,
     template: TemplateMetadata,
 }
 
 impl SoleOwner {
-    fn of<I>(input: &PlanInput<'_, '_, I>) -> Self {
+    /// The check for the query of `input`.
+    pub fn of<I>(input: &PlanInput<'_, '_, I>) -> Self {
         Self {
             reference: owner_reference(input.query_name, input.query_uid),
             template: with_instance_label(
@@ -432,7 +434,7 @@ impl SoleOwner {
 
     /// Whether `existing` is up to date as far as the full check would tell (a `false` means
     /// only "check fully").
-    fn is_up_to_date(&self, existing: &Mirrored, hash: u64) -> bool {
+    pub fn is_up_to_date(&self, existing: &Mirrored, hash: u64) -> bool {
         existing.others.is_none()
             && existing.owners.len() == 1
             && existing.owners[0] == self.reference
