@@ -26,7 +26,8 @@
 # K8S_KCM_PORT (passed to start.sh; defaults /tmp/k8s-bench, 6443, 2379, 10257), K8S_DIR (default
 # ../shared/k8s beside the repository), OPERATOR_BIN (default: cargo build --release), RUN_ARGS
 # (extra flags of `run`), KUBECTL_PROCS (8), SKIP_KUBECTL=1 (no kubectl yardstick, for the
-# largest sizes), KEEP=1 leaves the API server running.
+# largest sizes), PERF_REFRESH=/path/prefix (a `perf record` of the operator during the
+# unchanged refresh, one file per size), KEEP=1 leaves the API server running.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -161,8 +162,18 @@ EOF
   refresh_cpu0=$(cpu_ms "$OP_PID")
   last=$(query_field '{.status.lastSyncTime}')
   sleep 1 # lastSyncTime has one-second resolution
+  if [ -n "${PERF_REFRESH:-}" ]; then
+    perf record -F 2000 -p "$OP_PID" -o "$PERF_REFRESH-$N.data" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
   kubectl -n "$NS" annotate ipq q --overwrite "ecs.mirror.io/requested-at=$(date +%s%N)" >/dev/null
   wait_until 600 "the requested refresh" synced "$last"
+  if [ -n "${PERF_REFRESH:-}" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    log "N=$N: profile of the refresh in $PERF_REFRESH-$N.data (perf report -i ... --no-children)"
+  fi
   refresh_writes=$(( $(writes_total) - before ))
   refresh_cpu_ms=$(( $(cpu_ms "$OP_PID") - refresh_cpu0 ))
   log "N=$N: after the refresh: RSS $(status_of "$OP_PID" VmRSS) MiB, peak so far $(status_of "$OP_PID" VmHWM) MiB (after the first sync: RSS $rss, peak $hwm)"
