@@ -27,7 +27,7 @@ use crate::controller::planning::plan::{
 use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
-use crate::crd::pipeline::{is_object_name, object_name};
+use crate::crd::pipeline::is_object_name;
 use crate::ecs::{ImagePipelineItem, PageEvent};
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
@@ -679,7 +679,7 @@ pub async fn attempt(
     let matched = digest
         .entries
         .iter()
-        .filter(|e| object_name(&e.id).is_some())
+        .filter(|e| is_object_name(&e.id))
         .count();
     let matched = u32::try_from(matched).unwrap_or(u32::MAX);
     let skipped = Skipped {
