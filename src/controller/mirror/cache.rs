@@ -164,6 +164,18 @@ impl CacheFeeder {
         self
     }
 
+    /// The cached record of `obj` when the cache has it at the same resourceVersion.
+    fn unchanged(&self, namespace: &str, obj: &ImagePipeline) -> Option<Arc<Mirrored>> {
+        let version = obj.metadata.resource_version.as_deref()?;
+        let name = obj.metadata.name.as_deref()?;
+        let inner = self.cache.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .get(namespace)
+            .and_then(|objects| objects.get(name))
+            .filter(|m| m.resource_version.as_ref().is_some_and(|v| v.is(version)))
+            .cloned()
+    }
+
     fn observed(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
         if let Some(listener) = &self.listener {
             listener.observed(namespace, name, resource_version);
@@ -181,12 +193,24 @@ impl CacheFeeder {
         match event {
             watcher::Event::Init => self.relisting = Some(Namespaces::new()),
             watcher::Event::InitApply(obj) => {
+                if self.relisting.is_none() {
+                    return triggers;
+                }
+                let namespace = obj.namespace().unwrap_or_default();
+                // An object the cache already has at this resourceVersion keeps its record: a
+                // re-list (a watch that expired, an API server restart) then costs the new map,
+                // not a second copy of every record.
+                let record = self.unchanged(&namespace, &obj).unwrap_or_else(|| {
+                    Arc::new(Mirrored::interned(
+                        &obj,
+                        &self.manager,
+                        &mut self.owner_sets,
+                    ))
+                });
                 if let Some(next) = self.relisting.as_mut() {
-                    let namespace = obj.namespace().unwrap_or_default();
-                    let record = Mirrored::interned(&obj, &self.manager, &mut self.owner_sets);
                     next.entry(namespace)
                         .or_default()
-                        .insert(record.name.clone(), Arc::new(record));
+                        .insert(record.name.clone(), record);
                 }
             }
             watcher::Event::InitDone => {
@@ -273,6 +297,33 @@ mod tests {
         let mut names: Vec<String> = t.iter().map(|r| r.name.clone()).collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_relist_keeps_the_records_of_unchanged_objects_and_triggers_nothing_for_them() {
+        let cache = MirrorCache::default();
+        let mut feeder = CacheFeeder::new(cache.clone());
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitApply(obj("ip-a", "1", "a")));
+        feeder.on_event(watcher::Event::InitApply(obj("ip-b", "1", "b")));
+        feeder.on_event(watcher::Event::InitDone);
+        let (a, b) = (
+            cache.get("ns", "ip-a").unwrap(),
+            cache.get("ns", "ip-b").unwrap(),
+        );
+        // The watch expired: everything is listed again, ip-b changed meanwhile.
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitApply(obj("ip-a", "1", "a")));
+        feeder.on_event(watcher::Event::InitApply(obj("ip-b", "2", "c")));
+        let t = feeder.on_event(watcher::Event::InitDone);
+        assert_eq!(names(&t), ["c"], "only the changed object's owner looks");
+        assert!(
+            Arc::ptr_eq(&a, &cache.get("ns", "ip-a").unwrap()),
+            "the same record"
+        );
+        let b2 = cache.get("ns", "ip-b").unwrap();
+        assert!(!Arc::ptr_eq(&b, &b2));
+        assert_eq!(b2.version().as_deref(), Some("2"));
     }
 
     #[test]
