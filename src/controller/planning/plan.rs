@@ -3,7 +3,7 @@
 //! client, no clock. The plan holds no built objects: each write names its listing item, owners
 //! and template, and the object is built only when it is applied ([`Write::object`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -444,9 +444,11 @@ impl SoleOwner {
 
 /// The creates and updates of [`plan`] alone: what makes the objects of `input.items` mirror
 /// them (one page of a listing), and the names of the objects they match. Removes nothing.
-pub fn plan_listed<'i, I: Listed>(input: &PlanInput<'_, 'i, I>) -> (Plan<'i>, BTreeSet<&'i str>) {
+pub fn plan_listed<'i, I: Listed>(
+    input: &PlanInput<'_, 'i, I>,
+) -> (Plan<'i>, HashSet<&'i str, foldhash::fast::RandomState>) {
     let mut out = Plan::default();
-    let mut matched = BTreeSet::new();
+    let mut matched = HashSet::with_capacity_and_hasher(input.items.len(), Default::default());
     let namespace: Arc<str> = input.namespace.into();
     let region_id: Arc<str> = input.region_id.into();
     let solo = SoleOwner::of(input);
