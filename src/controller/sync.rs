@@ -158,63 +158,10 @@ pub fn drifted(
     digest: &ListedDigest,
     now: &str,
 ) -> Result<bool, ControllerError> {
-    if in_sync_in_place(ctx, query, valid, digest)? {
+    if SyncOf::new(ctx, query, valid, now)?.in_sync_in_place(digest) {
         return Ok(false);
     }
     Ok(!plan_for(ctx, query, valid, digest, now)?.is_empty())
-}
-
-fn in_sync_in_place(
-    ctx: &Context,
-    query: &ImagePipelineQuery,
-    valid: &ValidSpec,
-    digest: &ListedDigest,
-) -> Result<bool, ControllerError> {
-    let namespace = query
-        .namespace()
-        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
-    let uid = query
-        .uid()
-        .ok_or(ControllerError::MissingObjectKey("uid"))?;
-    let name = query.name_any();
-    let owners = owners_in(ctx, &namespace, query);
-    let empty = BTreeMap::new();
-    let claims = BTreeMap::new();
-    let input: PlanInput<'_, '_, DigestEntry> = PlanInput {
-        query_name: &name,
-        query_uid: &uid,
-        namespace: &namespace,
-        region_id: &valid.filter.region_id,
-        items: &[],
-        existing: &empty,
-        owners: &owners,
-        prune: valid.prune,
-        claims: &claims,
-        awaiting_listings: false,
-        now: "",
-        instance_label: ctx.object_label.as_deref(),
-    };
-    let sole = SoleOwner::of(&input);
-    let mirrorable = digest.entries.iter().filter(|e| is_object_name(&e.id));
-    let records = ctx
-        .pipelines
-        .get_all(&namespace, mirrorable.clone().map(|e| &*e.id));
-    let listed_in_sync = mirrorable.zip(records).all(|(entry, (_, record))| {
-        record.is_some_and(|r| !r.terminating && sole.is_up_to_date(&r, entry.hash))
-    });
-    if !listed_in_sync {
-        return Ok(false);
-    }
-    let listed = |name: &str| {
-        digest
-            .entries
-            .binary_search_by(|e| (*e.id).cmp(name))
-            .is_ok()
-    };
-    Ok(ctx
-        .pipelines
-        .names_in(&namespace, |m| m.is_owned_by(&uid) && !listed(&m.name))
-        .is_empty())
 }
 
 /// The plan that makes the namespace mirror `listing` (full, or a remembered digest, which
@@ -228,32 +175,21 @@ pub fn plan_for<'a, L: ListingView>(
     listing: &'a L,
     now: &str,
 ) -> Result<Plan<'a>, ControllerError> {
-    let namespace = query
-        .namespace()
-        .ok_or(ControllerError::MissingObjectKey("namespace"))?;
-    let uid = query
-        .uid()
-        .ok_or(ControllerError::MissingObjectKey("uid"))?;
-    let name = query.name_any();
-    let existing = ctx.recent.namespace_view(&ctx.pipelines, &namespace);
-    let owners = owners_in(ctx, &namespace, query);
+    let sync = SyncOf::new(ctx, query, valid, now)?;
+    let existing = ctx.recent.namespace_view(&ctx.pipelines, &sync.namespace);
+    let owners = owners_in(ctx, &sync.namespace, query);
     let listed: HashSet<&str> = listing.items().iter().map(|i| i.id()).collect();
-    let claims = claims_on_released(ctx, &uid, &owners, &existing, |name| listed.contains(name));
-    let awaiting_listings = awaiting_listings(ctx, &namespace, &uid);
-    let plan = plan(&PlanInput {
-        query_name: &name,
-        query_uid: &uid,
-        namespace: &namespace,
-        region_id: &valid.filter.region_id,
-        items: listing.items(),
-        existing: &existing,
-        owners: &owners,
-        prune: valid.prune,
-        claims: &claims,
-        awaiting_listings,
-        now,
-        instance_label: ctx.object_label.as_deref(),
+    let claims = claims_on_released(ctx, &sync.uid, &owners, &existing, |name| {
+        listed.contains(name)
     });
+    let awaiting_listings = awaiting_listings(ctx, &sync.namespace, &sync.uid);
+    let plan = plan(&sync.input(
+        listing.items(),
+        &existing,
+        &owners,
+        &claims,
+        awaiting_listings,
+    ));
     Ok(if listing.skipped_items() > 0 {
         plan.without_removals()
     } else {
@@ -384,7 +320,56 @@ struct SyncOf<'a> {
     now: &'a str,
 }
 
+impl<'a> SyncOf<'a> {
+    /// The sync of `query`, which must have a namespace and a UID.
+    fn new(
+        ctx: &'a Context,
+        query: &'a ImagePipelineQuery,
+        valid: &'a ValidSpec,
+        now: &'a str,
+    ) -> Result<Self, ControllerError> {
+        Ok(Self {
+            ctx,
+            query,
+            valid,
+            namespace: query
+                .namespace()
+                .ok_or(ControllerError::MissingObjectKey("namespace"))?,
+            uid: query
+                .uid()
+                .ok_or(ControllerError::MissingObjectKey("uid"))?,
+            name: query.name_any(),
+            now,
+        })
+    }
+}
+
 impl SyncOf<'_> {
+    /// What the plan of this query depends on, for `items` against `existing`.
+    fn input<'s, 'i, I>(
+        &'s self,
+        items: &'i [I],
+        existing: &'s BTreeMap<String, Arc<Mirrored>>,
+        owners: &'s Owners,
+        claims: &'s BTreeMap<String, Vec<String>>,
+        awaiting_listings: bool,
+    ) -> PlanInput<'s, 'i, I> {
+        PlanInput {
+            query_name: &self.name,
+            query_uid: &self.uid,
+            namespace: &self.namespace,
+            region_id: &self.valid.filter.region_id,
+            items,
+            existing,
+            owners,
+            prune: self.valid.prune,
+            claims,
+            awaiting_listings,
+            now: self.now,
+            instance_label: self.ctx.object_label.as_deref(),
+        }
+    }
+
     /// The plan that makes the objects of `items` mirror them, from the current view of those
     /// objects (creates and updates only).
     fn plan_items<'i>(&self, items: &'i [Hashed<'i>]) -> Plan<'i> {
@@ -395,61 +380,54 @@ impl SyncOf<'_> {
         );
         let owners = owners_in(self.ctx, &self.namespace, self.query);
         let claims = BTreeMap::new();
-        plan_listed(&PlanInput {
-            query_name: &self.name,
-            query_uid: &self.uid,
-            namespace: &self.namespace,
-            region_id: &self.valid.filter.region_id,
-            items,
-            existing: &existing,
-            owners: &owners,
-            prune: self.valid.prune,
-            claims: &claims,
-            awaiting_listings: false,
-            now: self.now,
-            instance_label: self.ctx.object_label.as_deref(),
+        plan_listed(&self.input(items, &existing, &owners, &claims, false)).0
+    }
+
+    /// The names of the objects this query owns that the complete `digest` does not list,
+    /// found in place in the index (the namespace is not copied).
+    fn owned_unlisted(&self, digest: &ListedDigest) -> Vec<String> {
+        self.ctx.pipelines.names_in(&self.namespace, |m| {
+            m.is_owned_by(&self.uid) && !digest.lists(&m.name)
         })
-        .0
     }
 
     /// The releases and deletions that make the namespace mirror the complete `digest`.
-    /// Only the objects this query owns that the listing lacks are looked at (in place in the
-    /// index), so the namespace is not copied.
     fn plan_removals(&self, digest: &ListedDigest) -> Plan<'static> {
-        let listed = |name: &str| {
-            digest
-                .entries
-                .binary_search_by(|e| (*e.id).cmp(name))
-                .is_ok()
-        };
-        let unlisted = self.ctx.pipelines.names_in(&self.namespace, |m| {
-            m.is_owned_by(&self.uid) && !listed(&m.name)
-        });
+        let unlisted = self.owned_unlisted(digest);
         let existing = self.ctx.recent.names_view(
             &self.ctx.pipelines,
             &self.namespace,
             unlisted.iter().map(String::as_str),
         );
         let owners = owners_in(self.ctx, &self.namespace, self.query);
-        let claims = claims_on_released(self.ctx, &self.uid, &owners, &existing, listed);
-        let input: PlanInput<'_, '_, DigestEntry> = PlanInput {
-            query_name: &self.name,
-            query_uid: &self.uid,
-            namespace: &self.namespace,
-            region_id: &self.valid.filter.region_id,
-            items: &[],
-            existing: &existing,
-            owners: &owners,
-            prune: self.valid.prune,
-            claims: &claims,
-            awaiting_listings: awaiting_listings(self.ctx, &self.namespace, &self.uid),
-            now: self.now,
-            instance_label: self.ctx.object_label.as_deref(),
-        };
+        let claims = claims_on_released(self.ctx, &self.uid, &owners, &existing, |name| {
+            digest.lists(name)
+        });
+        let awaiting = awaiting_listings(self.ctx, &self.namespace, &self.uid);
+        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, awaiting);
         let mut out = Plan::default();
-        plan_unlisted(&input, listed, &mut out);
+        plan_unlisted(&input, |name| digest.lists(name), &mut out);
         out.writes.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Whether, looked at in place in the index, the namespace is as the query's remembered
+    /// `digest` left it: every listed object present and (as only this query writes it) up to
+    /// date, and nothing unlisted still owned. `false` means "plan fully to know".
+    fn in_sync_in_place(&self, digest: &ListedDigest) -> bool {
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
+        let (existing, claims) = (BTreeMap::new(), BTreeMap::new());
+        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, false);
+        let sole = SoleOwner::of(&input);
+        let mirrorable = digest.entries.iter().filter(|e| is_object_name(&e.id));
+        let records = self
+            .ctx
+            .pipelines
+            .get_all(&self.namespace, mirrorable.clone().map(|e| &*e.id));
+        let listed_in_sync = mirrorable.zip(records).all(|(entry, (_, record))| {
+            record.is_some_and(|r| !r.terminating && sole.is_up_to_date(&r, entry.hash))
+        });
+        listed_in_sync && self.owned_unlisted(digest).is_empty()
     }
 
     /// Plans with `make` and applies, under the namespace's lock; writes refused only for
@@ -604,19 +582,7 @@ pub async fn attempt(
         Ok(r) => r,
         Err(e) => return Ok(Outcome::CredentialsError(e.to_string())),
     };
-    let sync = SyncOf {
-        ctx,
-        query,
-        valid,
-        namespace: query
-            .namespace()
-            .ok_or(ControllerError::MissingObjectKey("namespace"))?,
-        uid: query
-            .uid()
-            .ok_or(ControllerError::MissingObjectKey("uid"))?,
-        name: query.name_any(),
-        now,
-    };
+    let sync = SyncOf::new(ctx, query, valid, now)?;
     let mut progress = Progress::default();
     if let Err(e) = sync
         .read_listing(resolved, not_before, Pass::First, &mut progress)

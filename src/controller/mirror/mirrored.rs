@@ -17,7 +17,6 @@ use std::sync::OnceLock;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::controller::mirror::ownership::{FIELD_MANAGER, FieldSet, Ownership, is_query_ref};
-use crate::crd::pipeline::object_name;
 use crate::crd::{ImagePipeline, ImagePipelineSpec};
 use crate::ecs::{ImagePipelineItem, Listing};
 
@@ -570,11 +569,10 @@ impl ListedDigest {
         }
     }
 
-    /// Whether it lists the pipeline mirrored as `name`.
+    /// Whether it lists the pipeline mirrored as `name` (an object is named by its ID; the
+    /// entries are sorted by ID).
     pub fn lists(&self, name: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| object_name(&e.id).as_deref() == Some(name))
+        self.entries.binary_search_by(|e| (*e.id).cmp(name)).is_ok()
     }
 }
 

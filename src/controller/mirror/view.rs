@@ -50,6 +50,15 @@ struct Entry {
     superseded: Vec<Option<String>>,
 }
 
+impl Entry {
+    /// Whether a cache showing `cached` is still behind this write (it shows a version the
+    /// write, or an earlier one of its chain, replaced).
+    fn is_ahead_of(&self, cached: Option<&Mirrored>) -> bool {
+        self.superseded
+            .contains(&cached.and_then(Mirrored::version))
+    }
+}
+
 /// Writes this process made, by namespace and name, until the cache shows something newer.
 /// Cheap to clone (shared).
 #[derive(Debug, Default, Clone)]
@@ -130,8 +139,7 @@ impl RecentWrites {
             if ns != namespace {
                 return true;
             }
-            let cached = view.get(name).and_then(|c| c.version());
-            let stale = entry.superseded.contains(&cached);
+            let stale = entry.is_ahead_of(view.get(name).map(AsRef::as_ref));
             if stale {
                 match &entry.written.after {
                     Some(obj) => view.insert(name.clone(), obj.clone()),
@@ -143,9 +151,7 @@ impl RecentWrites {
         });
         view
     }
-}
 
-impl RecentWrites {
     /// The objects named `names` in `namespace` to plan from (those that exist), as
     /// [`RecentWrites::namespace_view`] shows them: what one page of a listing is compared
     /// with, without copying the rest of the namespace.
@@ -167,15 +173,8 @@ impl RecentWrites {
                 entries.get(&key)
             };
             let object = match written {
-                Some(entry) => {
-                    let cached_version = cached.as_ref().and_then(|c| c.version());
-                    if entry.superseded.contains(&cached_version) {
-                        entry.written.after.clone()
-                    } else {
-                        cached
-                    }
-                }
-                None => cached,
+                Some(entry) if entry.is_ahead_of(cached.as_deref()) => entry.written.after.clone(),
+                _ => cached,
             };
             if let Some(object) = object {
                 view.insert(name.to_string(), object);
