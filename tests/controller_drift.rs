@@ -6,35 +6,32 @@ mod support;
 
 use std::sync::Arc;
 
-use imagepipeline_operator::controller::desired::owner_reference;
 use imagepipeline_operator::controller::mirrored::ListedDigest;
 use imagepipeline_operator::controller::sync::drifted;
 use imagepipeline_operator::controller::validate::validate;
 use imagepipeline_operator::controller::{Context, NoopObserver};
-use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineSpec};
+use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQuery};
 use imagepipeline_operator::ecs::{ImagePipelineItem, Listing};
 use serde_json::json;
-use support::context::{NS, context, ecs_client, query};
+use support::context::{context, ecs_client, mirrored, query};
 
-fn item(id: &str, name: &str) -> ImagePipelineItem {
-    ImagePipelineItem {
-        image_pipeline_id: id.into(),
-        name: Some(name.into()),
-        ..ImagePipelineItem::default()
-    }
+/// 50 pipelines, all named `golden`.
+fn listed() -> Vec<ImagePipelineItem> {
+    (0..50)
+        .map(|i| ImagePipelineItem {
+            image_pipeline_id: format!("ip-{i:03}"),
+            name: Some("golden".into()),
+            ..ImagePipelineItem::default()
+        })
+        .collect()
 }
 
-/// The object the operator wrote for `item`, owned by query `q`.
-fn mirrored(item: &ImagePipelineItem) -> ImagePipeline {
-    let mut spec = ImagePipelineSpec::from_item(item, "cn-hangzhou");
-    spec.last_sync_time = Some("2026-01-01T00:00:00Z".into());
-    let id = &item.image_pipeline_id;
-    let mut obj = ImagePipeline::new(id, spec);
-    obj.metadata.namespace = Some(NS.into());
-    obj.metadata.uid = Some(format!("obj-{id}"));
-    obj.metadata.resource_version = Some("7".into());
-    obj.metadata.owner_references = Some(vec![owner_reference("q", "uid-q")]);
-    obj
+/// The objects the operator wrote for `items`, owned by query `q`.
+fn mirrored_all(items: &[ImagePipelineItem]) -> Vec<ImagePipeline> {
+    items
+        .iter()
+        .map(|i| mirrored(&i.image_pipeline_id, "golden"))
+        .collect()
 }
 
 fn fixture(objects: Vec<ImagePipeline>) -> (Arc<Context>, ImagePipelineQuery) {
@@ -66,37 +63,30 @@ fn check(objects: Vec<ImagePipeline>, listed: &[ImagePipelineItem]) -> bool {
 
 #[tokio::test]
 async fn objects_as_the_last_listing_left_them_have_not_drifted() {
-    let items: Vec<_> = (0..50)
-        .map(|i| item(&format!("ip-{i:03}"), "golden"))
-        .collect();
-    assert!(!check(items.iter().map(mirrored).collect(), &items));
+    let items = listed();
+    assert!(!check(mirrored_all(&items), &items));
 }
 
 #[tokio::test]
 async fn a_deleted_object_has_drifted() {
-    let items: Vec<_> = (0..50)
-        .map(|i| item(&format!("ip-{i:03}"), "golden"))
-        .collect();
-    let objects = items.iter().skip(1).map(mirrored).collect();
+    let items = listed();
+    let mut objects = mirrored_all(&items);
+    objects.remove(0);
     assert!(check(objects, &items));
 }
 
 #[tokio::test]
 async fn an_object_whose_content_someone_changed_has_drifted() {
-    let items: Vec<_> = (0..50)
-        .map(|i| item(&format!("ip-{i:03}"), "golden"))
-        .collect();
-    let mut objects: Vec<ImagePipeline> = items.iter().map(mirrored).collect();
+    let items = listed();
+    let mut objects = mirrored_all(&items);
     objects[7].spec.name = Some("edited".into());
     assert!(check(objects, &items));
 }
 
 #[tokio::test]
 async fn an_owned_object_the_listing_no_longer_has_has_drifted() {
-    let items: Vec<_> = (0..50)
-        .map(|i| item(&format!("ip-{i:03}"), "golden"))
-        .collect();
-    let mut objects: Vec<ImagePipeline> = items.iter().map(mirrored).collect();
-    objects.push(mirrored(&item("ip-gone", "golden")));
+    let items = listed();
+    let mut objects = mirrored_all(&items);
+    objects.push(mirrored("ip-gone", "golden"));
     assert!(check(objects, &items));
 }

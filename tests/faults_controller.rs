@@ -17,19 +17,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::Engine;
-use imagepipeline_operator::controller::desired::{OwnerInfo, Owners, owner_reference};
+use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
 use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{Deletion, PlanInput, Write, plan};
 use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile};
 use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQueryStatus, ImagePipelineSpec};
-use imagepipeline_operator::ecs::{CallObserver, ImagePipelineItem};
+use imagepipeline_operator::ecs::{CallObserver, EcsClient, ImagePipelineItem};
 use imagepipeline_operator::metrics::Metrics;
 use imagepipeline_operator::sim::{Credential, Faults, SimConfig};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::context::{NS, context, context_with_window, ecs_client, query};
+use support::context::{NS, context, context_with_window, ecs_client, mirrored, query};
 use support::mock_api::Recorded;
 use support::sim::{Sim, pipelines};
 
@@ -61,6 +61,27 @@ fn pipeline_writes(requests: &[Recorded]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One reconcile of query `q` (with `page_size`) listing through `ecs`, with `existing`
+/// mirrored before; the requests the API server saw.
+async fn reconcile_q(
+    ecs: EcsClient,
+    page_size: u32,
+    existing: Vec<ImagePipeline>,
+) -> Vec<Recorded> {
+    let (client, requests) = support::mock_api::client(None);
+    let q = query("q", json!({ "pageSize": page_size }));
+    let ctx = context(
+        client,
+        Arc::new(ecs),
+        Arc::new(Metrics::new()),
+        vec![q.clone()],
+        existing,
+    );
+    reconcile(Arc::new(q), ctx).await.expect("reconcile");
+    support::mock_api::settle().await;
+    requests.all()
+}
+
 #[tokio::test]
 async fn more_stale_objects_than_a_sync_holds_are_updated_by_a_second_listing_after_a_complete_first()
  {
@@ -71,22 +92,12 @@ async fn more_stale_objects_than_a_sync_holds_are_updated_by_a_second_listing_af
     })
     .await;
     let ecs = ecs_client(&sim.handle.url(), 1000, 100, None);
-    let (client, requests) = support::mock_api::client(None);
-    let q = query("q", json!({"pageSize": 100}));
     // Every object is mirrored with content the listing no longer has, plus one not listed.
     let mut existing: Vec<ImagePipeline> = (0..n)
         .map(|i| mirrored(&format!("ip-payments{i:04}"), "an old name"))
         .collect();
     existing.push(mirrored("ip-vanished0001", "vanished"));
-    let ctx = context(
-        client,
-        Arc::new(ecs),
-        Arc::new(Metrics::new()),
-        vec![q.clone()],
-        existing,
-    );
-    reconcile(Arc::new(q), ctx).await.expect("reconcile");
-    support::mock_api::settle().await;
+    let requests = reconcile_q(ecs, 100, existing).await;
 
     let pages = n.div_ceil(100);
     assert_eq!(
@@ -94,7 +105,7 @@ async fn more_stale_objects_than_a_sync_holds_are_updated_by_a_second_listing_af
         2 * pages,
         "one listing to find the updates, a second to make those it could not hold"
     );
-    let writes = pipeline_writes(&requests.all());
+    let writes = pipeline_writes(&requests);
     let updated: BTreeSet<&str> = writes
         .iter()
         .filter(|(m, _)| m == "PATCH")
@@ -134,23 +145,6 @@ impl CallObserver for FailAfterFirstPage {
     fn on_retry(&self, _action: &str, _code: &str) {}
 }
 
-/// An ImagePipeline already mirrored for query `q`.
-fn mirrored(id: &str, name: &str) -> ImagePipeline {
-    let item = ImagePipelineItem {
-        image_pipeline_id: id.into(),
-        name: Some(name.into()),
-        ..ImagePipelineItem::default()
-    };
-    let mut spec = ImagePipelineSpec::from_item(&item, "cn-hangzhou");
-    spec.last_sync_time = Some("2026-01-01T00:00:00Z".into());
-    let mut obj = ImagePipeline::new(id, spec);
-    obj.metadata.namespace = Some(NS.into());
-    obj.metadata.uid = Some(format!("obj-{id}"));
-    obj.metadata.resource_version = Some("7".into());
-    obj.metadata.owner_references = Some(vec![owner_reference("q", "uid-q")]);
-    obj
-}
-
 #[tokio::test]
 async fn a_page_that_keeps_failing_changes_nothing_mirrored_and_the_status_names_page_and_cause() {
     let sim = Arc::new(
@@ -166,42 +160,22 @@ async fn a_page_that_keeps_failing_changes_nothing_mirrored_and_the_status_names
         10,
         Some(Arc::new(FailAfterFirstPage(sim.clone()))),
     );
-    let (client, requests) = support::mock_api::client(None);
-    let q = query("q", json!({"pageSize": 3}));
     // Mirrored before: one with stale content (an update if the listing completed), one that
     // is no longer listed (a deletion if it completed).
     let existing = vec![
         mirrored("ip-payments0000", "an old name"),
         mirrored("ip-vanished0001", "vanished"),
     ];
-    let ctx = context(
-        client,
-        Arc::new(ecs),
-        Arc::new(Metrics::new()),
-        vec![q.clone()],
-        existing,
-    );
-    reconcile(Arc::new(q), ctx).await.expect("reconcile");
-    support::mock_api::settle().await;
+    let requests = reconcile_q(ecs, 3, existing).await;
 
-    let requests = requests.all();
-    let touched: Vec<_> = requests
-        .iter()
-        .filter(|r| r.is_pipeline_request())
-        .map(|r| format!("{} {}", r.method, r.uri))
-        .collect();
     // The sync streams: page 1's new pipelines are created as it is read, but nothing already
     // mirrored is changed (the stale name) or removed (the unlisted one) by a failed listing.
-    let names: Vec<&str> = touched
-        .iter()
-        .map(|t| {
-            assert!(
-                t.starts_with("PATCH "),
-                "only creates (applies): {touched:?}"
-            );
-            t.rsplit('/').next().unwrap().split('?').next().unwrap()
-        })
-        .collect();
+    let touched = pipeline_writes(&requests);
+    assert!(
+        touched.iter().all(|(method, _)| method == "PATCH"),
+        "only creates (applies): {touched:?}"
+    );
+    let names: Vec<&str> = touched.iter().map(|(_, name)| name.as_str()).collect();
     assert_eq!(
         names,
         ["ip-payments0001", "ip-payments0002"],

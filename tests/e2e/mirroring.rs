@@ -78,26 +78,10 @@ fn a_simulator_failing_every_page_prunes_nothing() {
         .cloned()
         .collect();
     env.restart_simulator(&fewer, &["--fail-every", "1"]);
-    env.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "imagepipelinequery",
-        "hz",
-        "ecs.mirror.io/requested-at=failing",
-    ]);
+    env.request_refresh("hz");
     let q = wait_for("the failure to be reported", || {
         let q = env.query("hz");
-        let reason = q["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready")
-            .map(|c| c["reason"].clone());
-        matches!(
-            reason.as_ref().and_then(Value::as_str),
-            Some("ApiError" | "Throttled")
-        )
-        .then_some(q)
+        matches!(ready_reason(&q).as_deref(), Some("ApiError" | "Throttled")).then_some(q)
     });
     assert!(q["status"]["lastError"]["code"].is_string());
     assert_eq!(
@@ -138,24 +122,12 @@ fn a_listing_failing_after_its_first_page_creates_its_new_pipelines_and_changes_
             }),
     );
     env.restart_simulator(&now, &["--invalid-token-every", "1"]);
-    env.kubectl_ok(&[
-        "annotate",
-        "--overwrite",
-        "imagepipelinequery",
-        "hz",
-        "ecs.mirror.io/requested-at=streamfail",
-    ]);
-    let q = wait_for("the failure to be reported", || {
-        let q = env.query("hz");
-        let ready = q["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready")
-            .cloned()?;
+    env.request_refresh("hz");
+    let ready = wait_for("the failure to be reported", || {
+        let ready = ready_condition(&env.query("hz")).cloned()?;
         (ready["status"] == "False").then_some(ready)
     });
-    let message = q["message"].as_str().unwrap_or_default();
+    let message = ready["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("nothing already mirrored was changed") && message.contains("page 2"),
         "{message}"

@@ -359,13 +359,18 @@ impl Drop for Env {
 
 /// The reason of the query's `Ready` condition.
 pub fn ready_reason(query: &Value) -> Option<String> {
+    ready_condition(query)
+        .and_then(|c| c["reason"].as_str())
+        .map(str::to_string)
+}
+
+/// The `Ready` condition of a query, as `kubectl get -o json` shows it.
+pub fn ready_condition(query: &Value) -> Option<&Value> {
     query["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["reason"].as_str())
-        .map(str::to_string)
 }
 
 /// `E2E_HELM`, else the helm `.ci/install-tools` puts under `.tools/bin`, else `helm` from

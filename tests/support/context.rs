@@ -6,14 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imagepipeline_operator::controller::cache::MirrorCache;
+use imagepipeline_operator::controller::desired::owner_reference;
 use imagepipeline_operator::controller::view::{NamespaceLocks, RecentWrites};
 use imagepipeline_operator::controller::{
     AmbientPolicy, Context, CredentialsResolver, PipelineSource, SharedListings, SyncObserver,
     Writer,
 };
-use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQuery, ImagePipelineQuerySpec};
+use imagepipeline_operator::crd::{
+    ImagePipeline, ImagePipelineQuery, ImagePipelineQuerySpec, ImagePipelineSpec,
+};
 use imagepipeline_operator::ecs::credentials::{Credentials, StaticProvider};
-use imagepipeline_operator::ecs::{ClientConfig, EcsClient, SharedObserver, SharedProvider};
+use imagepipeline_operator::ecs::{
+    ClientConfig, EcsClient, ImagePipelineItem, SharedObserver, SharedProvider,
+};
 use imagepipeline_operator::sim::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -121,4 +126,22 @@ pub fn query(name: &str, spec: Value) -> ImagePipelineQuery {
     q.metadata.generation = Some(1);
     q.metadata.resource_version = Some("1".into());
     q
+}
+
+/// An ImagePipeline already mirrored in [`NS`] for the query named `q` (see [`query`]), with
+/// `name` as the pipeline's name.
+pub fn mirrored(id: &str, name: &str) -> ImagePipeline {
+    let item = ImagePipelineItem {
+        image_pipeline_id: id.into(),
+        name: Some(name.into()),
+        ..ImagePipelineItem::default()
+    };
+    let mut spec = ImagePipelineSpec::from_item(&item, "cn-hangzhou");
+    spec.last_sync_time = Some("2026-01-01T00:00:00Z".into());
+    let mut obj = ImagePipeline::new(id, spec);
+    obj.metadata.namespace = Some(NS.into());
+    obj.metadata.uid = Some(format!("obj-{id}"));
+    obj.metadata.resource_version = Some("7".into());
+    obj.metadata.owner_references = Some(vec![owner_reference("q", "uid-q")]);
+    obj
 }
