@@ -65,6 +65,14 @@ pub struct WriteLabels {
     pub operation: String,
 }
 
+/// Label of a listed page.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PageLabels {
+    /// `reused` (the same page as the query's last listing, taken without decoding it) or
+    /// `decoded`.
+    pub path: String,
+}
+
 /// Label of a refused object write.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
@@ -97,6 +105,8 @@ pub struct Metrics {
     pub pipelines_mirrored: Family<QueryLabels, Gauge>,
     /// ImagePipeline writes by operation.
     pub objects_written: Family<WriteLabels, Counter>,
+    /// Pages of listings a sync read, by how (`reused` or `decoded`).
+    pub listing_pages: Family<PageLabels, Counter>,
     /// ImagePipeline writes the API server refused, by action.
     pub object_write_failures: Family<FailureLabels, Counter>,
     /// Per query, items of its last listing that could not be mirrored.
@@ -124,6 +134,9 @@ pub struct Metrics {
     queries: Mutex<HashMap<QueryLabels, QueryState>>,
     families: Vec<String>,
 }
+
+/// The `path` label values of `listing_pages`.
+const PAGE_PATHS: [&str; 2] = ["reused", "decoded"];
 
 /// The `operation` label values of `objects_written`.
 const WRITE_OPERATIONS: [&str; 4] = ["created", "updated", "released", "deleted"];
@@ -186,6 +199,7 @@ impl Metrics {
             ecs_throttled: Family::default(),
             pipelines_mirrored: Family::default(),
             objects_written: Family::default(),
+            listing_pages: Family::default(),
             object_write_failures: Family::default(),
             query_skipped_items: Family::default(),
             seconds_since_success: Family::default(),
@@ -246,6 +260,11 @@ impl Metrics {
             "objects_written",
             "ImagePipeline objects created, updated or deleted",
             Box::new(m.objects_written.clone()),
+        );
+        register(
+            "listing_pages",
+            "Pages of listings a sync read: reused (the same as the query's last listing, not decoded again) or decoded",
+            Box::new(m.listing_pages.clone()),
         );
         register(
             "object_write_failures",
@@ -336,6 +355,11 @@ impl Metrics {
             let _ = self.objects_written.get_or_create(&WriteLabels {
                 operation: operation.into(),
             });
+        }
+        for path in PAGE_PATHS {
+            let _ = self
+                .listing_pages
+                .get_or_create(&PageLabels { path: path.into() });
         }
         for action in WriteAction::ALL {
             let _ = self.object_write_failures.get_or_create(&FailureLabels {
@@ -524,6 +548,13 @@ impl crate::controller::SyncObserver for Metrics {
             .inc();
     }
 
+    fn page_read(&self, reused: bool) {
+        let path = PAGE_PATHS[usize::from(!reused)];
+        self.listing_pages
+            .get_or_create(&PageLabels { path: path.into() })
+            .inc();
+    }
+
     fn object_deleted(&self) {
         self.objects_written
             .get_or_create(&WriteLabels {
@@ -695,7 +726,7 @@ mod tests {
         let m = Metrics::new();
         let text = m.encode(Timestamp::now());
         // One family per metric field of `Metrics`.
-        assert_eq!(m.family_names().len(), 19, "{:?}", m.family_names());
+        assert_eq!(m.family_names().len(), 20, "{:?}", m.family_names());
         for family in m.family_names() {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),
@@ -710,6 +741,8 @@ mod tests {
             r#"imagepipeline_syncs_total{result="Throttled"} 0"#,
             r#"imagepipeline_syncs_total{result="Synced"} 0"#,
             r#"imagepipeline_objects_written_total{operation="released"} 0"#,
+            r#"imagepipeline_listing_pages_total{path="reused"} 0"#,
+            r#"imagepipeline_listing_pages_total{path="decoded"} 0"#,
             r#"imagepipeline_ecs_calls_total{action="DescribeImagePipelines",code="Success"} 0"#,
         ] {
             assert!(text.contains(series), "{series} missing:\n{text}");

@@ -433,3 +433,84 @@ async fn an_endpoint_slower_than_the_read_timeout_fails_as_a_timeout_after_every
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 }
+
+/// Every page of one listing of `filter`, with `known` as the pages already known.
+async fn pages_of(
+    ecs: &imagepipeline_operator::ecs::EcsClient,
+    filter: &PipelineFilter,
+    known: imagepipeline_operator::ecs::KnownLists,
+) -> Vec<imagepipeline_operator::ecs::PipelinePage> {
+    let stream = ecs.pages_known(filter.clone(), provider(), Some(known));
+    stream
+        .map(|event| match event.expect("page") {
+            PageEvent::Page(page) => page,
+            PageEvent::Restarted => panic!("no restart without faults"),
+        })
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_a_caller_knows_come_back_undecoded_and_decode_to_what_they_were() {
+    use imagepipeline_operator::ecs::KnownLists;
+    let mut items = items_in(HANGZHOU, 250, 9);
+    let sim = sim(items.clone(), Faults::default()).await;
+    let ecs = client(fast_config(&sim));
+    let filter = PipelineFilter {
+        page_size: 100,
+        ..PipelineFilter::region(HANGZHOU)
+    };
+    let first = pages_of(&ecs, &filter, KnownLists::default()).await;
+    assert_eq!(first.len(), 3);
+    assert!(
+        first
+            .iter()
+            .all(|p| p.undecoded.is_none() && p.list_hash.is_some())
+    );
+    let hashes: Vec<u64> = first.iter().filter_map(|p| p.list_hash).collect();
+    assert_eq!(
+        hashes
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3,
+        "each page's list hashes differently"
+    );
+
+    let again = pages_of(&ecs, &filter, KnownLists::new(hashes.clone())).await;
+    assert_eq!(again.len(), 3);
+    for (before, page) in first.iter().zip(&again) {
+        assert!(page.items.is_empty() && page.undecoded.is_some());
+        assert_eq!(page.list_hash, before.list_hash);
+        assert_eq!(
+            page.next_token, before.next_token,
+            "paging goes on as usual"
+        );
+        let decoded = page.decoded().expect("decodes").into_owned();
+        assert_eq!(decoded.items, before.items);
+        assert_eq!(decoded.undecoded, None);
+    }
+
+    // One pipeline changes: its page alone is decoded.
+    items[150]["Name"] = json!("renamed");
+    let id = items[150]["ImagePipelineId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let on = first
+        .iter()
+        .position(|p| p.items.iter().any(|i| i.image_pipeline_id == id))
+        .expect("listed");
+    sim.set_items(items);
+    let changed = pages_of(&ecs, &filter, KnownLists::new(hashes)).await;
+    let undecoded: Vec<bool> = changed.iter().map(|p| p.undecoded.is_some()).collect();
+    let expected: Vec<bool> = (0..3).map(|i| i != on).collect();
+    assert_eq!(undecoded, expected);
+    assert!(
+        changed[on]
+            .items
+            .iter()
+            .any(|i| i.name.as_deref() == Some("renamed"))
+    );
+    assert_ne!(changed[on].list_hash, first[on].list_hash);
+}

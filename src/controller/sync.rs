@@ -17,7 +17,7 @@ use crate::controller::inputs::credentials::{ResolveError, Resolved};
 use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
 use crate::controller::mirror::mirrored::{
-    DigestEntry, Listed, ListedDigest, ListingView, Mirrored, item_hash,
+    DigestEntry, Listed, ListedDigest, ListingView, Mirrored, PageMemo, item_hash,
 };
 use crate::controller::planning::desired::{OwnerInfo, Owners};
 use crate::controller::planning::plan::{
@@ -28,7 +28,7 @@ use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
 use crate::crd::pipeline::is_object_name;
-use crate::ecs::{ImagePipelineItem, PageEvent};
+use crate::ecs::{ImagePipelineItem, KnownLists, ListingError, PageEvent, PipelinePage};
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
 /// taken as given (the cache may not have it yet). A query whose spec is invalid elsewhere
@@ -210,6 +210,8 @@ struct Progress {
     hasher: RandomState,
     /// ID and content hash of every pipeline seen, in listing order.
     entries: Vec<DigestEntry>,
+    /// The pages the next listing may take as they were (see [`PageMemo`]).
+    memos: Vec<PageMemo>,
     /// Items without a readable ID.
     skipped_items: usize,
     /// Pages read since the listing (re)started.
@@ -237,6 +239,29 @@ impl Progress {
         };
     }
 
+    /// Whether `id` was seen before in this listing.
+    fn has_seen(&self, id: &str) -> bool {
+        self.seen.contains(&self.hasher.hash_one(id)) && self.entries.iter().any(|e| &*e.id == id)
+    }
+
+    /// Records `entry` as seen (its ID not seen before).
+    fn record(&mut self, entry: DigestEntry) {
+        self.seen.insert(self.hasher.hash_one(&*entry.id));
+        self.entries.push(entry);
+    }
+
+    /// Remembers the page with `list_hash` whose entries are those recorded since `start`.
+    fn remember_page(&mut self, list_hash: u64, start: usize) {
+        let as_u32 = |n: usize| u32::try_from(n).ok();
+        if let (Some(start), Some(len)) = (as_u32(start), as_u32(self.entries.len() - start)) {
+            self.memos.push(PageMemo {
+                list_hash,
+                start,
+                len,
+            });
+        }
+    }
+
     /// `item` with its content hash when it is the first with its ID in this listing
     /// (recording it if so).
     fn first_sight<'i>(
@@ -259,15 +284,12 @@ impl Progress {
         Some(hashed)
     }
 
-    /// The complete listing's digest, sorted by ID.
+    /// The complete listing's digest.
     fn into_digest(mut self) -> (ListedDigest, Self) {
-        let mut entries = std::mem::take(&mut self.entries);
-        entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let entries = std::mem::take(&mut self.entries);
+        let memos = std::mem::take(&mut self.memos);
         self.seen = HashSet::new();
-        let digest = ListedDigest {
-            entries,
-            skipped_items: self.skipped_items,
-        };
+        let digest = ListedDigest::new(entries, self.skipped_items, memos);
         (digest, self)
     }
 }
@@ -468,19 +490,69 @@ impl SyncOf<'_> {
         }
     }
 
+    /// Takes a page the previous listing had (the same list text), without decoding it: its
+    /// entries as they were, when none of their IDs was seen before in this listing and every
+    /// object is, in place, up to date. `false`: nothing was recorded; decode the page.
+    fn reuse(&self, list_hash: u64, previous: &ListedDigest, progress: &mut Progress) -> bool {
+        let Some(memo) = previous.page(list_hash) else {
+            return false;
+        };
+        let entries = memo.entries(previous);
+        if entries.len() != memo.len as usize
+            || entries.iter().any(|e| progress.has_seen(&e.id))
+            || !self.up_to_date_in_place(entries)
+        {
+            return false;
+        }
+        let start = progress.entries.len();
+        for entry in entries {
+            progress.record(entry.clone());
+        }
+        progress.remember_page(list_hash, start);
+        progress.counts.unchanged += memo.len;
+        true
+    }
+
+    /// Whether the objects of `entries` exist, as the plan would see them, and are up to date
+    /// for this query alone (what the plan would leave as they are, checked without building
+    /// anything).
+    fn up_to_date_in_place(&self, entries: &[DigestEntry]) -> bool {
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
+        let (existing, claims) = (BTreeMap::new(), BTreeMap::new());
+        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, false);
+        let sole = SoleOwner::of(&input);
+        let objects = self.ctx.recent.effective_of(
+            &self.ctx.pipelines,
+            &self.namespace,
+            entries.iter().map(|e| &*e.id),
+        );
+        entries.iter().zip(objects).all(|(entry, (_, object))| {
+            object.is_some_and(|o| !o.terminating && sole.is_up_to_date(&o, entry.hash))
+        })
+    }
+
     /// One page: its new objects are created; the updates are held (first pass) or made
-    /// (second pass).
+    /// (second pass). A page whose every item became an entry of its own is remembered for the
+    /// next listing.
     async fn page(
         &self,
-        items: &[ImagePipelineItem],
+        page: &PipelinePage,
         pass: Pass,
         progress: &mut Progress,
     ) -> Result<(), ControllerError> {
         let region_id = self.valid.filter.region_id.as_str();
+        let items = &page.items;
+        let start = progress.entries.len();
         let fresh: Vec<Hashed<'_>> = items
             .iter()
             .filter_map(|i| progress.first_sight(i, region_id))
             .collect();
+        let whole = page.skipped_items == 0
+            && fresh.len() == items.len()
+            && items.iter().all(|i| is_object_name(&i.image_pipeline_id));
+        if let Some(list_hash) = page.list_hash.filter(|_| whole) {
+            progress.remember_page(list_hash, start);
+        }
         let (counts, failures) = self
             .apply(|round| {
                 let plan = self.plan_items(&fresh);
@@ -517,12 +589,18 @@ impl SyncOf<'_> {
         not_before: Option<jiff::Timestamp>,
         pass: Pass,
         progress: &mut Progress,
-    ) -> Result<Result<(), crate::ecs::ListingError>, ControllerError> {
+    ) -> Result<Result<(), ListingError>, ControllerError> {
         let key = ListingKey::new(credentials.identity.clone(), &self.valid.filter);
-        let mut feed = self
-            .ctx
-            .listings
-            .list(key, credentials.provider.clone(), not_before);
+        let previous = self.ctx.remembered(&self.uid).and_then(|m| m.listing);
+        let known = KnownLists::new(
+            previous
+                .iter()
+                .flat_map(|d| d.pages.iter().map(|p| p.list_hash)),
+        );
+        let mut feed =
+            self.ctx
+                .listings
+                .list(key, credentials.provider.clone(), not_before, Some(known));
         while let Some(item) = feed.next().await {
             let event = match item {
                 Ok(event) => event,
@@ -533,8 +611,26 @@ impl SyncOf<'_> {
                 PageEvent::Restarted => progress.restart(),
                 PageEvent::Page(page) => {
                     progress.pages += 1;
+                    let same = page.list_hash.zip(previous.as_deref());
+                    let reused =
+                        same.is_some_and(|(hash, previous)| self.reuse(hash, previous, progress));
+                    self.ctx.observer.page_read(reused);
+                    if reused {
+                        continue;
+                    }
+                    // Another sync's listing may have left the page undecoded.
+                    let page = match page.decoded() {
+                        Ok(page) => page,
+                        Err(error) => {
+                            return Ok(Err(ListingError {
+                                page: progress.pages,
+                                calls: 0,
+                                error,
+                            }));
+                        }
+                    };
                     progress.skipped_items += page.skipped_items;
-                    self.page(&page.items, pass, progress).await?;
+                    self.page(&page, pass, progress).await?;
                 }
             }
         }

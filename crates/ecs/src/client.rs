@@ -15,6 +15,7 @@ use futures::Stream;
 use super::credentials::SharedProvider;
 use super::error::EcsError;
 use super::filter::PipelineFilter;
+use super::known::KnownLists;
 use super::listing::{Listing, ListingError, SharedObserver};
 use super::model::PipelinePage;
 use super::ratelimit::KeyedRateLimiter;
@@ -153,7 +154,20 @@ impl EcsClient {
         filter: PipelineFilter,
         provider: SharedProvider,
     ) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
-        let pager = Pager::new(self.clone(), filter, provider);
+        self.pages_known(filter, provider, None)
+    }
+
+    /// [`EcsClient::pages`] for a caller that remembers pages: every page carries its
+    /// [`list_hash`](crate::list_hash), and a page whose list is in `known` comes with its
+    /// items undecoded ([`PipelinePage::undecoded`]; [`PipelinePage::decoded`] reads them).
+    pub fn pages_known(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+        known: Option<KnownLists>,
+    ) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
+        let mut pager = Pager::new(self.clone(), filter, provider);
+        pager.known = known;
         futures::stream::unfold(pager, |mut pager| async move {
             let event = pager.next_event().await?;
             Some((event, pager))
@@ -208,6 +222,7 @@ impl EcsClient {
         params: &[(String, String)],
         provider: &SharedProvider,
         region_id: &str,
+        known: Option<&KnownLists>,
         counters: &mut Counters,
     ) -> Result<PipelinePage, EcsError> {
         let config = &self.inner.config;
@@ -226,9 +241,14 @@ impl EcsClient {
             all.extend(params.iter().cloned());
             let body = transport::signed_form_body(&all, &credentials.access_key_secret);
             counters.calls += 1;
-            let attempt =
-                transport::post_form(&self.inner.http, &endpoint, body, config.max_body_bytes)
-                    .await;
+            let attempt = transport::post_form(
+                &self.inner.http,
+                &endpoint,
+                body,
+                config.max_body_bytes,
+                known,
+            )
+            .await;
             let code = match &attempt.result {
                 Ok(_) => "Success".to_string(),
                 Err(e) => e.code(),
@@ -291,6 +311,8 @@ struct Pager {
     seen_tokens: HashSet<String>,
     /// Pages fetched in this run (since the last restart).
     page: u32,
+    /// Lists the caller knows: such pages are left undecoded.
+    known: Option<KnownLists>,
     calls: u32,
     retries: u32,
     restarts: u32,
@@ -307,6 +329,7 @@ impl Pager {
             next_token: None,
             seen_tokens: HashSet::new(),
             page: 0,
+            known: None,
             calls: 0,
             retries: 0,
             restarts: 0,
@@ -346,6 +369,7 @@ impl Pager {
                 &params,
                 &self.provider,
                 &self.filter.region_id,
+                self.known.as_ref(),
                 &mut counters,
             )
             .await;

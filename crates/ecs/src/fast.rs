@@ -19,12 +19,14 @@ use crate::model::{ImagePipelineItem, PipelinePage, PipelineTag, decode_item, de
 pub(crate) const LIST: &str = "ImagePipeline";
 
 /// A body's top level, read in one pass: its small members as values, the pipeline list as
-/// the raw text of each item when it has the usual shape.
+/// its raw text.
 pub(crate) struct Top<'a> {
     /// Every member but the list (`RequestId`, `Code`, `NextToken`, ...).
     pub members: Map<String, Value>,
-    /// The list member, if there is one.
-    pub list: Option<List<'a>>,
+    /// The list member's text (the last one, as `Value` keeps it), if there is one.
+    pub list: Option<&'a RawValue>,
+    /// How many list members the body has (more than one only in a garbled body).
+    pub lists: u32,
 }
 
 /// The shapes of the list member.
@@ -37,12 +39,23 @@ pub(crate) enum List<'a> {
     Scalar,
 }
 
-/// Parses the body's top level; `None` when it is not a JSON object, or when it is not a
-/// document `serde_json::Value` would read (the reference refuses those, and the passes below
-/// skip parts of the body without checking them as strictly).
+/// Parses the body's top level; `None` when it is not a JSON object. The members are read as
+/// strictly as `serde_json::Value` reads them; the list's text only as far as finding its end
+/// takes (see [`is_valid`]).
 pub(crate) fn top_level(body: &[u8]) -> Option<Top<'_>> {
-    serde_json::from_slice::<Validated>(body).ok()?;
     serde_json::from_slice(body).ok()
+}
+
+/// Whether `body` is a document `serde_json::Value` would read: the reference refuses the
+/// others, and the passes here skip parts of the body without checking them as strictly.
+pub(crate) fn is_valid(body: &[u8]) -> bool {
+    serde_json::from_slice::<Validated>(body).is_ok()
+}
+
+/// The shape of a list member's text; `None` if it is not JSON (not expected once the body
+/// [`is_valid`]).
+pub(crate) fn list_of(raw: &RawValue) -> Option<List<'_>> {
+    serde_json::from_str(raw.get()).ok()
 }
 
 /// The `Visitor` methods of every JSON scalar but `null`, each answering `$value` (the
@@ -109,10 +122,12 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 let mut top = Top {
                     members: Map::new(),
                     list: None,
+                    lists: 0,
                 };
                 while let Some(key) = map.next_key::<String>()? {
                     if key == LIST {
                         top.list = Some(map.next_value()?);
+                        top.lists += 1;
                     } else {
                         let value = map.next_value()?;
                         top.members.insert(key, value);
@@ -192,17 +207,21 @@ impl<'de> Deserialize<'de> for Set<'de> {
     }
 }
 
-/// Decodes the page of `top`, a body already checked to be a page; an odd list shape is read
-/// from the whole `body` by the lenient decoder. `None` if a part cannot be read as a value
-/// after all (not expected: [`top_level`] checked the whole body).
-pub(crate) fn decode_page(top: Top<'_>, body: &[u8]) -> Option<PipelinePage> {
-    match top.list {
+/// Decodes the page of a body already checked to be a page, from its `members` and its `list`;
+/// an odd list shape is read from the whole `body` by the lenient decoder. `None` if a part
+/// cannot be read as a value after all (not expected: the whole body [`is_valid`]).
+pub(crate) fn decode_page(
+    members: &Map<String, Value>,
+    list: Option<List<'_>>,
+    body: &[u8],
+) -> Option<PipelinePage> {
+    match list {
         Some(List::Odd) => {
             let value = serde_json::from_slice::<Value>(body).ok()?;
             Some(crate::model::decode_page(&value))
         }
         Some(List::Items(raws)) => {
-            let mut page = decode_page_fields(&top.members);
+            let mut page = decode_page_fields(members);
             page.items.reserve(raws.len());
             for raw in raws {
                 match decode_raw_item(raw)? {
@@ -212,7 +231,7 @@ pub(crate) fn decode_page(top: Top<'_>, body: &[u8]) -> Option<PipelinePage> {
             }
             Some(page)
         }
-        Some(List::Scalar) | None => Some(decode_page_fields(&top.members)),
+        Some(List::Scalar) | None => Some(decode_page_fields(members)),
     }
 }
 

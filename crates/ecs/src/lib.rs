@@ -34,6 +34,7 @@ pub mod credentials;
 pub mod error;
 mod fast;
 pub mod filter;
+pub mod known;
 pub mod listing;
 pub mod model;
 pub mod ratelimit;
@@ -46,6 +47,7 @@ pub use client::{ClientConfig, EcsClient, PageEvent};
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider, SharedProvider};
 pub use error::{ApiError, EcsError};
 pub use filter::{PipelineFilter, TagFilter};
+pub use known::{KnownLists, list_hash};
 pub use listing::{CallObserver, Listing, ListingError, SharedObserver};
 pub use model::{ImagePipelineItem, PipelinePage, PipelineTag};
 

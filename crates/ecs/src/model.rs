@@ -76,6 +76,12 @@ pub struct PipelinePage {
     pub items: Vec<ImagePipelineItem>,
     /// Items that were skipped because they had no usable `ImagePipelineId`.
     pub skipped_items: usize,
+    /// The [`list_hash`](crate::list_hash) of the list member's text, when the page was read
+    /// for a caller that remembers pages ([`crate::EcsClient::pages_known`]).
+    pub list_hash: Option<u64>,
+    /// The whole body, when the list was one the caller knew and its items were left
+    /// undecoded (`items` is then empty); [`PipelinePage::decoded`] reads them.
+    pub undecoded: Option<bytes::Bytes>,
 }
 
 /// Decodes a page from a parsed JSON body. Never fails: missing parts are empty. The client

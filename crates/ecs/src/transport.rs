@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::credentials::Credentials;
 use super::error::{ApiError, EcsError};
+use bytes::Bytes;
+
 use super::fast;
+use super::known::{KnownLists, list_hash};
 use super::model::PipelinePage;
 use super::retry::{RETRY_AFTER_HEADER, parse_retry_after};
 use super::sign;
@@ -124,12 +127,14 @@ pub fn http_client(
         .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {}", chain(&e))))
 }
 
-/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes`.
+/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes`;
+/// with `known`, as [`decode_response_known`] does.
 pub async fn post_form(
     http: &reqwest::Client,
     endpoint: &str,
     body: String,
     max_body_bytes: usize,
+    known: Option<&KnownLists>,
 ) -> Attempt {
     let sent = http
         .post(format!("{endpoint}/"))
@@ -157,7 +162,10 @@ pub async fn post_form(
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let result = match read_bounded(&mut response, max_body_bytes).await {
-        Ok(bytes) => decode_response(status, &bytes),
+        Ok(bytes) => match known {
+            Some(known) => decode_response_known(status, bytes, known),
+            None => decode_response(status, &bytes),
+        },
         Err(e) => Err(e),
     };
     Attempt {
@@ -220,12 +228,46 @@ fn chain(e: &reqwest::Error) -> String {
 /// because mistaking garbage for an empty last page would prune everything mirrored.
 #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsError> {
+    decode(status, body, None).map(|(page, _)| page)
+}
+
+/// [`decode_response`] for a caller that remembers pages: the page carries its
+/// [`list_hash`], and a page whose list is `known` comes back with its items undecoded (its
+/// `undecoded` holds the body). Every other answer decodes exactly as [`decode_response`]
+/// decodes it.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+pub fn decode_response_known(
+    status: u16,
+    body: Vec<u8>,
+    known: &KnownLists,
+) -> Result<PipelinePage, EcsError> {
+    let (mut page, left_undecoded) = decode(status, &body, Some(known))?;
+    if left_undecoded {
+        page.undecoded = Some(Bytes::from(body));
+    }
+    Ok(page)
+}
+
+/// Decodes an answer; with `known`, hashes the list and leaves a known one undecoded (the
+/// `bool`). A known list's text is one that decoded before: it needs no second look.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+fn decode(
+    status: u16,
+    body: &[u8],
+    known: Option<&KnownLists>,
+) -> Result<(PipelinePage, bool), EcsError> {
     let decode_error = || EcsError::Decode {
         status,
         snippet: String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned(),
     };
-    // The top level in one pass, the items left as text for the item decoder.
+    // The top level in one pass, the list left as text.
     let top = fast::top_level(body).ok_or_else(decode_error)?;
+    let list_hash = known.and(top.list).map(|raw| list_hash(raw.get()));
+    let is_known =
+        top.lists == 1 && list_hash.is_some_and(|h| known.is_some_and(|known| known.contains(h)));
+    if !is_known && !fast::is_valid(body) {
+        return Err(decode_error());
+    }
     let obj = &top.members;
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let success = (200..300).contains(&status);
@@ -250,22 +292,103 @@ pub fn decode_response(status: u16, body: &[u8]) -> Result<PipelinePage, EcsErro
             recommend: text("Recommend"),
         }));
     }
+    if is_known {
+        let mut page = crate::model::decode_page_fields(obj);
+        page.list_hash = list_hash;
+        return Ok((page, true));
+    }
     let looks_like_page = top.list.is_some()
         || ["RequestId", "TotalCount", "NextToken"]
             .iter()
             .any(|k| obj.contains_key(*k));
+    let list = match top.list {
+        Some(raw) => Some(fast::list_of(raw).ok_or_else(decode_error)?),
+        None => None,
+    };
     // A list that is there but is not a list cannot be read as "no pipelines": that would make
     // a garbled answer look like an empty last page and prune everything mirrored.
-    let garbled_list = matches!(top.list, Some(fast::List::Scalar));
+    let garbled_list = matches!(list, Some(fast::List::Scalar));
     if !looks_like_page || garbled_list {
         return Err(decode_error());
     }
-    fast::decode_page(top, body).ok_or_else(decode_error)
+    let mut page = fast::decode_page(obj, list, body).ok_or_else(decode_error)?;
+    page.list_hash = list_hash;
+    Ok((page, false))
+}
+
+impl PipelinePage {
+    /// The page with its items decoded: itself, or (when left undecoded) its body decoded in
+    /// full, with the same checks as any other page.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+    pub fn decoded(&self) -> Result<std::borrow::Cow<'_, PipelinePage>, EcsError> {
+        use std::borrow::Cow;
+        let Some(body) = &self.undecoded else {
+            return Ok(Cow::Borrowed(self));
+        };
+        let mut page = decode_response(200, body)?;
+        page.list_hash = self.list_hash;
+        Ok(Cow::Owned(page))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KNOWN_BODY: &str = r#"{"RequestId":"R1","NextToken":"t2","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","Name":"a"},{"Name":"no id"}]}}"#;
+    const KNOWN_LIST: &str =
+        r#"{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","Name":"a"},{"Name":"no id"}]}"#;
+
+    #[test]
+    fn a_known_list_is_left_undecoded_and_decodes_later_to_what_it_would_have_been() {
+        let known = KnownLists::new([list_hash(KNOWN_LIST)]);
+        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known).unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(page.undecoded.as_deref(), Some(KNOWN_BODY.as_bytes()));
+        assert_eq!(page.list_hash, Some(list_hash(KNOWN_LIST)));
+        assert_eq!(page.request_id.as_deref(), Some("R1"));
+        assert_eq!(page.next_token.as_deref(), Some("t2"));
+        let decoded = page.decoded().unwrap().into_owned();
+        let mut expected = decode_response(200, KNOWN_BODY.as_bytes()).unwrap();
+        assert_eq!((expected.items.len(), expected.skipped_items), (1, 1));
+        expected.list_hash = page.list_hash;
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn an_unknown_list_decodes_as_always_and_carries_its_hash() {
+        let known = KnownLists::new([list_hash("something else")]);
+        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known).unwrap();
+        assert_eq!(page.undecoded, None);
+        assert_eq!(page.list_hash, Some(list_hash(KNOWN_LIST)));
+        let mut expected = decode_response(200, KNOWN_BODY.as_bytes()).unwrap();
+        expected.list_hash = page.list_hash;
+        assert_eq!(page, expected);
+        assert_eq!(page.decoded().unwrap().into_owned(), page);
+    }
+
+    #[test]
+    fn a_known_list_does_not_excuse_the_rest_of_the_body() {
+        let known = KnownLists::new([list_hash(KNOWN_LIST)]);
+        for body in [
+            // Another member the reference cannot read.
+            format!(r#"{{"RequestId":"R","X":1e400,"ImagePipeline":{KNOWN_LIST}}}"#),
+            // A second list member: the known one is the last, the first is garbled.
+            format!(r#"{{"RequestId":"R","ImagePipeline":[1e400],"ImagePipeline":{KNOWN_LIST}}}"#),
+        ] {
+            assert!(
+                matches!(
+                    decode_response_known(200, body.clone().into_bytes(), &known),
+                    Err(EcsError::Decode { .. })
+                ),
+                "{body}"
+            );
+        }
+        let error =
+            format!(r#"{{"RequestId":"R","Code":"Throttling","ImagePipeline":{KNOWN_LIST}}}"#);
+        let page = decode_response_known(503, error.into_bytes(), &known);
+        assert!(matches!(page, Err(EcsError::Api(e)) if e.code == "Throttling"));
+    }
 
     #[test]
     fn a_page_whose_list_is_a_scalar_is_undecodable_not_empty() {

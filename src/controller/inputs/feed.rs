@@ -260,7 +260,10 @@ impl Drop for FeedReader {
 /// An estimate of the bytes an item holds.
 fn weight(item: &FeedItem) -> usize {
     match item.as_deref() {
-        Ok(PageEvent::Page(page)) => page.items.iter().map(item_weight).sum::<usize>() + 64,
+        Ok(PageEvent::Page(page)) => {
+            let undecoded = page.undecoded.as_ref().map_or(0, |body| body.len());
+            page.items.iter().map(item_weight).sum::<usize>() + undecoded + 64
+        }
         _ => 64,
     }
 }

@@ -13,7 +13,10 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::feed::{Feed, FeedReader, KEEP_BUDGET};
-use crate::ecs::{Listing, ListingError, PageEvent, PipelineFilter, PipelinePage, SharedProvider};
+use crate::ecs::{
+    KnownLists, Listing, ListingError, PageEvent, PipelineFilter, PipelinePage, SharedProvider,
+    list_hash,
+};
 
 /// Where listings come from: the paging ECS client in production, a fake in tests.
 pub trait PipelineSource: Send + Sync + 'static {
@@ -45,6 +48,35 @@ pub trait PipelineSource: Send + Sync + 'static {
             })
             .boxed()
     }
+
+    /// [`pages`](Self::pages) for a sync that remembers pages (`known`: the list hashes of the
+    /// pages it remembers; see [`crate::ecs::EcsClient::pages_known`]): every page carries a
+    /// list hash. By default (fakes) the hash of the page's items, and no page is left
+    /// undecoded; the ECS client hashes the list's text and leaves known pages undecoded.
+    fn pages_known(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+        known: Option<KnownLists>,
+    ) -> BoxStream<'static, Result<PageEvent, ListingError>> {
+        let pages = self.pages(filter, provider);
+        match known {
+            Some(_) => pages.map(with_items_hash).boxed(),
+            None => pages,
+        }
+    }
+}
+
+/// `event` with, when it is a page without a list hash, the hash of its items.
+#[allow(clippy::result_large_err)] // ListingError carries EcsError, the boundary's fixed type.
+fn with_items_hash(mut event: Result<PageEvent, ListingError>) -> Result<PageEvent, ListingError> {
+    if let Ok(PageEvent::Page(page)) = &mut event {
+        if page.list_hash.is_none() {
+            let text = format!("{:?} {}", page.items, page.skipped_items);
+            page.list_hash = Some(list_hash(&text));
+        }
+    }
+    event
 }
 
 /// A complete listing as pages of `page_size` (at least one page).
@@ -136,12 +168,15 @@ impl SharedListings {
     /// in flight or fresh (and still kept whole). With `not_before`, only a listing that started
     /// at or after that moment is joined or reused: a sync triggered by a change (a refresh
     /// request, a new spec, new credentials, drift) must see the cloud as it is after the
-    /// trigger, not a listing already under way.
+    /// trigger, not a listing already under way. With `known` (the list hashes of the pages
+    /// the caller remembers), a listing it starts carries list hashes and leaves those pages
+    /// undecoded ([`PipelineSource::pages_known`]); a listing it joins is as its starter asked.
     pub fn list(
         &self,
         key: ListingKey,
         provider: SharedProvider,
         not_before: Option<Timestamp>,
+        known: Option<KnownLists>,
     ) -> FeedReader {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -154,8 +189,8 @@ impl SharedListings {
         if let Some(reader) = joined {
             return reader;
         }
-        let (feed, reader) =
-            Feed::start(self.source.pages(key.filter.clone(), provider), self.budget);
+        let pages = self.source.pages_known(key.filter.clone(), provider, known);
+        let (feed, reader) = Feed::start(pages, self.budget);
         // An older flight for the key keeps serving those who already joined it.
         flights.insert(
             key.clone(),
@@ -225,6 +260,15 @@ impl PipelineSource for crate::ecs::EcsClient {
     ) -> BoxStream<'static, Result<PageEvent, ListingError>> {
         crate::ecs::EcsClient::pages(self, filter, provider).boxed()
     }
+
+    fn pages_known(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+        known: Option<KnownLists>,
+    ) -> BoxStream<'static, Result<PageEvent, ListingError>> {
+        crate::ecs::EcsClient::pages_known(self, filter, provider, known).boxed()
+    }
 }
 
 /// Reads a feed to its end: the pages (after the last restart), or the error that ended it.
@@ -278,19 +322,19 @@ mod tests {
         let mut b = a.clone();
         b.image_pipeline_ids.reverse();
         let (ra, rb) = tokio::join!(
-            read_all(shared.list(ListingKey::new("ambient", &a), provider(), None)),
-            read_all(shared.list(ListingKey::new("ambient", &b), provider(), None)),
+            read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None)),
+            read_all(shared.list(ListingKey::new("ambient", &b), provider(), None, None)),
         );
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Within the window, a finished listing is reused.
-        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None))
+        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // After it, a new one is fetched.
         tokio::time::sleep(SHARE_WINDOW).await;
-        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None))
+        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
@@ -304,9 +348,24 @@ mod tests {
         let mut small = a.clone();
         small.page_size = 10;
         let _ = tokio::join!(
-            read_all(shared.list(ListingKey::new("secret/ns1/ak@1", &a), provider(), None)),
-            read_all(shared.list(ListingKey::new("secret/ns2/ak@1", &a), provider(), None)),
-            read_all(shared.list(ListingKey::new("secret/ns1/ak@1", &small), provider(), None)),
+            read_all(shared.list(
+                ListingKey::new("secret/ns1/ak@1", &a),
+                provider(),
+                None,
+                None
+            )),
+            read_all(shared.list(
+                ListingKey::new("secret/ns2/ak@1", &a),
+                provider(),
+                None,
+                None
+            )),
+            read_all(shared.list(
+                ListingKey::new("secret/ns1/ak@1", &small),
+                provider(),
+                None,
+                None
+            )),
         );
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
@@ -347,7 +406,7 @@ mod tests {
         // About 2 MiB of pages against a budget of 256 KiB.
         let shared = SharedListings::with_budget(Arc::new(big.clone()), SHARE_WINDOW, 256 * 1024);
         let key = || ListingKey::new("ambient", &PipelineFilter::region("cn-hangzhou"));
-        let pages = read_all(shared.list(key(), provider(), None))
+        let pages = read_all(shared.list(key(), provider(), None, None))
             .await
             .unwrap();
         let items: usize = pages
@@ -363,7 +422,7 @@ mod tests {
         );
         assert!(pages.len() >= 4);
         // Within the window, a small listing would be reused; this one was let go.
-        read_all(shared.list(key(), provider(), None))
+        read_all(shared.list(key(), provider(), None, None))
             .await
             .unwrap();
         assert_eq!(big.calls.load(Ordering::SeqCst), 2);
@@ -390,28 +449,28 @@ mod tests {
         // A scheduled listing is under way...
         let scheduled = {
             let shared = shared.clone();
-            tokio::spawn(async move { read_all(shared.list(key(), provider(), None)).await })
+            tokio::spawn(async move { read_all(shared.list(key(), provider(), None, None)).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // ...when a refresh is requested: it lists again instead of joining.
         let trigger = a_moment_later();
-        read_all(shared.list(key(), provider(), Some(trigger)))
+        read_all(shared.list(key(), provider(), Some(trigger), None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         scheduled.await.unwrap().unwrap();
         // The fresh listing is shared with whatever comes after the trigger.
-        read_all(shared.list(key(), provider(), Some(trigger)))
+        read_all(shared.list(key(), provider(), Some(trigger), None))
             .await
             .unwrap();
-        read_all(shared.list(key(), provider(), None))
+        read_all(shared.list(key(), provider(), None, None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         // A finished listing within the window is not reused by a later trigger either.
         let later = a_moment_later();
-        read_all(shared.list(key(), provider(), Some(later)))
+        read_all(shared.list(key(), provider(), Some(later), None))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);

@@ -545,16 +545,61 @@ impl Listed for DigestEntry {
 /// hand objects over between queries, a few dozen bytes per pipeline instead of the items.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListedDigest {
-    /// Every pipeline, sorted by ID.
+    /// Every pipeline, in listing order.
     pub entries: Vec<DigestEntry>,
     /// Items the listing skipped for want of a readable ID.
     pub skipped_items: usize,
+    /// The indices of `entries`, in the order of their IDs.
+    by_id: Vec<u32>,
+    /// The pages whose items the next listing may take as they were, if it gets the same page.
+    pub pages: Vec<PageMemo>,
+}
+
+/// A page of a complete listing, remembered so that the same page in the next listing need not
+/// be decoded: the hash of its list's text, and its items' entries in the digest. Only a page
+/// whose every item became an entry of its own (no duplicate, unreadable or unmirrorable ID) is
+/// remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageMemo {
+    /// [`crate::ecs::list_hash`] of the page's list text.
+    pub list_hash: u64,
+    /// Where its entries start in [`ListedDigest::entries`].
+    pub start: u32,
+    /// How many entries it has.
+    pub len: u32,
+}
+
+impl PageMemo {
+    /// Its entries in `digest` (empty if they are not there).
+    pub fn entries<'d>(&self, digest: &'d ListedDigest) -> &'d [DigestEntry] {
+        let start = self.start as usize;
+        digest
+            .entries
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
 }
 
 impl ListedDigest {
-    /// The digest of `listing` in `region_id`, sorted by ID.
+    /// The digest of `entries` in listing order, with the listing's `skipped_items` and the
+    /// `pages` remembered of it.
+    pub fn new(entries: Vec<DigestEntry>, skipped_items: usize, pages: Vec<PageMemo>) -> Self {
+        let mut by_id: Vec<u32> = (0..entries.len())
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        let id = |i: u32| entries.get(i as usize).map_or("", |e| &*e.id);
+        by_id.sort_unstable_by(|&a, &b| id(a).cmp(id(b)));
+        Self {
+            entries,
+            skipped_items,
+            by_id,
+            pages,
+        }
+    }
+
+    /// The digest of `listing` in `region_id` (no pages remembered).
     pub fn of(listing: &Listing, region_id: &str) -> Self {
-        let mut entries: Vec<DigestEntry> = listing
+        let entries = listing
             .items
             .iter()
             .map(|i| DigestEntry {
@@ -562,17 +607,22 @@ impl ListedDigest {
                 hash: item_hash(i, region_id),
             })
             .collect();
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
-        Self {
-            entries,
-            skipped_items: listing.skipped_items,
-        }
+        Self::new(entries, listing.skipped_items, Vec::new())
     }
 
-    /// Whether it lists the pipeline mirrored as `name` (an object is named by its ID; the
-    /// entries are sorted by ID).
+    /// Whether it lists the pipeline mirrored as `name` (an object is named by its ID).
     pub fn lists(&self, name: &str) -> bool {
-        self.entries.binary_search_by(|e| (*e.id).cmp(name)).is_ok()
+        self.by_id
+            .binary_search_by(|&i| {
+                let id = self.entries.get(i as usize).map_or("", |e| &*e.id);
+                id.cmp(name)
+            })
+            .is_ok()
+    }
+
+    /// The remembered page whose list text hashes to `list_hash`, if any.
+    pub fn page(&self, list_hash: u64) -> Option<&PageMemo> {
+        self.pages.iter().find(|p| p.list_hash == list_hash)
     }
 }
 

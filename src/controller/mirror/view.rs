@@ -161,26 +161,35 @@ impl RecentWrites {
         namespace: &str,
         names: impl IntoIterator<Item = &'n str>,
     ) -> BTreeMap<String, Arc<Mirrored>> {
-        let cached = cache.get_all(namespace, names);
+        self.effective_of(cache, namespace, names)
+            .into_iter()
+            .filter_map(|(name, object)| Some((name.to_string(), object?)))
+            .collect()
+    }
+
+    /// Each of `names` in `namespace` as the plan would see it (`None`: no such object), in
+    /// the order given, without building a map of names.
+    pub fn effective_of<'n>(
+        &self,
+        cache: &MirrorCache,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<(&'n str, Option<Arc<Mirrored>>)> {
+        let mut cached = cache.get_all(namespace, names);
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.is_empty() {
+            return cached;
+        }
         let mut key = (namespace.to_string(), String::new());
-        let mut view = BTreeMap::new();
-        for (name, cached) in cached {
-            let written = if entries.is_empty() {
-                None
-            } else {
-                name.clone_into(&mut key.1);
-                entries.get(&key)
-            };
-            let object = match written {
-                Some(entry) if entry.is_ahead_of(cached.as_deref()) => entry.written.after.clone(),
-                _ => cached,
-            };
-            if let Some(object) = object {
-                view.insert(name.to_string(), object);
+        for (name, object) in &mut cached {
+            name.clone_into(&mut key.1);
+            if let Some(entry) = entries.get(&key) {
+                if entry.is_ahead_of(object.as_deref()) {
+                    *object = entry.written.after.clone();
+                }
             }
         }
-        view
+        cached
     }
 }
 

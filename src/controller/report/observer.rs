@@ -22,6 +22,11 @@ pub trait SyncObserver: Send + Sync + 'static {
     fn object_written(&self, kind: WriteKind) {
         let _ = kind;
     }
+    /// A sync read a page of its listing: `reused` (the same page as the query's last listing,
+    /// taken without decoding it) or decoded.
+    fn page_read(&self, reused: bool) {
+        let _ = reused;
+    }
     /// An ImagePipeline was deleted.
     fn object_deleted(&self) {}
     /// The API server refused a write.
