@@ -51,13 +51,13 @@ fn fixture(objects: Vec<ImagePipeline>) -> (Arc<Context>, ImagePipelineQuery) {
 fn check(objects: Vec<ImagePipeline>, listed: &[ImagePipelineItem]) -> bool {
     let (ctx, q) = fixture(objects);
     let valid = validate(&q.spec).expect("valid spec");
-    let digest = ListedDigest::of(
+    let digest = Arc::new(ListedDigest::of(
         &Listing {
             items: listed.to_vec(),
             ..Listing::default()
         },
         "cn-hangzhou",
-    );
+    ));
     drifted(&ctx, &q, &valid, &digest, "2026-01-02T00:00:00Z").expect("check")
 }
 

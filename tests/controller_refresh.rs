@@ -6,10 +6,14 @@ mod support;
 
 use std::sync::Arc;
 
+use imagepipeline_operator::controller::cache::CacheFeeder;
+use imagepipeline_operator::controller::sync::drifted;
+use imagepipeline_operator::controller::validate::validate;
 use imagepipeline_operator::controller::{Context, reconcile};
 use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQuery};
 use imagepipeline_operator::metrics::{Metrics, PageLabels};
 use imagepipeline_operator::sim::SimConfig;
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use support::context::{context, ecs_client, mirrored, query};
 use support::mock_api::Recorded;
@@ -174,4 +178,33 @@ async fn a_changed_pipeline_is_decoded_and_updated_and_its_page_remembered_anew(
         "no write after the update"
     );
     assert_eq!(pages(&metrics), (5, 4));
+}
+
+#[tokio::test]
+async fn an_edit_the_watch_delivers_after_the_namespace_settled_is_still_repaired() {
+    let f = Fixture::start().await;
+    let (ctx, metrics, requests) = f.context(objects());
+    let valid = validate(&f.query.spec).expect("valid");
+    let now = "2026-01-02T00:00:00Z";
+    let digest = || {
+        ctx.remembered("uid-q")
+            .and_then(|m| m.listing)
+            .expect("listing")
+    };
+    f.sync(&ctx).await;
+    // The check after the status change finds everything in place: the namespace settled.
+    assert!(!drifted(&ctx, &f.query, &valid, &digest(), now).expect("check"));
+    f.sync(&ctx).await;
+    assert_eq!(pages(&metrics), (3, 3));
+    assert!(!drifted(&ctx, &f.query, &valid, &digest(), now).expect("check"));
+    assert_eq!(requests.pipeline_writes(), []);
+
+    // Someone edits an object; the watch delivers it.
+    let mut edited = mirrored(&id(42), "edited by hand");
+    edited.metadata.resource_version = Some("8".into());
+    CacheFeeder::new(ctx.pipelines.clone()).on_event(watcher::Event::Apply(edited));
+    assert!(drifted(&ctx, &f.query, &valid, &digest(), now).expect("check"));
+    f.sync(&ctx).await;
+    assert_eq!(requests.pipeline_writes(), [("PATCH".to_string(), id(42))]);
+    assert_eq!(pages(&metrics), (5, 4), "the edited object's page decoded");
 }

@@ -2,7 +2,7 @@
 //! credentials resolver, what this process remembers of each query, and the hooks for metrics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::controller::inputs::credentials::CredentialsResolver;
 use crate::controller::inputs::source::SharedListings;
-use crate::controller::mirror::cache::MirrorCache;
+use crate::controller::mirror::cache::{Generation, MirrorCache};
 use crate::controller::mirror::mirrored::ListedDigest;
 use crate::controller::mirror::view::{NamespaceLocks, RecentWrites};
 use crate::controller::report::observer::SyncObserver;
@@ -32,6 +32,37 @@ pub struct QueryMemory {
     pub errors: u32,
     /// When the last attempt started.
     pub last_attempt: Option<Instant>,
+    /// When the namespace was last seen mirroring `listing` for the query.
+    pub settled: Option<Settled>,
+}
+
+/// The last time this process saw the namespace mirror a listing for a query in place: every
+/// listed object there and up to date, nothing unlisted still owned. While nothing of the
+/// namespace's ImagePipelines and nothing of the query's spec has changed since, that still
+/// holds, and need not be looked at again.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The listing (weak: a newer listing is another one, and this does not keep it).
+    pub listing: Weak<ListedDigest>,
+    /// The namespace's generation, read before the look.
+    pub namespace: Generation,
+    /// The query's `metadata.generation` then.
+    pub query: Option<i64>,
+}
+
+impl Settled {
+    /// Whether it still holds for `listing`, the namespace at `namespace` and the query at
+    /// generation `query`.
+    pub fn holds(
+        &self,
+        listing: &Arc<ListedDigest>,
+        namespace: Generation,
+        query: Option<i64>,
+    ) -> bool {
+        std::ptr::eq(self.listing.as_ptr(), Arc::as_ptr(listing))
+            && self.namespace == namespace
+            && self.query == query
+    }
 }
 
 /// The controller's shared state.

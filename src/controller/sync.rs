@@ -6,16 +6,17 @@
 //! kept from page to page, so a sync's memory does not grow with the listing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::controller::context::Context;
+use crate::controller::context::{Context, Settled};
 use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{ResolveError, Resolved};
 use crate::controller::inputs::source::ListingKey;
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
+use crate::controller::mirror::cache::Generation;
 use crate::controller::mirror::mirrored::{
     DigestEntry, Listed, ListedDigest, ListingView, Mirrored, PageMemo, item_hash,
 };
@@ -155,10 +156,16 @@ pub fn drifted(
     ctx: &Context,
     query: &ImagePipelineQuery,
     valid: &ValidSpec,
-    digest: &ListedDigest,
+    digest: &Arc<ListedDigest>,
     now: &str,
 ) -> Result<bool, ControllerError> {
-    if SyncOf::new(ctx, query, valid, now)?.in_sync_in_place(digest) {
+    let sync = SyncOf::new(ctx, query, valid, now)?;
+    let generation = ctx.pipelines.generation(&sync.namespace);
+    if sync.is_settled(digest, generation) {
+        return Ok(false);
+    }
+    if sync.in_sync_in_place(digest) {
+        sync.settle(digest, generation);
         return Ok(false);
     }
     Ok(!plan_for(ctx, query, valid, digest, now)?.is_empty())
@@ -206,8 +213,8 @@ pub const HELD_UPDATES: usize = 1_000;
 #[derive(Default)]
 struct Progress {
     /// Hashes of the IDs seen (each ID is mirrored once, first sight wins).
-    seen: HashSet<u64>,
-    hasher: RandomState,
+    seen: HashSet<u64, foldhash::fast::RandomState>,
+    hasher: foldhash::quality::RandomState,
     /// ID and content hash of every pipeline seen, in listing order.
     entries: Vec<DigestEntry>,
     /// The pages the next listing may take as they were (see [`PageMemo`]).
@@ -216,6 +223,8 @@ struct Progress {
     skipped_items: usize,
     /// Pages read since the listing (re)started.
     pages: u32,
+    /// Of those, the pages decoded (not taken as the previous listing had them).
+    decoded_pages: u32,
     /// IDs that cannot be object names.
     unmirrorable: Vec<String>,
     /// Items of objects to update once the listing is complete.
@@ -288,10 +297,18 @@ impl Progress {
     fn into_digest(mut self) -> (ListedDigest, Self) {
         let entries = std::mem::take(&mut self.entries);
         let memos = std::mem::take(&mut self.memos);
-        self.seen = HashSet::new();
+        self.seen = HashSet::default();
         let digest = ListedDigest::new(entries, self.skipped_items, memos);
         (digest, self)
     }
+}
+
+/// The query's last complete listing, as a sync reads the next.
+struct Previous {
+    digest: Arc<ListedDigest>,
+    /// The namespace's generation when the sync started, if the namespace was [`Settled`] on
+    /// `digest` then.
+    settled_at: Option<Generation>,
 }
 
 /// A listed item with its content hash, computed once for the digest and the plan.
@@ -433,6 +450,26 @@ impl SyncOf<'_> {
         out
     }
 
+    /// Whether the namespace was seen mirroring `digest` in place ([`Settled`]) and nothing
+    /// of it or of the query's spec has changed since (`generation`: the namespace's now).
+    fn is_settled(&self, digest: &Arc<ListedDigest>, generation: Generation) -> bool {
+        self.ctx
+            .remembered(&self.uid)
+            .and_then(|m| m.settled)
+            .is_some_and(|s| s.holds(digest, generation, self.query.metadata.generation))
+    }
+
+    /// Remembers that the namespace mirrored `digest` in place at `generation` (read before
+    /// the look).
+    fn settle(&self, digest: &Arc<ListedDigest>, generation: Generation) {
+        let settled = Settled {
+            listing: Arc::downgrade(digest),
+            namespace: generation,
+            query: self.query.metadata.generation,
+        };
+        self.ctx.remember(&self.uid, |m| m.settled = Some(settled));
+    }
+
     /// Whether, looked at in place in the index, the namespace is as the query's remembered
     /// `digest` left it: every listed object present and (as only this query writes it) up to
     /// date, and nothing unlisted still owned. `false` means "plan fully to know".
@@ -492,15 +529,19 @@ impl SyncOf<'_> {
 
     /// Takes a page the previous listing had (the same list text), without decoding it: its
     /// entries as they were, when none of their IDs was seen before in this listing and every
-    /// object is, in place, up to date. `false`: nothing was recorded; decode the page.
-    fn reuse(&self, list_hash: u64, previous: &ListedDigest, progress: &mut Progress) -> bool {
-        let Some(memo) = previous.page(list_hash) else {
+    /// object is up to date: known to be (the namespace is still as it was when `previous`
+    /// was [`Settled`]), or seen to be in place. `false`: nothing was recorded; decode the page.
+    fn reuse(&self, list_hash: u64, previous: &Previous, progress: &mut Progress) -> bool {
+        let Some(memo) = previous.digest.page(list_hash) else {
             return false;
         };
-        let entries = memo.entries(previous);
+        let entries = memo.entries(&previous.digest);
+        let settled = previous
+            .settled_at
+            .is_some_and(|g| g == self.ctx.pipelines.generation(&self.namespace));
         if entries.len() != memo.len as usize
             || entries.iter().any(|e| progress.has_seen(&e.id))
-            || !self.up_to_date_in_place(entries)
+            || !(settled || self.up_to_date_in_place(entries))
         {
             return false;
         }
@@ -582,20 +623,29 @@ impl SyncOf<'_> {
         Ok(())
     }
 
-    /// Reads a listing to its end, page by page. `Ok(Err(..))` when the listing failed.
+    /// The query's last complete listing, and whether the namespace is [`Settled`] on it
+    /// (`generation`: the namespace's now).
+    fn previous(&self, generation: Generation) -> Option<Previous> {
+        let digest = self.ctx.remembered(&self.uid)?.listing?;
+        let settled_at = self.is_settled(&digest, generation).then_some(generation);
+        Some(Previous { digest, settled_at })
+    }
+
+    /// Reads a listing to its end, page by page, taking the pages `previous` had as they were
+    /// where it can. `Ok(Err(..))` when the listing failed.
     async fn read_listing(
         &self,
         credentials: &Resolved,
         not_before: Option<jiff::Timestamp>,
         pass: Pass,
+        previous: Option<&Previous>,
         progress: &mut Progress,
     ) -> Result<Result<(), ListingError>, ControllerError> {
         let key = ListingKey::new(credentials.identity.clone(), &self.valid.filter);
-        let previous = self.ctx.remembered(&self.uid).and_then(|m| m.listing);
         let known = KnownLists::new(
             previous
                 .iter()
-                .flat_map(|d| d.pages.iter().map(|p| p.list_hash)),
+                .flat_map(|p| p.digest.pages.iter().map(|m| m.list_hash)),
         );
         let mut feed =
             self.ctx
@@ -611,7 +661,7 @@ impl SyncOf<'_> {
                 PageEvent::Restarted => progress.restart(),
                 PageEvent::Page(page) => {
                     progress.pages += 1;
-                    let same = page.list_hash.zip(previous.as_deref());
+                    let same = page.list_hash.zip(previous);
                     let reused =
                         same.is_some_and(|(hash, previous)| self.reuse(hash, previous, progress));
                     self.ctx.observer.page_read(reused);
@@ -630,6 +680,7 @@ impl SyncOf<'_> {
                         }
                     };
                     progress.skipped_items += page.skipped_items;
+                    progress.decoded_pages += 1;
                     self.page(&page, pass, progress).await?;
                 }
             }
@@ -679,9 +730,17 @@ pub async fn attempt(
         Err(e) => return Ok(Outcome::CredentialsError(e.to_string())),
     };
     let sync = SyncOf::new(ctx, query, valid, now)?;
+    let started_at = ctx.pipelines.generation(&sync.namespace);
+    let previous = sync.previous(started_at);
     let mut progress = Progress::default();
     if let Err(e) = sync
-        .read_listing(resolved, not_before, Pass::First, &mut progress)
+        .read_listing(
+            resolved,
+            not_before,
+            Pass::First,
+            previous.as_ref(),
+            &mut progress,
+        )
         .await?
     {
         if progress.counts.created > 0 {
@@ -694,10 +753,22 @@ pub async fn attempt(
         return Ok(Outcome::ListingFailed(e));
     }
     let pages = progress.pages;
+    // Every page taken as the settled previous listing had it, all of them, and nothing of the
+    // namespace changed meanwhile: the same IDs and content, mirrored; nothing to remove.
+    let unchanged = previous.as_ref().is_some_and(|p| {
+        p.settled_at == Some(started_at)
+            && progress.decoded_pages == 0
+            && progress.entries.len() == p.digest.entries.len()
+            && p.digest.skipped_items == 0
+            && progress.skipped_items == 0
+    }) && ctx.pipelines.generation(&sync.namespace) == started_at;
     let (digest, mut progress) = progress.into_digest();
     let digest = Arc::new(digest);
     // Remember the listing before writing, so a partly applied plan shows up as drift.
     ctx.remember(&sync.uid, |m| m.listing = Some(digest.clone()));
+    if unchanged {
+        sync.settle(&digest, started_at);
+    }
 
     let held = std::mem::take(&mut progress.held);
     let region_id = valid.filter.region_id.as_str();
@@ -710,8 +781,18 @@ pub async fn attempt(
     if progress.overflowed {
         let mut second = Progress::default();
         let started = jiff::Timestamp::now();
+        let previous = Previous {
+            digest: digest.clone(),
+            settled_at: None,
+        };
         if let Err(e) = sync
-            .read_listing(resolved, Some(started), Pass::Updates, &mut second)
+            .read_listing(
+                resolved,
+                Some(started),
+                Pass::Updates,
+                Some(&previous),
+                &mut second,
+            )
             .await?
         {
             return Ok(Outcome::ListingFailed(e));
@@ -720,7 +801,7 @@ pub async fn attempt(
         progress.failures.extend(second.failures);
     }
 
-    if digest.skipped_items == 0 {
+    if digest.skipped_items == 0 && !unchanged {
         // A listing with items it could not read (no ID) removes nothing: one of them may be a
         // pipeline that is mirrored.
         let mut kept = 0;

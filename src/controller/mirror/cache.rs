@@ -3,7 +3,8 @@
 //! trigger (so the controller needs no second watch of the same objects).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -16,12 +17,71 @@ use crate::crd::{ImagePipeline, ImagePipelineQuery};
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
 
 /// The mirrored objects by namespace and name; cheap to clone (shared).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MirrorCache {
     inner: Arc<RwLock<Namespaces>>,
+    changes: Arc<Mutex<Changes>>,
+}
+
+impl Default for MirrorCache {
+    fn default() -> Self {
+        static CACHES: AtomicU64 = AtomicU64::new(0);
+        Self {
+            inner: Arc::default(),
+            changes: Arc::new(Mutex::new(Changes {
+                cache: CACHES.fetch_add(1, Ordering::Relaxed),
+                ..Changes::default()
+            })),
+        }
+    }
+}
+
+/// A reading of how often a namespace's records changed: two equal readings of one cache mean
+/// nothing in the namespace changed in between (a reading taken before a look at the records
+/// is safe to compare later, as the count moves after each change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    cache: u64,
+    relists: u64,
+    changes: u64,
+}
+
+/// The change counts of a cache: re-lists, and the changes of each namespace since the last.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Which cache (readings of two caches never compare equal).
+    cache: u64,
+    relists: u64,
+    by_namespace: HashMap<String, u64>,
 }
 
 impl MirrorCache {
+    /// The namespace's [`Generation`] now.
+    pub fn generation(&self, namespace: &str) -> Generation {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        Generation {
+            cache: changes.cache,
+            relists: changes.relists,
+            changes: changes.by_namespace.get(namespace).copied().unwrap_or(0),
+        }
+    }
+
+    /// Counts a change of `namespace`'s records (made before this call).
+    fn changed(&self, namespace: &str) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        *changes
+            .by_namespace
+            .entry(namespace.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts a re-list (made before this call): every namespace may have changed.
+    fn relisted(&self) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        changes.relists += 1;
+        changes.by_namespace = HashMap::new();
+    }
+
     /// A cache holding `objects` (tests, benchmarks).
     pub fn from_objects(objects: impl IntoIterator<Item = ImagePipeline>) -> Self {
         let cache = Self::default();
@@ -233,6 +293,8 @@ impl CacheFeeder {
                     }
                 }
                 *inner = next;
+                drop(inner);
+                self.cache.relisted();
             }
             watcher::Event::Apply(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
@@ -250,6 +312,7 @@ impl CacheFeeder {
                     .or_default()
                     .insert(record.name.clone(), record);
                 drop(inner);
+                self.cache.changed(&namespace);
                 if let Some(old) = old {
                     triggers.extend(owner_refs(&namespace, &old));
                 }
@@ -272,6 +335,7 @@ impl CacheFeeder {
                     }
                 }
                 drop(inner);
+                self.cache.changed(&namespace);
                 self.observed(&namespace, &name, None);
             }
         }
@@ -345,6 +409,40 @@ mod tests {
         let t = feeder.on_event(watcher::Event::Delete(obj("ip-a", "3", "b")));
         assert_eq!(names(&t), ["b"]);
         assert!(cache.get("ns", "ip-a").is_none());
+    }
+
+    #[test]
+    fn a_namespace_generation_moves_with_each_change_there_and_each_relist_only() {
+        let cache = MirrorCache::default();
+        let mut feeder = CacheFeeder::new(cache.clone());
+        let before = cache.generation("ns");
+        assert_eq!(cache.generation("ns"), before, "nothing changed");
+        feeder.on_event(watcher::Event::Apply(obj("ip-a", "1", "a")));
+        let applied = cache.generation("ns");
+        assert_ne!(applied, before);
+        let mut elsewhere = obj("ip-b", "2", "a");
+        elsewhere.metadata.namespace = Some("other".into());
+        feeder.on_event(watcher::Event::Apply(elsewhere));
+        assert_eq!(
+            cache.generation("ns"),
+            applied,
+            "another namespace's change"
+        );
+        feeder.on_event(watcher::Event::Delete(obj("ip-a", "3", "a")));
+        let deleted = cache.generation("ns");
+        assert_ne!(deleted, applied);
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitDone);
+        assert_ne!(
+            cache.generation("ns"),
+            deleted,
+            "a re-list may change anything"
+        );
+        assert_ne!(
+            MirrorCache::default().generation("ns"),
+            cache.generation("ns"),
+            "readings of two caches never match"
+        );
     }
 
     #[test]
