@@ -259,12 +259,17 @@ impl Progress {
         self.entries.push(entry);
     }
 
-    /// Remembers the page with `list_hash` whose entries are those recorded since `start`.
-    fn remember_page(&mut self, list_hash: u64, start: usize) {
+    /// Remembers the page whose list text has `list_hash` and `list_len` and whose entries are
+    /// those recorded since `start`.
+    fn remember_page(&mut self, list_hash: u64, list_len: usize, start: usize) {
         let as_u32 = |n: usize| u32::try_from(n).ok();
-        if let (Some(start), Some(len)) = (as_u32(start), as_u32(self.entries.len() - start)) {
+        let len = self.entries.len() - start;
+        if let (Some(start), Some(len), Some(list_len)) =
+            (as_u32(start), as_u32(len), as_u32(list_len))
+        {
             self.memos.push(PageMemo {
                 list_hash,
+                list_len,
                 start,
                 len,
             });
@@ -549,7 +554,7 @@ impl SyncOf<'_> {
         for entry in entries {
             progress.record(entry.clone());
         }
-        progress.remember_page(list_hash, start);
+        progress.remember_page(list_hash, memo.list_len as usize, start);
         progress.counts.unchanged += memo.len;
         true
     }
@@ -591,8 +596,8 @@ impl SyncOf<'_> {
         let whole = page.skipped_items == 0
             && fresh.len() == items.len()
             && items.iter().all(|i| is_object_name(&i.image_pipeline_id));
-        if let Some(list_hash) = page.list_hash.filter(|_| whole) {
-            progress.remember_page(list_hash, start);
+        if let (Some(list_hash), Some(list_len), true) = (page.list_hash, page.list_len, whole) {
+            progress.remember_page(list_hash, list_len, start);
         }
         let (counts, failures) = self
             .apply(|round| {
@@ -645,7 +650,8 @@ impl SyncOf<'_> {
         let known = KnownLists::new(
             previous
                 .iter()
-                .flat_map(|p| p.digest.pages.iter().map(|m| m.list_hash)),
+                .flat_map(|p| p.digest.pages.iter())
+                .map(|m| (m.list_hash, m.list_len as usize)),
         );
         let mut feed =
             self.ctx
@@ -819,11 +825,11 @@ pub async fn attempt(
         progress.failures.extend(failures);
     }
 
+    // Every entry but those whose ID cannot be an object name (each recorded once).
     let matched = digest
         .entries
-        .iter()
-        .filter(|e| is_object_name(&e.id))
-        .count();
+        .len()
+        .saturating_sub(progress.unmirrorable.len());
     let matched = u32::try_from(matched).unwrap_or(u32::MAX);
     let skipped = Skipped {
         unreadable: u32::try_from(digest.skipped_items).unwrap_or(u32::MAX),

@@ -222,7 +222,7 @@ impl EcsClient {
         params: &[(String, String)],
         provider: &SharedProvider,
         region_id: &str,
-        known: Option<&KnownLists>,
+        known: Option<(&KnownLists, usize)>,
         counters: &mut Counters,
     ) -> Result<PipelinePage, EcsError> {
         let config = &self.inner.config;
@@ -369,7 +369,7 @@ impl Pager {
                 &params,
                 &self.provider,
                 &self.filter.region_id,
-                self.known.as_ref(),
+                self.known.as_ref().map(|k| (k, self.page as usize)),
                 &mut counters,
             )
             .await;

@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::known::{KnownLists, hash_bytes};
 use crate::model::{ImagePipelineItem, PipelinePage, PipelineTag, decode_item, decode_page_fields};
 
 /// The member holding the pipelines.
@@ -44,6 +45,58 @@ pub(crate) enum List<'a> {
 /// takes (see [`is_valid`]).
 pub(crate) fn top_level(body: &[u8]) -> Option<Top<'_>> {
     serde_json::from_slice(body).ok()
+}
+
+/// The members of `body` and the hash of its list, when the list's text is one of `known`'s
+/// (tried at the lengths known for the page at `index`), found without reading the list: the
+/// text after the first `"ImagePipeline":` hashes to a known list of that length and is an
+/// object (self-delimited), and the body with `null` in its place is an object whose one list
+/// member is that `null`. The body is then that object with a list already read once, whole.
+pub(crate) fn known_list(
+    body: &[u8],
+    known: &KnownLists,
+    index: usize,
+) -> Option<(Map<String, Value>, u64, usize)> {
+    let key = format!("\"{LIST}\"");
+    let mut at = memchr::memmem::find(body, key.as_bytes())? + key.len();
+    at += whitespace(body.get(at..)?);
+    if body.get(at) != Some(&b':') {
+        return None;
+    }
+    let start = at + 1 + whitespace(body.get(at + 1..)?);
+    for length in known.lengths_near(index) {
+        let Some(text) = body.get(start..start + length) else {
+            continue;
+        };
+        if text.first() != Some(&b'{') || text.last() != Some(&b'}') {
+            continue;
+        }
+        let hash = hash_bytes(text);
+        if !known.contains(hash) {
+            continue;
+        }
+        let mut rest = Vec::with_capacity(body.len() - length + 4);
+        rest.extend_from_slice(&body[..start]);
+        rest.extend_from_slice(b"null");
+        rest.extend_from_slice(&body[start + length..]);
+        let top = top_level(&rest)?;
+        let list = top.list?;
+        let offset = (list.get().as_ptr() as usize).wrapping_sub(rest.as_ptr() as usize);
+        return (top.lists == 1 && list.get() == "null" && offset == start).then_some((
+            top.members,
+            hash,
+            length,
+        ));
+    }
+    None
+}
+
+/// How many JSON whitespace bytes `bytes` starts with.
+fn whitespace(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
 }
 
 /// Whether `body` is a document `serde_json::Value` would read: the reference refuses the
@@ -465,6 +518,38 @@ mod tests {
         assert_eq!(page, reference);
         assert_eq!(page.items[0].name.as_deref(), Some("second"));
         assert_eq!(page.items[0].tags[0].key, "k2");
+    }
+
+    #[test]
+    fn a_known_list_is_told_by_its_place_and_text_and_never_by_a_look_alike() {
+        use crate::known::{KnownLists, list_hash};
+        let list = r#"{"ImagePipelineSet":[{"ImagePipelineId":"ip-a"}]}"#;
+        let known = KnownLists::new([(list_hash(list), list.len())]);
+        let found = |body: &str| super::known_list(body.as_bytes(), &known, 0);
+        let body = format!(r#"{{"RequestId":"R","ImagePipeline": {list},"NextToken":"t"}}"#);
+        let (members, hash, length) = found(&body).expect("known");
+        assert_eq!((hash, length), (list_hash(list), list.len()));
+        assert_eq!(members["NextToken"], "t");
+        assert!(!members.contains_key("ImagePipeline"));
+        for body in [
+            // Not at the known length: the list goes on.
+            format!(
+                r#"{{"RequestId":"R","ImagePipeline":{{"X":1,{}}}"#,
+                &list[1..]
+            ),
+            // The key inside a string first: the place found is not the member's.
+            format!(r#"{{"Message":"\"ImagePipeline\":{list}","ImagePipeline":{list}}}"#),
+            // Two list members.
+            format!(r#"{{"ImagePipeline":{list},"ImagePipeline":{list}}}"#),
+            // Another member the reference cannot read.
+            format!(r#"{{"ImagePipeline":{list},"X":1e400}}"#),
+            // Not an object around it.
+            format!(r#"["ImagePipeline",{list}]"#),
+            // Another text of the same length.
+            format!(r#"{{"ImagePipeline":{}}}"#, list.replace("ip-a", "ip-b")),
+        ] {
+            assert!(found(&body).is_none(), "{body}");
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct PipelinePage {
     /// The [`list_hash`](crate::list_hash) of the list member's text, when the page was read
     /// for a caller that remembers pages ([`crate::EcsClient::pages_known`]).
     pub list_hash: Option<u64>,
+    /// The length in bytes of that text, with `list_hash`.
+    pub list_len: Option<usize>,
     /// The whole body, when the list was one the caller knew and its items were left
     /// undecoded (`items` is then empty); [`PipelinePage::decoded`] reads them.
     pub undecoded: Option<bytes::Bytes>,

@@ -134,7 +134,7 @@ pub async fn post_form(
     endpoint: &str,
     body: String,
     max_body_bytes: usize,
-    known: Option<&KnownLists>,
+    known: Option<(&KnownLists, usize)>,
 ) -> Attempt {
     let sent = http
         .post(format!("{endpoint}/"))
@@ -163,7 +163,7 @@ pub async fn post_form(
         .and_then(parse_retry_after);
     let result = match read_bounded(&mut response, max_body_bytes).await {
         Ok(bytes) => match known {
-            Some(known) => decode_response_known(status, bytes, known),
+            Some((known, index)) => decode_response_known(status, bytes, known, index),
             None => decode_response(status, &bytes),
         },
         Err(e) => Err(e),
@@ -182,7 +182,10 @@ async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<
     {
         return Err(EcsError::BodyTooLarge { limit });
     }
-    let mut body = Vec::new();
+    // Sized once when the length is announced: growing by doubling copies the body again and
+    // again, a good part of the cost of a page that is not decoded.
+    let announced = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0).min(limit));
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
         if body.len() + chunk.len() > limit {
             return Err(EcsError::BodyTooLarge { limit });
@@ -240,8 +243,9 @@ pub fn decode_response_known(
     status: u16,
     body: Vec<u8>,
     known: &KnownLists,
+    index: usize,
 ) -> Result<PipelinePage, EcsError> {
-    let (mut page, left_undecoded) = decode(status, &body, Some(known))?;
+    let (mut page, left_undecoded) = decode(status, &body, Some((known, index)))?;
     if left_undecoded {
         page.undecoded = Some(Bytes::from(body));
     }
@@ -249,13 +253,24 @@ pub fn decode_response_known(
 }
 
 /// Decodes an answer; with `known`, hashes the list and leaves a known one undecoded (the
-/// `bool`). A known list's text is one that decoded before: it needs no second look.
+/// `bool`; `index`: the page's, from 0). A known list's text is one that decoded before: it
+/// needs no second look, and where it is can be told without reading it (see
+/// [`fast::known_list`]).
 #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 fn decode(
     status: u16,
     body: &[u8],
-    known: Option<&KnownLists>,
+    known: Option<(&KnownLists, usize)>,
 ) -> Result<(PipelinePage, bool), EcsError> {
+    let found = known.and_then(|(k, index)| fast::known_list(body, k, index));
+    if let Some((members, hash, length)) = found {
+        check_answer(status, &members, true)?;
+        let mut page = crate::model::decode_page_fields(&members);
+        page.list_hash = Some(hash);
+        page.list_len = Some(length);
+        return Ok((page, true));
+    }
+    let known = known.map(|(known, _)| known);
     let decode_error = || EcsError::Decode {
         status,
         snippet: String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned(),
@@ -263,16 +278,53 @@ fn decode(
     // The top level in one pass, the list left as text.
     let top = fast::top_level(body).ok_or_else(decode_error)?;
     let list_hash = known.and(top.list).map(|raw| list_hash(raw.get()));
+    let list_len = known.and(top.list).map(|raw| raw.get().len());
     let is_known =
         top.lists == 1 && list_hash.is_some_and(|h| known.is_some_and(|known| known.contains(h)));
     if !is_known && !fast::is_valid(body) {
         return Err(decode_error());
     }
     let obj = &top.members;
-    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+    check_answer(status, obj, top.list.is_some())?;
+    if is_known {
+        let mut page = crate::model::decode_page_fields(obj);
+        page.list_hash = list_hash;
+        page.list_len = list_len;
+        return Ok((page, true));
+    }
+    let looks_like_page = top.list.is_some()
+        || ["RequestId", "TotalCount", "NextToken"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
+    let list = match top.list {
+        Some(raw) => Some(fast::list_of(raw).ok_or_else(decode_error)?),
+        None => None,
+    };
+    // A list that is there but is not a list cannot be read as "no pipelines": that would make
+    // a garbled answer look like an empty last page and prune everything mirrored.
+    let garbled_list = matches!(list, Some(fast::List::Scalar));
+    if !looks_like_page || garbled_list {
+        return Err(decode_error());
+    }
+    let mut page = fast::decode_page(obj, list, body).ok_or_else(decode_error)?;
+    page.list_hash = list_hash;
+    page.list_len = list_len;
+    Ok((page, false))
+}
+
+/// The error an answer with these top-level `members` is (`has_list`: it has a pipeline
+/// list): one with a `Code` (even with HTTP 200, unless it also carries pipelines), or any
+/// other non-2xx.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+fn check_answer(
+    status: u16,
+    members: &serde_json::Map<String, Value>,
+    has_list: bool,
+) -> Result<(), EcsError> {
+    let text = |k: &str| members.get(k).and_then(Value::as_str).map(str::to_string);
     let success = (200..300).contains(&status);
     let has_code = text("Code").is_some_and(|c| !c.is_empty());
-    if has_code && !(success && top.list.is_some()) {
+    if has_code && !(success && has_list) {
         return Err(EcsError::Api(ApiError {
             status,
             code: text("Code").unwrap_or_default(),
@@ -292,28 +344,7 @@ fn decode(
             recommend: text("Recommend"),
         }));
     }
-    if is_known {
-        let mut page = crate::model::decode_page_fields(obj);
-        page.list_hash = list_hash;
-        return Ok((page, true));
-    }
-    let looks_like_page = top.list.is_some()
-        || ["RequestId", "TotalCount", "NextToken"]
-            .iter()
-            .any(|k| obj.contains_key(*k));
-    let list = match top.list {
-        Some(raw) => Some(fast::list_of(raw).ok_or_else(decode_error)?),
-        None => None,
-    };
-    // A list that is there but is not a list cannot be read as "no pipelines": that would make
-    // a garbled answer look like an empty last page and prune everything mirrored.
-    let garbled_list = matches!(list, Some(fast::List::Scalar));
-    if !looks_like_page || garbled_list {
-        return Err(decode_error());
-    }
-    let mut page = fast::decode_page(obj, list, body).ok_or_else(decode_error)?;
-    page.list_hash = list_hash;
-    Ok((page, false))
+    Ok(())
 }
 
 impl PipelinePage {
@@ -327,6 +358,7 @@ impl PipelinePage {
         };
         let mut page = decode_response(200, body)?;
         page.list_hash = self.list_hash;
+        page.list_len = self.list_len;
         Ok(Cow::Owned(page))
     }
 }
@@ -341,8 +373,8 @@ mod tests {
 
     #[test]
     fn a_known_list_is_left_undecoded_and_decodes_later_to_what_it_would_have_been() {
-        let known = KnownLists::new([list_hash(KNOWN_LIST)]);
-        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known).unwrap();
+        let known = KnownLists::new([(list_hash(KNOWN_LIST), KNOWN_LIST.len())]);
+        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known, 0).unwrap();
         assert!(page.items.is_empty());
         assert_eq!(page.undecoded.as_deref(), Some(KNOWN_BODY.as_bytes()));
         assert_eq!(page.list_hash, Some(list_hash(KNOWN_LIST)));
@@ -352,33 +384,68 @@ mod tests {
         let mut expected = decode_response(200, KNOWN_BODY.as_bytes()).unwrap();
         assert_eq!((expected.items.len(), expected.skipped_items), (1, 1));
         expected.list_hash = page.list_hash;
+        expected.list_len = Some(KNOWN_LIST.len());
         assert_eq!(decoded, expected);
     }
 
     #[test]
+    fn a_known_list_is_found_wherever_it_is_in_the_body_and_at_a_neighbours_length() {
+        let other = r#"{"ImagePipelineSet":[]}"#;
+        let known = KnownLists::new([
+            (list_hash(other), other.len()),
+            (list_hash(KNOWN_LIST), KNOWN_LIST.len()),
+        ]);
+        for body in [
+            format!(
+                r#"{{"TotalCount":3, "ImagePipeline" :  {KNOWN_LIST} ,"NextToken":"t2","RequestId":"R1"}}"#
+            ),
+            format!(r#"{{"RequestId":"R1","NextToken":"t2","ImagePipeline":{KNOWN_LIST}}}"#),
+            format!(
+                "{{\n \"ImagePipeline\":\n{KNOWN_LIST}\n,\"RequestId\":\"R1\",\"NextToken\":\"t2\"}}"
+            ),
+        ] {
+            for index in [0, 1, 2] {
+                let page = decode_response_known(200, body.clone().into_bytes(), &known, index)
+                    .unwrap_or_else(|e| panic!("{body}: {e}"));
+                assert!(page.undecoded.is_some(), "{body} at {index}");
+                assert_eq!(page.list_hash, Some(list_hash(KNOWN_LIST)));
+                assert_eq!(page.request_id.as_deref(), Some("R1"));
+                assert_eq!(page.next_token.as_deref(), Some("t2"));
+                let decoded = page.decoded().unwrap();
+                assert_eq!(decoded.items.len(), 1, "{body}");
+            }
+        }
+    }
+
+    #[test]
     fn an_unknown_list_decodes_as_always_and_carries_its_hash() {
-        let known = KnownLists::new([list_hash("something else")]);
-        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known).unwrap();
+        let known = KnownLists::new([(list_hash("something else"), KNOWN_LIST.len())]);
+        let page = decode_response_known(200, KNOWN_BODY.as_bytes().to_vec(), &known, 0).unwrap();
         assert_eq!(page.undecoded, None);
         assert_eq!(page.list_hash, Some(list_hash(KNOWN_LIST)));
         let mut expected = decode_response(200, KNOWN_BODY.as_bytes()).unwrap();
         expected.list_hash = page.list_hash;
+        expected.list_len = Some(KNOWN_LIST.len());
         assert_eq!(page, expected);
         assert_eq!(page.decoded().unwrap().into_owned(), page);
     }
 
     #[test]
     fn a_known_list_does_not_excuse_the_rest_of_the_body() {
-        let known = KnownLists::new([list_hash(KNOWN_LIST)]);
+        let known = KnownLists::new([(list_hash(KNOWN_LIST), KNOWN_LIST.len())]);
         for body in [
             // Another member the reference cannot read.
             format!(r#"{{"RequestId":"R","X":1e400,"ImagePipeline":{KNOWN_LIST}}}"#),
             // A second list member: the known one is the last, the first is garbled.
             format!(r#"{{"RequestId":"R","ImagePipeline":[1e400],"ImagePipeline":{KNOWN_LIST}}}"#),
+            // ... or the known one is the first.
+            format!(r#"{{"RequestId":"R","ImagePipeline":{KNOWN_LIST},"ImagePipeline":[1e400]}}"#),
+            // A known list followed by more than its text.
+            format!(r#"{{"RequestId":"R","ImagePipeline":{KNOWN_LIST}]}}"#),
         ] {
             assert!(
                 matches!(
-                    decode_response_known(200, body.clone().into_bytes(), &known),
+                    decode_response_known(200, body.clone().into_bytes(), &known, 0),
                     Err(EcsError::Decode { .. })
                 ),
                 "{body}"
@@ -386,7 +453,7 @@ mod tests {
         }
         let error =
             format!(r#"{{"RequestId":"R","Code":"Throttling","ImagePipeline":{KNOWN_LIST}}}"#);
-        let page = decode_response_known(503, error.into_bytes(), &known);
+        let page = decode_response_known(503, error.into_bytes(), &known, 0);
         assert!(matches!(page, Err(EcsError::Api(e)) if e.code == "Throttling"));
     }
 

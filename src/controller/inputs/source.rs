@@ -74,6 +74,7 @@ fn with_items_hash(mut event: Result<PageEvent, ListingError>) -> Result<PageEve
         if page.list_hash.is_none() {
             let text = format!("{:?} {}", page.items, page.skipped_items);
             page.list_hash = Some(list_hash(&text));
+            page.list_len = Some(text.len());
         }
     }
     event

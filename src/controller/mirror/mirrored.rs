@@ -563,6 +563,8 @@ pub struct ListedDigest {
 pub struct PageMemo {
     /// [`crate::ecs::list_hash`] of the page's list text.
     pub list_hash: u64,
+    /// The length of that text in bytes.
+    pub list_len: u32,
     /// Where its entries start in [`ListedDigest::entries`].
     pub start: u32,
     /// How many entries it has.
