@@ -208,3 +208,38 @@ async fn an_edit_the_watch_delivers_after_the_namespace_settled_is_still_repaire
     assert_eq!(requests.pipeline_writes(), [("PATCH".to_string(), id(42))]);
     assert_eq!(pages(&metrics), (5, 4), "the edited object's page decoded");
 }
+
+#[tokio::test]
+async fn pages_taken_on_a_settled_namespace_still_count_when_a_later_page_changed() {
+    let f = Fixture::start().await;
+    let (ctx, metrics, requests) = f.context(objects());
+    let valid = validate(&f.query.spec).expect("valid");
+    let digest = || {
+        ctx.remembered("uid-q")
+            .and_then(|m| m.listing)
+            .expect("listing")
+    };
+    f.sync(&ctx).await;
+    assert!(!drifted(&ctx, &f.query, &valid, &digest(), "2026-01-02T00:00:00Z").expect("check"));
+
+    // The last page changes: the two before it were taken without copying anything, and are
+    // part of the new listing all the same (nothing of theirs is pruned).
+    let mut changed = items();
+    changed[N - 1]["Name"] = json!("renamed");
+    f.sim.handle.set_items(changed);
+    f.sync(&ctx).await;
+    assert_eq!(pages(&metrics), (2, 4));
+    assert_eq!(
+        requests.pipeline_writes(),
+        [("PATCH".to_string(), id(N - 1))],
+        "one update, no deletion"
+    );
+    let listing = digest();
+    assert_eq!(listing.entries.len(), N);
+    assert!((0..N).all(|i| listing.lists(&id(i))));
+    assert_eq!(
+        listing.pages.len(),
+        3,
+        "every page remembered for the next refresh"
+    );
+}

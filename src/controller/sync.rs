@@ -219,6 +219,10 @@ struct Progress {
     entries: Vec<DigestEntry>,
     /// The pages the next listing may take as they were (see [`PageMemo`]).
     memos: Vec<PageMemo>,
+    /// Pages of the previous listing taken as they were while its namespace is settled and
+    /// nothing else was read: their entries are copied only if the listing turns out to
+    /// differ (see [`Progress::materialize`]).
+    deferred: Vec<PageMemo>,
     /// Items without a readable ID.
     skipped_items: usize,
     /// Pages read since the listing (re)started.
@@ -251,6 +255,23 @@ impl Progress {
     /// Whether `id` was seen before in this listing.
     fn has_seen(&self, id: &str) -> bool {
         self.seen.contains(&self.hasher.hash_one(id)) && self.entries.iter().any(|e| &*e.id == id)
+    }
+
+    /// Copies the entries of the deferred pages of `previous` (distinct pages of one listing:
+    /// no ID twice), before anything else is recorded.
+    fn materialize(&mut self, previous: &ListedDigest) {
+        for memo in std::mem::take(&mut self.deferred) {
+            let start = self.entries.len();
+            for entry in memo.entries(previous) {
+                self.record(entry.clone());
+            }
+            self.remember_page(memo.list_hash, memo.list_len as usize, start);
+        }
+    }
+
+    /// How many entries the deferred pages have.
+    fn deferred_entries(&self) -> usize {
+        self.deferred.iter().map(|m| m.len as usize).sum()
     }
 
     /// Records `entry` as seen (its ID not seen before).
@@ -544,8 +565,16 @@ impl SyncOf<'_> {
         let settled = previous
             .settled_at
             .is_some_and(|g| g == self.ctx.pipelines.generation(&self.namespace));
-        if entries.len() != memo.len as usize
-            || entries.iter().any(|e| progress.has_seen(&e.id))
+        if entries.len() != memo.len as usize {
+            return false;
+        }
+        if settled && progress.entries.is_empty() && !progress.deferred.contains(memo) {
+            progress.deferred.push(*memo);
+            progress.counts.unchanged += memo.len;
+            return true;
+        }
+        progress.materialize(&previous.digest);
+        if entries.iter().any(|e| progress.has_seen(&e.id))
             || !(settled || self.up_to_date_in_place(entries))
         {
             return false;
@@ -674,6 +703,9 @@ impl SyncOf<'_> {
                     if reused {
                         continue;
                     }
+                    if let Some(previous) = previous {
+                        progress.materialize(&previous.digest);
+                    }
                     // Another sync's listing may have left the page undecoded.
                     let page = match page.decoded() {
                         Ok(page) => page,
@@ -759,22 +791,31 @@ pub async fn attempt(
         return Ok(Outcome::ListingFailed(e));
     }
     let pages = progress.pages;
-    // Every page taken as the settled previous listing had it, all of them, and nothing of the
-    // namespace changed meanwhile: the same IDs and content, mirrored; nothing to remove.
+    // Every page of the settled previous listing taken as it was (deferred, nothing else
+    // read), and nothing of the namespace changed meanwhile: the same listing, mirrored; it
+    // stays the remembered one, and there is nothing to remove.
     let unchanged = previous.as_ref().is_some_and(|p| {
         p.settled_at == Some(started_at)
+            && progress.entries.is_empty()
             && progress.decoded_pages == 0
-            && progress.entries.len() == p.digest.entries.len()
+            && progress.deferred_entries() == p.digest.entries.len()
             && p.digest.skipped_items == 0
             && progress.skipped_items == 0
     }) && ctx.pipelines.generation(&sync.namespace) == started_at;
-    let (digest, mut progress) = progress.into_digest();
-    let digest = Arc::new(digest);
+    let (digest, mut progress) = match previous.as_ref() {
+        Some(p) if unchanged => (p.digest.clone(), progress),
+        Some(p) => {
+            progress.materialize(&p.digest);
+            let (digest, progress) = progress.into_digest();
+            (Arc::new(digest), progress)
+        }
+        None => {
+            let (digest, progress) = progress.into_digest();
+            (Arc::new(digest), progress)
+        }
+    };
     // Remember the listing before writing, so a partly applied plan shows up as drift.
     ctx.remember(&sync.uid, |m| m.listing = Some(digest.clone()));
-    if unchanged {
-        sync.settle(&digest, started_at);
-    }
 
     let held = std::mem::take(&mut progress.held);
     let region_id = valid.filter.region_id.as_str();

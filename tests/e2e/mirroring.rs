@@ -32,6 +32,13 @@ fn a_query_mirrors_exactly_the_matching_set_and_a_quiet_refresh_writes_nothing()
         assert!(header.contains(column), "missing column {column}: {header}");
     }
 
+    let pages = |path: &str| {
+        let series = format!(r#"imagepipeline_listing_pages_total{{path="{path}"}}"#);
+        let operator = env.operator.as_ref().expect("the operator runs");
+        operator.metric_series(&series).expect("the series exists")
+    };
+    let (reused, decoded) = (pages("reused"), pages("decoded"));
+    assert!(decoded >= 1.0, "the first sync decoded its listing");
     let before = env.pipelines();
     let refreshed = env.refresh("hz");
     assert_eq!(refreshed["status"]["lastSyncResult"]["unchanged"], 6);
@@ -39,6 +46,30 @@ fn a_query_mirrors_exactly_the_matching_set_and_a_quiet_refresh_writes_nothing()
         env.pipelines(),
         before,
         "a refresh without changes writes nothing"
+    );
+    assert!(
+        pages("reused") > reused,
+        "the refresh took its pages as they were"
+    );
+    assert_eq!(pages("decoded"), decoded, "and decoded none");
+
+    // Someone edits a mirrored object: the drift check finds it, and the sync it starts
+    // decodes that page again and repairs the object.
+    env.kubectl_ok(&[
+        "patch",
+        "imagepipeline",
+        "ip-hz001",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"name":"edited by hand"}}"#,
+    ]);
+    wait_for("the edit to be repaired", || {
+        let spec = &env.get_json(&["imagepipeline", "ip-hz001"])["spec"];
+        (spec["name"] != "edited by hand").then_some(())
+    });
+    assert!(
+        pages("decoded") > decoded,
+        "the edited object's page was decoded"
     );
 }
 

@@ -556,6 +556,17 @@ impl Operator {
         metric_sum(&body, name)
     }
 
+    /// The value of the one series written `series` (name and labels, as exposed), `None`
+    /// when there is no such series.
+    pub fn metric_series(&self, series: &str) -> Option<f64> {
+        let (code, body) = http(&self.admin_url(), "GET", "/metrics", "");
+        assert_eq!(code, 200, "GET /metrics: {body}");
+        body.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .and_then(|(_, value)| value.trim().parse().ok())
+    }
+
     /// SIGTERM, as a Pod's stop sends it; waits (at most `limit`) for the process to exit and
     /// tells whether it did.
     pub fn terminate(&mut self, limit: Duration) -> bool {
