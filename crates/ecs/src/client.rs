@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::Stream;
 
+use super::buffers::BodyPool;
 use super::credentials::SharedProvider;
 use super::error::EcsError;
 use super::filter::PipelineFilter;
@@ -97,6 +98,7 @@ struct Inner {
     http: reqwest::Client,
     limiter: KeyedRateLimiter,
     backoff: Backoff,
+    bodies: BodyPool,
 }
 
 impl fmt::Debug for EcsClient {
@@ -135,6 +137,7 @@ impl EcsClient {
                 http,
                 limiter,
                 backoff,
+                bodies: BodyPool::default(),
             }),
         })
     }
@@ -247,6 +250,7 @@ impl EcsClient {
                 body,
                 config.max_body_bytes,
                 known,
+                &self.inner.bodies,
             )
             .await;
             let code = match &attempt.result {

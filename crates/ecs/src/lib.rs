@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ambient;
+pub mod buffers;
 pub mod client;
 pub mod credentials;
 pub mod error;

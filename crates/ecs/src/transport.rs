@@ -10,6 +10,7 @@ use super::credentials::Credentials;
 use super::error::{ApiError, EcsError};
 use bytes::Bytes;
 
+use super::buffers::BodyPool;
 use super::fast;
 use super::known::{KnownLists, list_hash};
 use super::model::PipelinePage;
@@ -127,14 +128,15 @@ pub fn http_client(
         .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {}", chain(&e))))
 }
 
-/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes`;
-/// with `known`, as [`decode_response_known`] does.
+/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes` into
+/// a buffer of `pool`; with `known`, as [`decode_response_known`] does.
 pub async fn post_form(
     http: &reqwest::Client,
     endpoint: &str,
     body: String,
     max_body_bytes: usize,
     known: Option<(&KnownLists, usize)>,
+    pool: &BodyPool,
 ) -> Attempt {
     let sent = http
         .post(format!("{endpoint}/"))
@@ -161,11 +163,20 @@ pub async fn post_form(
         .get(RETRY_AFTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let result = match read_bounded(&mut response, max_body_bytes).await {
-        Ok(bytes) => match known {
-            Some((known, index)) => decode_response_known(status, bytes, known, index),
-            None => decode_response(status, &bytes),
-        },
+    let result = match read_bounded(&mut response, max_body_bytes, pool).await {
+        Ok(bytes) => {
+            let decoded = decode(status, &bytes, known);
+            match decoded {
+                Ok((mut page, true)) => {
+                    page.undecoded = Some(pool.share(bytes));
+                    Ok(page)
+                }
+                other => {
+                    pool.give(bytes);
+                    other.map(|(page, _)| page)
+                }
+            }
+        }
         Err(e) => Err(e),
     };
     Attempt {
@@ -175,7 +186,11 @@ pub async fn post_form(
 }
 
 /// Reads the body chunk by chunk, failing as soon as it grows past `limit`.
-async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, EcsError> {
+async fn read_bounded(
+    response: &mut reqwest::Response,
+    limit: usize,
+    pool: &BodyPool,
+) -> Result<Vec<u8>, EcsError> {
     if response
         .content_length()
         .is_some_and(|len| len > limit as u64)
@@ -185,14 +200,22 @@ async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<
     // Sized once when the length is announced: growing by doubling copies the body again and
     // again, a good part of the cost of a page that is not decoded.
     let announced = response.content_length().unwrap_or(0);
-    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0).min(limit));
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+    let mut body = pool.take(usize::try_from(announced).unwrap_or(0).min(limit));
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                pool.give(body);
+                return Err(transport_error(&e));
+            }
+        };
         if body.len() + chunk.len() > limit {
+            pool.give(body);
             return Err(EcsError::BodyTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
 
 /// Maps a reqwest error to [`EcsError::Transport`], without the URL.

@@ -1,0 +1,105 @@
+//! Response body buffers, reused from page to page. A listing reads pages of a few hundred KiB
+//! one after another; a fresh buffer for each costs the kernel's page faults every time (musl's
+//! `malloc` maps and unmaps every large block), more than reading a page that is not decoded.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// How many free buffers are kept.
+const KEPT: usize = 3;
+
+/// The largest buffer kept, in bytes.
+const LARGEST: usize = 2 * 1024 * 1024;
+
+/// A few free body buffers; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct BodyPool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl BodyPool {
+    /// An empty buffer with room for at least `capacity` bytes: a kept one when there is one.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buffer = kept.unwrap_or_default();
+        buffer.clear();
+        buffer.reserve(capacity);
+        buffer
+    }
+
+    /// Gives `buffer` back, to be kept if there is room and it is not too big.
+    pub fn give(&self, buffer: Vec<u8>) {
+        if buffer.capacity() > LARGEST {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEPT {
+            free.push(buffer);
+        }
+    }
+
+    /// `buffer` as shared bytes, given back once the last of them is dropped.
+    pub fn share(&self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Returning {
+            buffer,
+            pool: self.clone(),
+        })
+    }
+
+    /// How many free buffers are kept now.
+    pub fn kept(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// A buffer that goes back to its pool when dropped.
+struct Returning {
+    buffer: Vec<u8>,
+    pool: BodyPool,
+}
+
+impl AsRef<[u8]> for Returning {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buffer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_when_given_or_when_their_bytes_are_dropped() {
+        let pool = BodyPool::default();
+        let mut buffer = pool.take(1000);
+        assert!(buffer.capacity() >= 1000);
+        buffer.extend_from_slice(b"page one");
+        let bytes = pool.share(buffer);
+        let copy = bytes.clone();
+        drop(bytes);
+        assert_eq!(pool.kept(), 0, "still shared");
+        assert_eq!(&copy[..], b"page one");
+        drop(copy);
+        assert_eq!(pool.kept(), 1);
+        let again = pool.take(10);
+        assert!(
+            again.is_empty() && again.capacity() >= 1000,
+            "the same buffer, emptied"
+        );
+        pool.give(again);
+        for _ in 0..5 {
+            pool.give(Vec::with_capacity(10));
+        }
+        assert_eq!(pool.kept(), KEPT, "at most {KEPT} kept");
+        let pool = BodyPool::default();
+        pool.give(Vec::with_capacity(LARGEST + 1));
+        assert_eq!(pool.kept(), 0, "a buffer too big is let go");
+    }
+}
