@@ -33,9 +33,11 @@ fn a_query_mirrors_exactly_the_matching_set_and_a_quiet_refresh_writes_nothing()
     }
 
     let pages = |path: &str| {
-        let series = format!(r#"imagepipeline_listing_pages_total{{path="{path}"}}"#);
         let operator = env.operator.as_ref().expect("the operator runs");
-        operator.metric_series(&series).expect("the series exists")
+        let label = format!(r#"path="{path}""#);
+        operator
+            .metric_with("imagepipeline_listing_pages_total", &label)
+            .expect("the series exists")
     };
     let (reused, decoded) = (pages("reused"), pages("decoded"));
     assert!(decoded >= 1.0, "the first sync decoded its listing");

@@ -556,15 +556,20 @@ impl Operator {
         metric_sum(&body, name)
     }
 
-    /// The value of the one series written `series` (name and labels, as exposed), `None`
-    /// when there is no such series.
-    pub fn metric_series(&self, series: &str) -> Option<f64> {
+    /// The sum of the samples of metric `name` whose labels include `label` (`key="value"`),
+    /// `None` when it has none.
+    pub fn metric_with(&self, name: &str, label: &str) -> Option<f64> {
         let (code, body) = http(&self.admin_url(), "GET", "/metrics", "");
         assert_eq!(code, 200, "GET /metrics: {body}");
         body.lines()
+            .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.rsplit_once(' '))
-            .find(|(name, _)| *name == series)
-            .and_then(|(_, value)| value.trim().parse().ok())
+            .filter(|(series, _)| {
+                let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+                metric == name && labels.trim_end_matches('}').split(',').any(|l| l == label)
+            })
+            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+            .reduce(|a, b| a + b)
     }
 
     /// SIGTERM, as a Pod's stop sends it; waits (at most `limit`) for the process to exit and
