@@ -16,7 +16,6 @@ use imagepipeline_operator::sim::SimConfig;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use support::context::{context, ecs_client, mirrored, query};
-use support::mock_api::Recorded;
 use support::sim::Sim;
 
 const N: usize = 250;
@@ -84,15 +83,7 @@ struct Requests(support::mock_api::Requests);
 impl Requests {
     /// The ImagePipeline writes so far, as (method, name).
     fn pipeline_writes(&self) -> Vec<(String, String)> {
-        let all: Vec<Recorded> = self.0.all();
-        all.iter()
-            .filter(|r| r.is_pipeline_request())
-            .map(|r| {
-                let name = r.uri.rsplit('/').next().unwrap_or_default();
-                let name = name.split('?').next().unwrap_or_default();
-                (r.method.to_string(), name.to_string())
-            })
-            .collect()
+        support::mock_api::pipeline_writes(&self.0.all())
     }
 }
 

@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::context::{NS, context, context_with_window, ecs_client, mirrored, query};
-use support::mock_api::Recorded;
+use support::mock_api::{Recorded, pipeline_writes};
 use support::sim::{Sim, pipelines};
 
 fn status_of(r: &Recorded) -> ImagePipelineQueryStatus {
@@ -47,19 +47,6 @@ fn ready(status: &ImagePipelineQueryStatus) -> (String, String) {
 }
 
 // ------------------------------------------------------------------ streamed syncs
-
-/// The ImagePipeline requests of `requests` (method and object name), in order.
-fn pipeline_writes(requests: &[Recorded]) -> Vec<(String, String)> {
-    requests
-        .iter()
-        .filter(|r| r.is_pipeline_request())
-        .map(|r| {
-            let name = r.uri.rsplit('/').next().unwrap_or_default();
-            let name = name.split('?').next().unwrap_or_default();
-            (r.method.to_string(), name.to_string())
-        })
-        .collect()
-}
 
 /// One reconcile of query `q` (with `page_size`) listing through `ecs`, with `existing`
 /// mirrored before; the requests the API server saw.

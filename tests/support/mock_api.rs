@@ -132,3 +132,16 @@ pub fn client(secret: Option<Value>) -> (kube::Client, Requests) {
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+/// The ImagePipeline requests of `requests` (method and object name), in order.
+pub fn pipeline_writes(requests: &[Recorded]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .filter(|r| r.is_pipeline_request())
+        .map(|r| {
+            let name = r.uri.rsplit('/').next().unwrap_or_default();
+            let name = name.split('?').next().unwrap_or_default();
+            (r.method.to_string(), name.to_string())
+        })
+        .collect()
+}
