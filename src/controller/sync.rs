@@ -261,12 +261,18 @@ impl Progress {
     /// no ID twice), before anything else is recorded.
     fn materialize(&mut self, previous: &ListedDigest) {
         for memo in std::mem::take(&mut self.deferred) {
-            let start = self.entries.len();
-            for entry in memo.entries(previous) {
-                self.record(entry.clone());
-            }
-            self.remember_page(memo.list_hash, memo.list_len as usize, start);
+            self.take_page(&memo, previous);
         }
+    }
+
+    /// Records the entries of `memo`'s page of `previous` (none of their IDs seen before) and
+    /// remembers the page.
+    fn take_page(&mut self, memo: &PageMemo, previous: &ListedDigest) {
+        let start = self.entries.len();
+        for entry in memo.entries(previous) {
+            self.record(entry.clone());
+        }
+        self.remember_page(memo.list_hash, memo.list_len as usize, start);
     }
 
     /// How many entries the deferred pages have.
@@ -500,19 +506,32 @@ impl SyncOf<'_> {
     /// `digest` left it: every listed object present and (as only this query writes it) up to
     /// date, and nothing unlisted still owned. `false` means "plan fully to know".
     fn in_sync_in_place(&self, digest: &ListedDigest) -> bool {
-        let owners = owners_in(self.ctx, &self.namespace, self.query);
-        let (existing, claims) = (BTreeMap::new(), BTreeMap::new());
-        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, false);
-        let sole = SoleOwner::of(&input);
         let mirrorable = digest.entries.iter().filter(|e| is_object_name(&e.id));
         let records = self
             .ctx
             .pipelines
             .get_all(&self.namespace, mirrorable.clone().map(|e| &*e.id));
-        let listed_in_sync = mirrorable.zip(records).all(|(entry, (_, record))| {
-            record.is_some_and(|r| !r.terminating && sole.is_up_to_date(&r, entry.hash))
-        });
-        listed_in_sync && self.owned_unlisted(digest).is_empty()
+        self.all_up_to_date(mirrorable, records) && self.owned_unlisted(digest).is_empty()
+    }
+
+    /// Whether the object of each of `entries` (`objects`, in the same order) is there, not
+    /// being deleted, and up to date for this query alone: what the plan would leave as it is,
+    /// checked without building anything (see [`SoleOwner`]).
+    fn all_up_to_date<'e>(
+        &self,
+        entries: impl IntoIterator<Item = &'e DigestEntry>,
+        objects: Vec<(&str, Option<Arc<Mirrored>>)>,
+    ) -> bool {
+        let owners = owners_in(self.ctx, &self.namespace, self.query);
+        let (existing, claims) = (BTreeMap::new(), BTreeMap::new());
+        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, false);
+        let sole = SoleOwner::of(&input);
+        entries
+            .into_iter()
+            .zip(objects)
+            .all(|(entry, (_, object))| {
+                object.is_some_and(|o| !o.terminating && sole.is_up_to_date(&o, entry.hash))
+            })
     }
 
     /// Plans with `make` and applies, under the namespace's lock; writes refused only for
@@ -579,11 +598,7 @@ impl SyncOf<'_> {
         {
             return false;
         }
-        let start = progress.entries.len();
-        for entry in entries {
-            progress.record(entry.clone());
-        }
-        progress.remember_page(list_hash, memo.list_len as usize, start);
+        progress.take_page(memo, &previous.digest);
         progress.counts.unchanged += memo.len;
         true
     }
@@ -592,18 +607,12 @@ impl SyncOf<'_> {
     /// for this query alone (what the plan would leave as they are, checked without building
     /// anything).
     fn up_to_date_in_place(&self, entries: &[DigestEntry]) -> bool {
-        let owners = owners_in(self.ctx, &self.namespace, self.query);
-        let (existing, claims) = (BTreeMap::new(), BTreeMap::new());
-        let input = self.input::<DigestEntry>(&[], &existing, &owners, &claims, false);
-        let sole = SoleOwner::of(&input);
         let objects = self.ctx.recent.effective_of(
             &self.ctx.pipelines,
             &self.namespace,
             entries.iter().map(|e| &*e.id),
         );
-        entries.iter().zip(objects).all(|(entry, (_, object))| {
-            object.is_some_and(|o| !o.terminating && sole.is_up_to_date(&o, entry.hash))
-        })
+        self.all_up_to_date(entries, objects)
     }
 
     /// One page: its new objects are created; the updates are held (first pass) or made
