@@ -8,9 +8,10 @@ use futures::StreamExt as _;
 use jiff::Timestamp;
 
 use super::CliError;
+use super::manifest::Mirroring;
 use super::output::{Format, ManifestWriter};
 use crate::crd::ImagePipeline;
-use crate::crd::pipeline::{is_object_name, mirror_object, mirror_owned_item};
+use crate::crd::pipeline::{is_object_name, mirror_object};
 use crate::ecs::ambient::AmbientOverrides;
 use crate::ecs::credentials::SharedProvider;
 use crate::ecs::{
@@ -133,6 +134,11 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         provider.name()
     );
     let stamp = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mirroring = Mirroring {
+        region_id: &filter.region_id,
+        namespace: &args.namespace,
+        last_sync_time: &stamp,
+    };
     let mut out = ManifestWriter::new(BufWriter::new(std::io::stdout()), args.output);
     let mut printed: HashSet<String> = HashSet::new();
     let (mut pages, mut restarts, mut unreadable) = (0u32, 0u32, 0usize);
@@ -153,19 +159,18 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         pages += 1;
         unreadable += page.skipped_items;
         for item in page.items {
-            if !printed.insert(item.image_pipeline_id.clone()) {
+            if printed.contains(&item.image_pipeline_id) {
                 continue;
             }
-            if !is_object_name(&item.image_pipeline_id) {
+            if is_object_name(&item.image_pipeline_id) {
+                out.write_item(&item, &mirroring)?;
+            } else {
                 eprintln!(
                     "warning: skipping pipeline {:?}: its ID is not a valid Kubernetes object name",
                     item.image_pipeline_id
                 );
-                continue;
             }
-            if let Some(obj) = mirror_owned_item(item, &filter.region_id, &args.namespace, &stamp) {
-                out.write(&obj)?;
-            }
+            printed.insert(item.image_pipeline_id);
         }
     }
     let written = out.written();

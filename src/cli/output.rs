@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
+use super::manifest::{Mirroring, Printer};
 use crate::crd::ImagePipeline;
+use crate::ecs::ImagePipelineItem;
 
 /// Output formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +40,8 @@ pub struct ManifestWriter<W: std::io::Write> {
     written: usize,
     /// One object's text, reused: small writes into a `Vec` are far cheaper than into `out`.
     scratch: Vec<u8>,
+    /// Prints an API item's object without building it.
+    printer: Printer,
 }
 
 /// The JSON `List`'s fields after `items`, as `to_string_pretty` prints them (keys sorted).
@@ -56,6 +60,42 @@ impl<W: std::io::Write> ManifestWriter<W> {
             format,
             written: 0,
             scratch: Vec::new(),
+            printer: Printer::default(),
+        }
+    }
+
+    /// Writes the object mirroring `item`: the same text as [`ManifestWriter::write`] of the
+    /// object the controller builds from it, printed straight from the item.
+    pub fn write_item(
+        &mut self,
+        item: &ImagePipelineItem,
+        mirroring: &Mirroring<'_>,
+    ) -> Result<(), RenderError> {
+        self.scratch.clear();
+        match self.format {
+            Format::Yaml => {
+                self.scratch.extend_from_slice(b"---\n");
+                self.printer.yaml(&mut self.scratch, item, mirroring);
+            }
+            Format::Json => {
+                self.scratch.extend_from_slice(self.item_opening());
+                self.scratch.extend_from_slice(ITEM_INDENT);
+                self.printer
+                    .json(&mut self.scratch, item, mirroring, ITEM_INDENT.len());
+            }
+        }
+        self.out.write_all(&self.scratch)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// What goes before an item of the JSON `List`: the list's opening, or the comma after the
+    /// item before.
+    fn item_opening(&self) -> &'static [u8] {
+        if self.written == 0 {
+            b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
+        } else {
+            b",\n"
         }
     }
 
@@ -71,12 +111,7 @@ impl<W: std::io::Write> ManifestWriter<W> {
             Format::Json => {
                 self.scratch.clear();
                 serde_json::to_writer_pretty(&mut self.scratch, obj)?;
-                let opening: &[u8] = if self.written == 0 {
-                    b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
-                } else {
-                    b",\n"
-                };
-                self.out.write_all(opening)?;
+                self.out.write_all(self.item_opening())?;
                 // JSON strings escape their line breaks: every `\n` here is structure.
                 for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
                     if i > 0 {

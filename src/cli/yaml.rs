@@ -141,6 +141,12 @@ fn yaml_float(text: &str) -> String {
     out
 }
 
+/// [`write_text`] into memory, which cannot fail.
+pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
+    // Writes into a `Vec` do not fail.
+    let _ = write_text(out, s, indent);
+}
+
 /// Text: plain, a literal block, or double-quoted, whichever reads back as exactly `s`.
 fn write_text(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
     if is_plain(s) {

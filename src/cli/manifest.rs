@@ -1,0 +1,388 @@
+//! The manifest of one listed pipeline printed straight from the API item: the text
+//! `serde_json::to_string_pretty` (JSON) or [`super::yaml::write_document`] (YAML) would print
+//! for the `ImagePipeline` the controller builds from it, without building that object or a
+//! `serde_json::Value` of it (most of an export's CPU went there; BENCHMARKS.md, "export").
+//! A property test holds both printers to the serde path for any item.
+
+use std::io::Write as _;
+
+use crate::crd::ImagePipeline;
+use crate::ecs::ImagePipelineItem;
+use crate::ecs::model::PipelineTag;
+
+/// What every manifest of one export shares besides its item.
+#[derive(Debug, Clone, Copy)]
+pub struct Mirroring<'a> {
+    /// The listed region (`spec.regionId`).
+    pub region_id: &'a str,
+    /// The namespace written into `metadata.namespace`.
+    pub namespace: &'a str,
+    /// `spec.lastSyncTime`.
+    pub last_sync_time: &'a str,
+}
+
+/// A value of the spec, as both printers see it.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Text(&'a str),
+    Int(i64),
+    Bool(bool),
+    Texts(&'a [String]),
+    Tags(&'a [PipelineTag]),
+}
+
+/// How many members the spec has.
+const SPEC_FIELDS: usize = 22;
+
+/// The spec's members in the order of `ImagePipelineSpec` (how JSON prints them), `None` where
+/// the object leaves a member out.
+fn spec_fields<'a>(
+    item: &'a ImagePipelineItem,
+    m: &Mirroring<'a>,
+) -> [(&'static str, Option<Field<'a>>); SPEC_FIELDS] {
+    let text = |v: &'a Option<String>| v.as_deref().map(Field::Text);
+    let texts = |v: &'a [String]| (!v.is_empty()).then_some(Field::Texts(v));
+    [
+        (
+            "imagePipelineId",
+            Some(Field::Text(&item.image_pipeline_id)),
+        ),
+        ("regionId", Some(Field::Text(m.region_id))),
+        ("name", text(&item.name)),
+        ("description", text(&item.description)),
+        ("baseImage", text(&item.base_image)),
+        ("baseImageType", text(&item.base_image_type)),
+        ("buildContent", text(&item.build_content)),
+        ("testContent", text(&item.test_content)),
+        ("repairMode", text(&item.repair_mode)),
+        ("imageName", text(&item.image_name)),
+        ("imageFamily", text(&item.image_family)),
+        ("instanceType", text(&item.instance_type)),
+        ("systemDiskSize", item.system_disk_size.map(Field::Int)),
+        (
+            "internetMaxBandwidthOut",
+            item.internet_max_bandwidth_out.map(Field::Int),
+        ),
+        ("vSwitchId", text(&item.v_switch_id)),
+        (
+            "deleteInstanceOnFailure",
+            item.delete_instance_on_failure.map(Field::Bool),
+        ),
+        ("resourceGroupId", text(&item.resource_group_id)),
+        ("creationTime", text(&item.creation_time)),
+        (
+            "tags",
+            (!item.tags.is_empty()).then_some(Field::Tags(&item.tags)),
+        ),
+        ("toRegionIds", texts(&item.to_region_ids)),
+        ("addAccounts", texts(&item.add_accounts)),
+        ("lastSyncTime", Some(Field::Text(m.last_sync_time))),
+    ]
+}
+
+/// [`spec_fields`]' indices in the order of their keys (how YAML prints them, as
+/// `serde_json::Value` sorts an object's keys).
+const SORTED: [usize; SPEC_FIELDS] = [
+    20, // addAccounts
+    4,  // baseImage
+    5,  // baseImageType
+    6,  // buildContent
+    17, // creationTime
+    15, // deleteInstanceOnFailure
+    3,  // description
+    10, // imageFamily
+    9,  // imageName
+    0,  // imagePipelineId
+    11, // instanceType
+    13, // internetMaxBandwidthOut
+    21, // lastSyncTime
+    2,  // name
+    1,  // regionId
+    8,  // repairMode
+    16, // resourceGroupId
+    12, // systemDiskSize
+    18, // tags
+    7,  // testContent
+    19, // toRegionIds
+    14, // vSwitchId
+];
+
+/// The `apiVersion` of the objects.
+fn api_version() -> String {
+    format!(
+        "{}/{}",
+        <ImagePipeline as kube::Resource>::group(&()),
+        <ImagePipeline as kube::Resource>::version(&())
+    )
+}
+
+/// Prints manifests of items, reusing what every manifest shares.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    api_version: String,
+}
+
+impl Default for Printer {
+    fn default() -> Self {
+        Self {
+            api_version: api_version(),
+        }
+    }
+}
+
+impl Printer {
+    /// Appends the item's object as `to_string_pretty` prints it, every line after the first
+    /// indented by `indent` spaces more (the first line's own indentation is the caller's),
+    /// without a final line break.
+    pub fn json(
+        &self,
+        out: &mut Vec<u8>,
+        item: &ImagePipelineItem,
+        m: &Mirroring<'_>,
+        indent: usize,
+    ) {
+        let nl = |out: &mut Vec<u8>, depth: usize| {
+            out.push(b'\n');
+            out.resize(out.len() + indent + 2 * depth, b' ');
+        };
+        out.push(b'{');
+        nl(out, 1);
+        out.extend_from_slice(b"\"apiVersion\": ");
+        json_str(out, &self.api_version);
+        out.push(b',');
+        nl(out, 1);
+        out.extend_from_slice(b"\"kind\": \"ImagePipeline\",");
+        nl(out, 1);
+        out.extend_from_slice(b"\"metadata\": {");
+        nl(out, 2);
+        out.extend_from_slice(b"\"name\": ");
+        json_str(out, &item.image_pipeline_id);
+        out.push(b',');
+        nl(out, 2);
+        out.extend_from_slice(b"\"namespace\": ");
+        json_str(out, m.namespace);
+        nl(out, 1);
+        out.extend_from_slice(b"},");
+        nl(out, 1);
+        out.extend_from_slice(b"\"spec\": {");
+        let mut first = true;
+        for (key, field) in spec_fields(item, m) {
+            let Some(field) = field else { continue };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            nl(out, 2);
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\": ");
+            match field {
+                Field::Text(s) => json_str(out, s),
+                Field::Int(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Field::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                Field::Texts(list) => {
+                    out.push(b'[');
+                    for (i, s) in list.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        nl(out, 3);
+                        json_str(out, s);
+                    }
+                    nl(out, 2);
+                    out.push(b']');
+                }
+                Field::Tags(tags) => {
+                    out.push(b'[');
+                    for (i, tag) in tags.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        nl(out, 3);
+                        out.push(b'{');
+                        nl(out, 4);
+                        out.extend_from_slice(b"\"tagKey\": ");
+                        json_str(out, &tag.key);
+                        out.push(b',');
+                        nl(out, 4);
+                        out.extend_from_slice(b"\"tagValue\": ");
+                        json_str(out, &tag.value);
+                        nl(out, 3);
+                        out.push(b'}');
+                    }
+                    nl(out, 2);
+                    out.push(b']');
+                }
+            }
+        }
+        nl(out, 1);
+        out.push(b'}');
+        nl(out, 0);
+        out.push(b'}');
+    }
+
+    /// Appends the item's object as one YAML document body (no `---`), ending with a line
+    /// break.
+    pub fn yaml(&self, out: &mut Vec<u8>, item: &ImagePipelineItem, m: &Mirroring<'_>) {
+        use super::yaml::text_into as write_text;
+        out.extend_from_slice(b"apiVersion: ");
+        write_text(out, &self.api_version, 2);
+        out.extend_from_slice(b"\nkind: ImagePipeline\nmetadata:\n  name: ");
+        write_text(out, &item.image_pipeline_id, 4);
+        out.extend_from_slice(b"\n  namespace: ");
+        write_text(out, m.namespace, 4);
+        out.extend_from_slice(b"\nspec:\n");
+        let fields = spec_fields(item, m);
+        for index in SORTED {
+            let (key, Some(field)) = fields[index] else {
+                continue;
+            };
+            out.extend_from_slice(b"  ");
+            out.extend_from_slice(key.as_bytes());
+            out.push(b':');
+            match field {
+                Field::Text(s) => {
+                    out.push(b' ');
+                    write_text(out, s, 4);
+                }
+                Field::Int(n) => {
+                    let _ = write!(out, " {n}");
+                }
+                Field::Bool(b) => out.extend_from_slice(if b { b" true" } else { b" false" }),
+                Field::Texts(list) => {
+                    for s in list {
+                        out.extend_from_slice(b"\n  - ");
+                        write_text(out, s, 4);
+                    }
+                }
+                Field::Tags(tags) => {
+                    for tag in tags {
+                        out.extend_from_slice(b"\n  - tagKey: ");
+                        write_text(out, &tag.key, 6);
+                        out.extend_from_slice(b"\n    tagValue: ");
+                        write_text(out, &tag.value, 6);
+                    }
+                }
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
+/// A JSON string as `serde_json` writes it: `"`, `\` and control characters escaped, the rest
+/// as it is.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a `str` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::crd::pipeline::mirror_owned_item;
+
+    #[test]
+    fn the_yaml_order_is_the_keys_sorted() {
+        let item = ImagePipelineItem::default();
+        let m = Mirroring {
+            region_id: "r",
+            namespace: "n",
+            last_sync_time: "t",
+        };
+        let keys: Vec<&str> = spec_fields(&item, &m).iter().map(|(k, _)| *k).collect();
+        let sorted: Vec<&str> = SORTED.iter().map(|&i| keys[i]).collect();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected);
+    }
+
+    /// Text with what makes printers differ: escapes, line breaks, YAML keywords and
+    /// indicators, numbers, non-ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z][a-z0-9-]{0,12}",
+            Just("yes".to_string()),
+            Just("null".to_string()),
+            Just("0755".to_string()),
+            Just("RUN a\nRUN b".to_string()),
+            Just(" lead\n trail ".to_string()),
+            Just("tab\there \"q\" back\\slash".to_string()),
+            Just("- item: x # c".to_string()),
+            Just("中文\u{1}\u{7f}\u{2028}".to_string()),
+            ".{0,20}",
+        ]
+    }
+
+    prop_compose! {
+        fn item()(
+            id in "ip-[a-z0-9]{1,20}",
+            texts in proptest::collection::vec(proptest::option::of(text()), 15),
+            ints in (proptest::option::of(any::<i64>()), proptest::option::of(any::<i64>())),
+            flag in proptest::option::of(any::<bool>()),
+            tags in proptest::collection::vec((text(), text()), 0..3),
+            to in proptest::collection::vec(text(), 0..3),
+            add in proptest::collection::vec(text(), 0..3),
+        ) -> ImagePipelineItem {
+            let mut t = texts.into_iter();
+            let mut next = || t.next().flatten();
+            ImagePipelineItem {
+                image_pipeline_id: id,
+                name: next(),
+                description: next(),
+                base_image: next(),
+                base_image_type: next(),
+                build_content: next(),
+                test_content: next(),
+                repair_mode: next(),
+                image_name: next(),
+                image_family: next(),
+                instance_type: next(),
+                system_disk_size: ints.0,
+                internet_max_bandwidth_out: ints.1,
+                v_switch_id: next(),
+                delete_instance_on_failure: flag,
+                resource_group_id: next(),
+                creation_time: next(),
+                tags: tags.into_iter().map(|(key, value)| PipelineTag { key, value }).collect(),
+                to_region_ids: to,
+                add_accounts: add,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn both_printers_print_what_serde_prints_for_the_object(
+            item in item(),
+            namespace in text(),
+            indent in 0usize..6,
+        ) {
+            let m = Mirroring { region_id: "cn-hangzhou", namespace: &namespace, last_sync_time: "2026-12-04T00:00:00Z" };
+            let obj = mirror_owned_item(item.clone(), m.region_id, m.namespace, m.last_sync_time)
+                .expect("the IDs generated are object names");
+            let printer = Printer::default();
+
+            let mut json = Vec::new();
+            printer.json(&mut json, &item, &m, indent);
+            let pad = format!("\n{}", " ".repeat(indent));
+            let expected = serde_json::to_string_pretty(&obj).unwrap().replace('\n', &pad);
+            prop_assert_eq!(String::from_utf8(json).unwrap(), expected);
+
+            let mut yaml = Vec::new();
+            printer.yaml(&mut yaml, &item, &m);
+            let mut expected = Vec::new();
+            super::super::yaml::write_document(&mut expected, &serde_json::to_value(&obj).unwrap()).unwrap();
+            prop_assert_eq!(String::from_utf8(yaml).unwrap(), String::from_utf8(expected).unwrap());
+        }
+    }
+}
