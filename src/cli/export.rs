@@ -18,6 +18,9 @@ use crate::ecs::{
     ClientConfig, EcsClient, ImagePipelineItem, PageEvent, PipelineFilter, TagFilter,
 };
 
+/// Bytes of output gathered before each write to stdout: about a hundred objects.
+const OUTPUT_BUFFER: usize = 128 * 1024;
+
 /// Flags of `export`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
@@ -139,7 +142,10 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         namespace: &args.namespace,
         last_sync_time: &stamp,
     };
-    let mut out = ManifestWriter::new(BufWriter::new(std::io::stdout()), args.output);
+    let mut out = ManifestWriter::new(
+        BufWriter::with_capacity(OUTPUT_BUFFER, std::io::stdout()),
+        args.output,
+    );
     let mut printed: HashSet<String> = HashSet::new();
     let (mut pages, mut restarts, mut unreadable) = (0u32, 0u32, 0usize);
     let stream = client.pages(filter.clone(), provider);
