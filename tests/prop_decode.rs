@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use imagepipeline_operator::ecs::model::decode_page;
 use imagepipeline_operator::ecs::sign::{canonical_query, percent_encode, string_to_sign};
-use imagepipeline_operator::ecs::transport::{SNIPPET_BYTES, decode_response, signed_form_body};
+use imagepipeline_operator::ecs::transport::{
+    SNIPPET_BYTES, decode_response, decode_response_into, signed_form_body,
+};
 use imagepipeline_operator::ecs::{EcsError, sign};
+use imagepipeline_operator::ecs::{ImagePipelineItem, ItemSink, ItemView};
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -147,6 +150,41 @@ fn wrapped(set: Vec<Value>, how: u8) -> Value {
     }
 }
 
+/// Collects the items a sink is given.
+#[derive(Default)]
+struct Collect(Vec<ImagePipelineItem>);
+
+impl ItemSink for Collect {
+    fn item(&mut self, item: &ItemView<'_>) {
+        self.0.push(item.clone().into_item());
+    }
+    fn drop_page(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The page and items of [`decode_response_into`], as [`decode_response`] gives them: both
+/// must agree on every body (the same page, the same error).
+fn through_a_sink(status: u16, body: &[u8]) -> String {
+    let mut sink = Collect::default();
+    let result = decode_response_into(status, body, &mut sink);
+    let result = match result {
+        Ok(mut page) => {
+            assert!(page.items.is_empty(), "the items go to the sink");
+            page.items = sink.0;
+            Ok(page)
+        }
+        Err(e) => {
+            assert!(
+                sink.0.is_empty(),
+                "an answer that is no page gives no items"
+            );
+            Err(e)
+        }
+    };
+    format!("{result:?}")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
@@ -160,6 +198,7 @@ proptest! {
         status in prop_oneof![Just(200u16), Just(400), Just(403), Just(500), Just(502), 100u16..600],
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
+        prop_assert_eq!(through_a_sink(status, &body), format!("{:?}", decode_response(status, &body)));
         match decode_response(status, &body) {
             Ok(page) => {
                 prop_assert!((200..300).contains(&status));
@@ -183,6 +222,7 @@ proptest! {
         let value: Value = serde_json::from_slice(&body).expect("valid JSON");
         let page = decode_page(&value);
         prop_assert!(page.items.iter().all(|i| !i.image_pipeline_id.is_empty()));
+        prop_assert_eq!(through_a_sink(status, &body), format!("{:?}", decode_response(status, &body)));
         match decode_response(status, &body) {
             Ok(decoded) => {
                 prop_assert!((200..300).contains(&status));
@@ -226,6 +266,7 @@ proptest! {
         // parsed back, as JSON text does not round-trip every float's last digit).
         let bytes = serde_json::to_vec(&body).expect("serializable");
         let decoded = decode_response(200, &bytes).expect("a page");
+        prop_assert_eq!(through_a_sink(200, &bytes), format!("{:?}", Ok::<_, EcsError>(&decoded)));
         let reparsed: Value = serde_json::from_slice(&bytes).expect("valid JSON");
         prop_assert_eq!(decoded, decode_page(&reparsed));
     }
@@ -240,6 +281,7 @@ proptest! {
         });
         let bytes = serde_json::to_vec(&body).expect("serializable");
         let decoded = decode_response(200, &bytes).expect("a page");
+        prop_assert_eq!(through_a_sink(200, &bytes), format!("{:?}", Ok::<_, EcsError>(&decoded)));
         let reparsed: Value = serde_json::from_slice(&bytes).expect("valid JSON");
         prop_assert_eq!(decoded, decode_page(&reparsed));
     }

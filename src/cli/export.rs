@@ -2,7 +2,8 @@
 //! ImagePipeline manifests the controller would write.
 
 use std::collections::HashSet;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use jiff::Timestamp;
@@ -15,7 +16,8 @@ use crate::crd::pipeline::{is_object_name, mirror_object};
 use crate::ecs::ambient::AmbientOverrides;
 use crate::ecs::credentials::SharedProvider;
 use crate::ecs::{
-    ClientConfig, EcsClient, ImagePipelineItem, PageEvent, PipelineFilter, TagFilter,
+    ClientConfig, EcsClient, ImagePipelineItem, ItemSink, ItemView, PageEvent, PipelineFilter,
+    TagFilter,
 };
 
 /// Bytes of output gathered before each write to stdout: about a hundred objects.
@@ -136,19 +138,18 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         client.endpoint_for(&filter.region_id),
         provider.name()
     );
-    let stamp = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let mirroring = Mirroring {
-        region_id: &filter.region_id,
-        namespace: &args.namespace,
-        last_sync_time: &stamp,
-    };
-    let mut out = ManifestWriter::new(
-        BufWriter::with_capacity(OUTPUT_BUFFER, std::io::stdout()),
+    let printing = Arc::new(Mutex::new(Printing::new(
+        &filter.region_id,
+        &args.namespace,
         args.output,
-    );
-    let mut printed: HashSet<String> = HashSet::new();
+    )));
+    let mut stdout = BufWriter::with_capacity(OUTPUT_BUFFER, std::io::stdout());
     let (mut pages, mut restarts, mut unreadable) = (0u32, 0u32, 0usize);
-    let stream = client.pages(filter.clone(), provider);
+    let stream = client.pages_into(
+        filter.clone(),
+        provider,
+        Box::new(PrintingSink(printing.clone())),
+    );
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         let page = match event {
@@ -159,34 +160,30 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
                 continue;
             }
             // What was printed stays as it is: a JSON list left open, so that nothing reads
-            // it as complete; nothing at all when the first page failed.
+            // it as complete; nothing at all when the first page failed. The text of the page
+            // that failed is never printed.
             Err(e) => return Err(e.into()),
         };
         pages += 1;
         unreadable += page.skipped_items;
-        for item in page.items {
-            if printed.contains(&item.image_pipeline_id) {
-                continue;
-            }
-            if is_object_name(&item.image_pipeline_id) {
-                out.write_item(&item, &mirroring)?;
-            } else {
-                eprintln!(
-                    "warning: skipping pipeline {:?}: its ID is not a valid Kubernetes object name",
-                    item.image_pipeline_id
-                );
-            }
-            printed.insert(item.image_pipeline_id);
-        }
+        lock(&printing)
+            .print_page(&mut stdout)
+            .map_err(CliError::Io)?;
     }
-    let written = out.written();
-    out.finish()?;
+    let mut printing = lock(&printing);
+    let written = printing.writer.written();
+    let listed = printing.printed.len();
+    let writer = std::mem::replace(
+        &mut printing.writer,
+        ManifestWriter::new(Vec::new(), args.output),
+    );
+    stdout.write_all(&writer.finish()?).map_err(CliError::Io)?;
+    stdout.flush().map_err(CliError::Io)?;
     if unreadable > 0 {
         eprintln!("warning: skipped {unreadable} listed item(s) without a usable ImagePipelineId");
     }
     eprintln!(
-        "listed {} pipelines in {pages} page(s){}, printed {written}",
-        printed.len(),
+        "listed {listed} pipelines in {pages} page(s){}, printed {written}",
         if restarts > 0 {
             format!(", {restarts} restart(s)")
         } else {
@@ -194,6 +191,95 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         }
     );
     Ok(())
+}
+
+/// What the listed items have become so far: the manifests of the page being read, and every
+/// ID printed (a listing the service restarts sends the first pages again).
+struct Printing {
+    region_id: String,
+    namespace: String,
+    stamp: String,
+    /// Writes into the text of the page being read; the text goes to stdout once the page's
+    /// event comes.
+    writer: ManifestWriter<Vec<u8>>,
+    /// The IDs of the pages printed.
+    printed: IdSet,
+    /// The IDs of the page being read.
+    page: IdSet,
+    /// Objects written before the page being read.
+    written_before_page: usize,
+}
+
+impl Printing {
+    fn new(region_id: &str, namespace: &str, format: Format) -> Self {
+        Self {
+            region_id: region_id.to_string(),
+            namespace: namespace.to_string(),
+            stamp: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            writer: ManifestWriter::new(Vec::new(), format),
+            printed: IdSet::default(),
+            page: IdSet::default(),
+            written_before_page: 0,
+        }
+    }
+
+    fn item(&mut self, item: &ItemView<'_>) {
+        let id = &*item.image_pipeline_id;
+        if self.printed.contains(id) || self.page.contains(id) {
+            return;
+        }
+        if is_object_name(id) {
+            let mirroring = Mirroring {
+                region_id: &self.region_id,
+                namespace: &self.namespace,
+                last_sync_time: &self.stamp,
+            };
+            // Into memory: nothing to fail.
+            let _ = self.writer.write_item(item, &mirroring);
+        } else {
+            eprintln!(
+                "warning: skipping pipeline {id:?}: its ID is not a valid Kubernetes object name"
+            );
+        }
+        self.page.insert(id.to_string());
+    }
+
+    /// Forgets the page being read: its items come again.
+    fn drop_page(&mut self) {
+        self.writer.get_mut().clear();
+        self.writer.rewind_to(self.written_before_page);
+        self.page.clear();
+    }
+
+    /// The page being read is whole: its text goes to `out`.
+    fn print_page(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let text = self.writer.get_mut();
+        out.write_all(text)?;
+        text.clear();
+        self.printed.extend(self.page.drain());
+        self.written_before_page = self.writer.written();
+        Ok(())
+    }
+}
+
+/// A set of pipeline IDs.
+type IdSet = HashSet<String, foldhash::fast::RandomState>;
+
+/// Hands the client's items to the shared [`Printing`].
+struct PrintingSink(Arc<Mutex<Printing>>);
+
+impl ItemSink for PrintingSink {
+    fn item(&mut self, item: &ItemView<'_>) {
+        lock(&self.0).item(item);
+    }
+    fn drop_page(&mut self) {
+        lock(&self.0).drop_page();
+    }
+}
+
+/// The printing state, also after a panic elsewhere (it holds no invariant a panic breaks).
+fn lock(printing: &Mutex<Printing>) -> std::sync::MutexGuard<'_, Printing> {
+    printing.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The credentials `export` uses: the ambient chain (environment, RRSA, ECS RAM role), in the
@@ -209,6 +295,47 @@ pub fn ambient_provider(args: &ExportArgs) -> Result<SharedProvider, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: &str) -> ImagePipelineItem {
+        ImagePipelineItem {
+            image_pipeline_id: id.to_string(),
+            ..ImagePipelineItem::default()
+        }
+    }
+
+    #[test]
+    fn a_dropped_page_leaves_nothing_and_each_id_prints_once() {
+        for format in [Format::Json, Format::Yaml] {
+            let mut printing = Printing::new("cn-hangzhou", "default", format);
+            let mut out = Vec::new();
+            printing.item(&item("ip-a").view());
+            printing.print_page(&mut out).unwrap();
+            // A page read halfway, dropped, then given whole: its items once, after ip-a.
+            printing.item(&item("ip-b").view());
+            printing.drop_page();
+            for id in ["ip-b", "ip-a", "ip-c", "ip-b"] {
+                printing.item(&item(id).view());
+            }
+            printing.print_page(&mut out).unwrap();
+            let writer = std::mem::replace(
+                &mut printing.writer,
+                ManifestWriter::new(Vec::new(), format),
+            );
+            out.extend(writer.finish().unwrap());
+
+            let stamp = printing.stamp.clone();
+            let expected: Vec<ImagePipeline> = ["ip-a", "ip-b", "ip-c"]
+                .iter()
+                .map(|id| mirror_object(&item(id), "cn-hangzhou", "default", &stamp).unwrap())
+                .collect();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                super::super::output::render(&expected, format).unwrap(),
+                "{format:?}"
+            );
+            assert_eq!(printing.printed.len(), 3);
+        }
+    }
 
     #[test]
     fn tags_split_at_the_first_equals_sign() {

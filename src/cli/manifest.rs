@@ -6,9 +6,10 @@
 
 use std::io::Write as _;
 
+use std::borrow::Cow;
+
 use crate::crd::ImagePipeline;
-use crate::ecs::ImagePipelineItem;
-use crate::ecs::model::PipelineTag;
+use crate::ecs::{ItemView, TagView};
 
 /// What every manifest of one export shares besides its item.
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +28,8 @@ enum Field<'a> {
     Text(&'a str),
     Int(i64),
     Bool(bool),
-    Texts(&'a [String]),
-    Tags(&'a [PipelineTag]),
+    Texts(&'a [Cow<'a, str>]),
+    Tags(&'a [TagView<'a>]),
 }
 
 /// How many members the spec has.
@@ -37,11 +38,11 @@ const SPEC_FIELDS: usize = 22;
 /// The spec's members in the order of `ImagePipelineSpec` (how JSON prints them), `None` where
 /// the object leaves a member out.
 fn spec_fields<'a>(
-    item: &'a ImagePipelineItem,
+    item: &'a ItemView<'a>,
     m: &Mirroring<'a>,
 ) -> [(&'static str, Option<Field<'a>>); SPEC_FIELDS] {
-    let text = |v: &'a Option<String>| v.as_deref().map(Field::Text);
-    let texts = |v: &'a [String]| (!v.is_empty()).then_some(Field::Texts(v));
+    let text = |v: &'a Option<Cow<'a, str>>| v.as_deref().map(Field::Text);
+    let texts = |v: &'a [Cow<'a, str>]| (!v.is_empty()).then_some(Field::Texts(v));
     [
         (
             "imagePipelineId",
@@ -134,13 +135,7 @@ impl Printer {
     /// Appends the item's object as `to_string_pretty` prints it, every line after the first
     /// indented by `indent` spaces more (the first line's own indentation is the caller's),
     /// without a final line break.
-    pub fn json(
-        &self,
-        out: &mut Vec<u8>,
-        item: &ImagePipelineItem,
-        m: &Mirroring<'_>,
-        indent: usize,
-    ) {
+    pub fn json(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>, indent: usize) {
         let nl = |out: &mut Vec<u8>, depth: usize| {
             out.push(b'\n');
             out.resize(out.len() + indent + 2 * depth, b' ');
@@ -225,7 +220,7 @@ impl Printer {
 
     /// Appends the item's object as one YAML document body (no `---`), ending with a line
     /// break.
-    pub fn yaml(&self, out: &mut Vec<u8>, item: &ImagePipelineItem, m: &Mirroring<'_>) {
+    pub fn yaml(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
         use super::yaml::text_into as write_text;
         out.extend_from_slice(b"apiVersion: ");
         write_text(out, &self.api_version, 2);
@@ -290,10 +285,12 @@ mod tests {
 
     use super::*;
     use crate::crd::pipeline::mirror_owned_item;
+    use crate::ecs::ImagePipelineItem;
+    use crate::ecs::model::PipelineTag;
 
     #[test]
     fn the_yaml_order_is_the_keys_sorted() {
-        let item = ImagePipelineItem::default();
+        let item = ItemView::default();
         let m = Mirroring {
             region_id: "r",
             namespace: "n",
@@ -373,13 +370,13 @@ mod tests {
             let printer = Printer::default();
 
             let mut json = Vec::new();
-            printer.json(&mut json, &item, &m, indent);
+            printer.json(&mut json, &item.view(), &m, indent);
             let pad = format!("\n{}", " ".repeat(indent));
             let expected = serde_json::to_string_pretty(&obj).unwrap().replace('\n', &pad);
             prop_assert_eq!(String::from_utf8(json).unwrap(), expected);
 
             let mut yaml = Vec::new();
-            printer.yaml(&mut yaml, &item, &m);
+            printer.yaml(&mut yaml, &item.view(), &m);
             let mut expected = Vec::new();
             super::super::yaml::write_document(&mut expected, &serde_json::to_value(&obj).unwrap()).unwrap();
             prop_assert_eq!(String::from_utf8(yaml).unwrap(), String::from_utf8(expected).unwrap());

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::manifest::{Mirroring, Printer};
 use crate::crd::ImagePipeline;
-use crate::ecs::ImagePipelineItem;
+use crate::ecs::ItemView;
 
 /// Output formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,7 +68,7 @@ impl<W: std::io::Write> ManifestWriter<W> {
     /// object the controller builds from it, printed straight from the item.
     pub fn write_item(
         &mut self,
-        item: &ImagePipelineItem,
+        item: &ItemView<'_>,
         mirroring: &Mirroring<'_>,
     ) -> Result<(), RenderError> {
         self.scratch.clear();
@@ -124,6 +124,17 @@ impl<W: std::io::Write> ManifestWriter<W> {
         }
         self.written += 1;
         Ok(())
+    }
+
+    /// The writer the text goes to.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Forgets the objects written after the first `written` of them, whose text the caller
+    /// has taken back from the writer.
+    pub fn rewind_to(&mut self, written: usize) {
+        self.written = self.written.min(written);
     }
 
     /// Objects written so far.

@@ -22,6 +22,7 @@ use super::model::PipelinePage;
 use super::ratelimit::KeyedRateLimiter;
 use super::retry::Backoff;
 use super::transport;
+use super::view::ItemSink;
 use super::{DESCRIBE_IMAGE_PIPELINES, ECS_API_VERSION};
 
 /// The error code with which the service refuses an expired or unknown `NextToken`.
@@ -177,6 +178,24 @@ impl EcsClient {
         })
     }
 
+    /// [`EcsClient::pages`] for a caller that looks at each item once: each page's items go to
+    /// `sink` as they are read, borrowed from the answer's body (no copy of their texts), and
+    /// the page's event follows with `items` empty. See [`ItemSink`] for what a page whose
+    /// event never comes means.
+    pub fn pages_into(
+        &self,
+        filter: PipelineFilter,
+        provider: SharedProvider,
+        sink: Box<dyn ItemSink>,
+    ) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
+        let mut pager = Pager::new(self.clone(), filter, provider);
+        pager.sink = Some(sink);
+        futures::stream::unfold(pager, |mut pager| async move {
+            let event = pager.next_event().await?;
+            Some((event, pager))
+        })
+    }
+
     /// Lists every page of `filter` into one [`Listing`], each pipeline ID once (first
     /// occurrence wins). Fails as a whole if any page fails.
     pub async fn list_all(
@@ -226,6 +245,7 @@ impl EcsClient {
         provider: &SharedProvider,
         region_id: &str,
         known: Option<(&KnownLists, usize)>,
+        mut sink: Option<&mut (dyn ItemSink + 'static)>,
         counters: &mut Counters,
     ) -> Result<PipelinePage, EcsError> {
         let config = &self.inner.config;
@@ -250,6 +270,7 @@ impl EcsClient {
                 body,
                 config.max_body_bytes,
                 known,
+                sink.as_deref_mut(),
                 &self.inner.bodies,
             )
             .await;
@@ -317,6 +338,8 @@ struct Pager {
     page: u32,
     /// Lists the caller knows: such pages are left undecoded.
     known: Option<KnownLists>,
+    /// Where the items go instead of the pages, for [`EcsClient::pages_into`].
+    sink: Option<Box<dyn ItemSink>>,
     calls: u32,
     retries: u32,
     restarts: u32,
@@ -334,6 +357,7 @@ impl Pager {
             seen_tokens: HashSet::new(),
             page: 0,
             known: None,
+            sink: None,
             calls: 0,
             retries: 0,
             restarts: 0,
@@ -374,6 +398,7 @@ impl Pager {
                 &self.provider,
                 &self.filter.region_id,
                 self.known.as_ref().map(|k| (k, self.page as usize)),
+                self.sink.as_deref_mut(),
                 &mut counters,
             )
             .await;

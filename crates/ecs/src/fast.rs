@@ -5,6 +5,7 @@
 //! parsed as a `Value` and decoded by [`crate::model::decode_item`], so both paths give the same
 //! result for every input (a property test holds them to that).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -14,7 +15,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::known::{KnownLists, hash_bytes};
-use crate::model::{ImagePipelineItem, PipelinePage, PipelineTag, decode_item, decode_page_fields};
+use crate::model::{ImagePipelineItem, PipelinePage, decode_item, decode_page_fields};
+use crate::view::{ItemSink, ItemView, TagView};
 
 /// The member holding the pipelines.
 pub(crate) const LIST: &str = "ImagePipeline";
@@ -203,7 +205,7 @@ impl<'de> Deserialize<'de> for List<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
                 let mut list = List::Items(Vec::new());
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
                     if key == "ImagePipelineSet" {
                         list = match map.next_value::<Set<'de>>()? {
                             Set(Some(items)) => List::Items(items),
@@ -293,8 +295,8 @@ pub(crate) fn decode_page(
 fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     if raw.get().starts_with('{') {
         if let Ok(fast) = serde_json::from_str::<FastItem>(raw.get()) {
-            if let Some(item) = fast.into_item() {
-                return Some(Some(item));
+            if let Some(item) = fast.into_view() {
+                return Some(Some(item.into_item()));
             }
         }
     }
@@ -302,44 +304,265 @@ fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     Some(decode_item(&value))
 }
 
+/// Gives the items of the list member of `body` (a body with one list member, its other
+/// members already read) to `sink` as views of it, read in one pass as strictly as
+/// `serde_json::Value` reads them, members it does not use and nesting depth included. `false`
+/// when something is not in the usual shape (an odd list or item, an item without a usable ID,
+/// two sets): the sink has then been told to drop what it was given, and the caller decodes
+/// the whole body the usual way, which reads those.
+pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> bool {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let read = de::DeserializeSeed::deserialize(BodySeed(&mut *sink), &mut deserializer)
+        .and_then(|()| deserializer.end());
+    if read.is_err() {
+        sink.drop_page();
+    }
+    read.is_ok()
+}
+
+/// The body, its list member's items given to the sink.
+struct BodySeed<'s>(&'s mut dyn ItemSink);
+
+impl<'de> de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+            if key == LIST {
+                map.next_value_seed(ListSeed(&mut *self.0))?;
+            } else {
+                // Read already, as a value, by `top_level`.
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The list member, its items given to the sink.
+struct ListSeed<'s>(&'s mut dyn ItemSink);
+
+impl<'de> de::DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// `ImagePipelineSet` (an array, or `null` for none), its items given to the sink.
+struct SetSeed<'s>(&'s mut dyn ItemSink);
+
+impl<'de> de::DeserializeSeed<'de> for SetSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("the pipeline list in the usual shape")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut sets = 0;
+        while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+            if key != "ImagePipelineSet" {
+                map.next_value::<Validated>()?;
+                continue;
+            }
+            // `Value` keeps the last of several; the usual path reads those.
+            sets += 1;
+            if sets > 1 {
+                return Err(de::Error::custom("two pipeline sets"));
+            }
+            map.next_value_seed(SetSeed(&mut *self.0))?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for SetSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of pipelines in the usual shape")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<FastItem<'de>>()? {
+            let view = item
+                .into_view()
+                .ok_or_else(|| de::Error::custom("an item in an unusual shape"))?;
+            self.0.item(&view);
+        }
+        Ok(())
+    }
+}
+
 /// An item in the usual shape. Every field is strictly typed: anything else fails this
-/// decoder and sends the item to the lenient one.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FastItem {
-    image_pipeline_id: Option<String>,
-    name: Option<String>,
-    description: Option<String>,
-    base_image: Option<String>,
-    base_image_type: Option<String>,
-    build_content: Option<String>,
-    test_content: Option<String>,
-    repair_mode: Option<String>,
-    image_name: Option<String>,
-    image_family: Option<String>,
-    instance_type: Option<String>,
+/// decoder and sends the item to the lenient one. Members it does not use are read as
+/// strictly as `Value` reads them.
+#[derive(Default)]
+struct FastItem<'a> {
+    image_pipeline_id: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
+    base_image: Option<Cow<'a, str>>,
+    base_image_type: Option<Cow<'a, str>>,
+    build_content: Option<Cow<'a, str>>,
+    test_content: Option<Cow<'a, str>>,
+    repair_mode: Option<Cow<'a, str>>,
+    image_name: Option<Cow<'a, str>>,
+    image_family: Option<Cow<'a, str>>,
+    instance_type: Option<Cow<'a, str>>,
     system_disk_size: Option<i64>,
     internet_max_bandwidth_out: Option<i64>,
-    v_switch_id: Option<String>,
+    v_switch_id: Option<Cow<'a, str>>,
     delete_instance_on_failure: Option<bool>,
-    resource_group_id: Option<String>,
-    creation_time: Option<String>,
-    tags: Option<Wrapped<TagName, Option<FastTag>>>,
-    to_region_ids: Option<Wrapped<ToRegionIdName, Option<String>>>,
-    add_accounts: Option<Wrapped<AddAccountName, Option<String>>>,
+    resource_group_id: Option<Cow<'a, str>>,
+    creation_time: Option<Cow<'a, str>>,
+    tags: Option<Wrapped<TagName, Option<FastTag<'a>>>>,
+    to_region_ids: Option<Wrapped<ToRegionIdName, Option<BorrowedText<'a>>>>,
+    add_accounts: Option<Wrapped<AddAccountName, Option<BorrowedText<'a>>>>,
+}
+
+/// A JSON string, borrowed from the body when it has no escapes.
+struct BorrowedText<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_of(d).map(BorrowedText)
+    }
+}
+
+/// A JSON string (only a string), borrowed when it can be.
+fn text_of<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(s))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(s.to_string()))
+        }
+    }
+    d.deserialize_str(V)
+}
+
+/// `null` or a string.
+struct OptionalText<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for OptionalText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(OptionalText(
+            Option::<BorrowedText<'de>>::deserialize(d)?.map(|t| t.0),
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for FastItem<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        /// Sets a member once: a second one sends the item to the lenient decoder, which
+        /// keeps the last as `Value` does.
+        fn once<T, E: de::Error>(
+            slot: &mut Option<T>,
+            seen: &mut bool,
+            value: Option<T>,
+        ) -> Result<(), E> {
+            if std::mem::replace(seen, true) {
+                return Err(E::custom("duplicate member"));
+            }
+            *slot = value;
+            Ok(())
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = FastItem<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a pipeline object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastItem<'de>, A::Error> {
+                let mut item = FastItem::default();
+                let mut seen = [false; 20];
+                while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+                    macro_rules! text {
+                        ($field:ident, $i:expr) => {
+                            once(
+                                &mut item.$field,
+                                &mut seen[$i],
+                                map.next_value::<OptionalText>()?.0,
+                            )?
+                        };
+                    }
+                    macro_rules! value {
+                        ($field:ident, $i:expr) => {
+                            once(&mut item.$field, &mut seen[$i], map.next_value()?)?
+                        };
+                    }
+                    match key.as_ref() {
+                        "ImagePipelineId" => text!(image_pipeline_id, 0),
+                        "Name" => text!(name, 1),
+                        "Description" => text!(description, 2),
+                        "BaseImage" => text!(base_image, 3),
+                        "BaseImageType" => text!(base_image_type, 4),
+                        "BuildContent" => text!(build_content, 5),
+                        "TestContent" => text!(test_content, 6),
+                        "RepairMode" => text!(repair_mode, 7),
+                        "ImageName" => text!(image_name, 8),
+                        "ImageFamily" => text!(image_family, 9),
+                        "InstanceType" => text!(instance_type, 10),
+                        "SystemDiskSize" => value!(system_disk_size, 11),
+                        "InternetMaxBandwidthOut" => value!(internet_max_bandwidth_out, 12),
+                        "VSwitchId" => text!(v_switch_id, 13),
+                        "DeleteInstanceOnFailure" => value!(delete_instance_on_failure, 14),
+                        "ResourceGroupId" => text!(resource_group_id, 15),
+                        "CreationTime" => text!(creation_time, 16),
+                        "Tags" => value!(tags, 17),
+                        "ToRegionIds" => value!(to_region_ids, 18),
+                        "AddAccounts" => value!(add_accounts, 19),
+                        _ => {
+                            map.next_value::<Validated>()?;
+                        }
+                    }
+                }
+                Ok(item)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Text as the lenient decoder reads it: `""` and `"null"` are absent.
-fn text(s: Option<String>) -> Option<String> {
+fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty() && s != "null")
 }
 
 /// The texts of a wrapped list, or `None` when an element is a JSON array inside a string
 /// (the lenient decoder unpacks those).
-fn strings(list: Option<Vec<Option<String>>>) -> Option<Vec<String>> {
+fn strings(list: Option<Vec<Option<BorrowedText<'_>>>>) -> Option<Vec<Cow<'_, str>>> {
     let mut out = Vec::new();
     for s in list.unwrap_or_default() {
-        let Some(s) = text(s) else { continue };
+        let Some(s) = text(s.map(|t| t.0)) else {
+            continue;
+        };
         if s.trim_start().starts_with('[') {
             return None;
         }
@@ -348,10 +571,10 @@ fn strings(list: Option<Vec<Option<String>>>) -> Option<Vec<String>> {
     Some(out)
 }
 
-impl FastItem {
+impl<'a> FastItem<'a> {
     /// The item, or `None` when something needs the lenient decoder (no usable ID, a list
     /// element that is a JSON array in a string).
-    fn into_item(self) -> Option<ImagePipelineItem> {
+    fn into_view(self) -> Option<ItemView<'a>> {
         let tags = self
             .tags
             .and_then(|w| w.0)
@@ -359,13 +582,13 @@ impl FastItem {
             .into_iter()
             .flatten()
             .filter_map(|t| {
-                Some(PipelineTag {
+                Some(TagView {
                     key: text(t.key)?,
                     value: text(t.value).unwrap_or_default(),
                 })
             })
             .collect();
-        Some(ImagePipelineItem {
+        Some(ItemView {
             image_pipeline_id: text(self.image_pipeline_id)?,
             name: text(self.name),
             description: text(self.description),
@@ -391,34 +614,34 @@ impl FastItem {
 }
 
 /// A `{TagKey, TagValue}` object (and only an object: serde would also read an array).
-struct FastTag {
-    key: Option<String>,
-    value: Option<String>,
+struct FastTag<'a> {
+    key: Option<Cow<'a, str>>,
+    value: Option<Cow<'a, str>>,
 }
 
-impl<'de> Deserialize<'de> for FastTag {
+impl<'de> Deserialize<'de> for FastTag<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = FastTag;
+            type Value = FastTag<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a tag object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastTag, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastTag<'de>, A::Error> {
                 let (mut key, mut value) = (None, None);
-                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(k) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
                     let slot = match k.as_ref() {
                         "TagKey" => &mut key,
                         "TagValue" => &mut value,
                         _ => {
-                            map.next_value::<IgnoredAny>()?;
+                            map.next_value::<Validated>()?;
                             continue;
                         }
                     };
                     if slot.is_some() {
                         return Err(de::Error::custom("duplicate tag field"));
                     }
-                    *slot = Some(map.next_value::<Option<String>>()?);
+                    *slot = Some(map.next_value::<OptionalText>()?.0);
                 }
                 Ok(FastTag {
                     key: key.flatten(),
@@ -460,9 +683,9 @@ impl<'de, N: InnerName, T: Deserialize<'de>> Deserialize<'de> for Wrapped<N, T> 
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut list: Option<Option<Vec<T>>> = None;
-                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(k) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
                     if k != N::NAME {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Validated>()?;
                         continue;
                     }
                     if list.is_some() {
@@ -483,8 +706,62 @@ mod tests {
     // tests/prop_decode.rs; these are the inputs found by review and the direct path itself.
     use serde_json::json;
 
+    use std::borrow::Cow;
+
     use crate::model;
-    use crate::transport::decode_response;
+    use crate::transport::{decode_response, decode_response_into};
+    use crate::view::{ItemSink, ItemView};
+
+    /// The IDs a sink is given, and whether each ID and name was read in place (borrowed
+    /// from the body, whose bytes are `self.1`).
+    #[derive(Default)]
+    struct Ids(Vec<(String, bool)>, std::ops::Range<usize>);
+
+    impl ItemSink for Ids {
+        fn item(&mut self, item: &ItemView<'_>) {
+            let in_body = |t: &Cow<'_, str>| {
+                matches!(t, Cow::Borrowed(_)) && self.1.contains(&(t.as_ptr() as usize))
+            };
+            let in_place =
+                in_body(&item.image_pipeline_id) && item.name.as_ref().is_none_or(in_body);
+            self.0.push((item.image_pipeline_id.to_string(), in_place));
+        }
+        fn drop_page(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    fn range(body: &[u8]) -> std::ops::Range<usize> {
+        body.as_ptr() as usize..body.as_ptr() as usize + body.len()
+    }
+
+    #[test]
+    fn usual_pages_are_read_in_place_and_others_the_usual_way() {
+        let usual = br#"{"RequestId":"r","ImagePipeline":{"Other":[1,{"a":null}],"ImagePipelineSet":[
+            {"ImagePipelineId":"ip-a","Name":"n","X":{"y":[1.5,"\u00e9"]},"Tags":{"Tag":[{"TagKey":"k"}]}},
+            {"ImagePipelineId":"ip-b","Name":"esc\u0061ped"}]}}"#;
+        let mut sink = Ids(Vec::new(), range(usual));
+        let page = decode_response_into(200, usual, &mut sink).unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(page.request_id.as_deref(), Some("r"));
+        assert_eq!(
+            sink.0,
+            [("ip-a".to_string(), true), ("ip-b".to_string(), false)]
+        );
+        // An item without an ID, a number for a text, a lone item for the set: all read by the
+        // lenient decoder, their items copied.
+        for odd in [
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a"},{"Name":"x"}]}}"#,
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","Name":7}]}}"#,
+            r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":{"ImagePipelineId":"ip-a"}}}"#,
+        ] {
+            let mut sink = Ids(Vec::new(), range(odd.as_bytes()));
+            let page = decode_response_into(200, odd.as_bytes(), &mut sink).unwrap();
+            let expected = decode_response(200, odd.as_bytes()).unwrap();
+            assert_eq!(page.skipped_items, expected.skipped_items, "{odd}");
+            assert_eq!(sink.0, [("ip-a".to_string(), false)], "{odd}");
+        }
+    }
 
     #[test]
     fn a_body_the_reference_cannot_read_is_refused_wherever_the_odd_part_is() {
@@ -499,6 +776,12 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<serde_json::Value>(body).is_err());
             assert!(decode_response(200, body.as_bytes()).is_err(), "{body}");
+            let mut sink = Ids::default();
+            assert!(
+                decode_response_into(200, body.as_bytes(), &mut sink).is_err(),
+                "{body}"
+            );
+            assert!(sink.0.is_empty());
         }
         let deep = format!(
             r#"{{"RequestId":"r","ImagePipeline":{}{}}}"#,
@@ -562,7 +845,7 @@ mod tests {
         )
         .unwrap();
         let fast: super::FastItem = serde_json::from_str(raw.get()).unwrap();
-        let item = fast.into_item().unwrap();
+        let item = fast.into_view().unwrap().into_item();
         assert_eq!(item.system_disk_size, Some(40));
         assert_eq!(item.to_region_ids, ["cn-a"]);
     }

@@ -2,7 +2,8 @@
 //! ([`sign`]), the typed filter ([`PipelineFilter`]), lenient decoding ([`model`]), static and
 //! ambient credentials ([`credentials`], [`ambient`]: environment, RRSA/OIDC, the ECS RAM role),
 //! retries with backoff ([`retry`]), a rate limit per AccessKey ([`ratelimit`]) and paging
-//! ([`EcsClient::list_all`], [`EcsClient::pages`]). It has no Kubernetes dependency: the
+//! ([`EcsClient::list_all`], [`EcsClient::pages`], and [`EcsClient::pages_into`] for a caller that
+//! reads each item once, in place in the body). It has no Kubernetes dependency: the
 //! operator uses it, and so can any Rust program.
 //!
 //! ```no_run
@@ -43,6 +44,7 @@ pub mod redact;
 pub mod retry;
 pub mod sign;
 pub mod transport;
+pub mod view;
 
 pub use client::{ClientConfig, EcsClient, PageEvent};
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider, SharedProvider};
@@ -51,6 +53,7 @@ pub use filter::{PipelineFilter, TagFilter};
 pub use known::{KnownLists, list_hash};
 pub use listing::{CallObserver, Listing, ListingError, SharedObserver};
 pub use model::{ImagePipelineItem, PipelinePage, PipelineTag};
+pub use view::{ItemSink, ItemView, TagView};
 
 /// The API version of ECS.
 pub const ECS_API_VERSION: &str = "2014-05-26";

@@ -16,6 +16,7 @@ use super::known::{KnownLists, list_hash};
 use super::model::PipelinePage;
 use super::retry::{RETRY_AFTER_HEADER, parse_retry_after};
 use super::sign;
+use super::view::ItemSink;
 
 /// How many bytes of an undecodable body are quoted in [`EcsError::Decode`].
 pub const SNIPPET_BYTES: usize = 200;
@@ -136,6 +137,7 @@ pub async fn post_form(
     body: String,
     max_body_bytes: usize,
     known: Option<(&KnownLists, usize)>,
+    sink: Option<&mut (dyn ItemSink + 'static)>,
     pool: &BodyPool,
 ) -> Attempt {
     let sent = http
@@ -163,8 +165,16 @@ pub async fn post_form(
         .get(RETRY_AFTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let result = match read_bounded(&mut response, max_body_bytes, pool).await {
-        Ok(bytes) => {
+    let result = match (
+        read_bounded(&mut response, max_body_bytes, pool).await,
+        sink,
+    ) {
+        (Ok(bytes), Some(sink)) => {
+            let decoded = decode_response_into(status, &bytes, sink);
+            pool.give(bytes);
+            decoded
+        }
+        (Ok(bytes), None) => {
             let decoded = decode(status, &bytes, known);
             match decoded {
                 Ok((mut page, true)) => {
@@ -177,7 +187,7 @@ pub async fn post_form(
                 }
             }
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
     };
     Attempt {
         result,
@@ -271,6 +281,36 @@ pub fn decode_response_known(
     let (mut page, left_undecoded) = decode(status, &body, Some((known, index)))?;
     if left_undecoded {
         page.undecoded = Some(Bytes::from(body));
+    }
+    Ok(page)
+}
+
+/// [`decode_response`] for a caller that takes the items through `sink`: the page comes back
+/// with `items` empty and each item given to `sink`, in order, only when the whole answer is
+/// a page (an error or an unreadable body gives nothing). Pages in the usual shape are read in
+/// one strict pass with the items borrowed from `body`; any other answer is decoded exactly as
+/// [`decode_response`] decodes it, and its items given from there.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+pub fn decode_response_into(
+    status: u16,
+    body: &[u8],
+    sink: &mut dyn ItemSink,
+) -> Result<PipelinePage, EcsError> {
+    if let Some(top) = fast::top_level(body) {
+        // The members were read as `Value` reads them, and `body_into` reads the list as
+        // strictly: together, the check `fast::is_valid` makes of the whole body. An error
+        // answer gives no items; it takes the usual path, which tells which error it is.
+        if top.list.is_some()
+            && top.lists == 1
+            && check_answer(status, &top.members, true).is_ok()
+            && fast::body_into(body, sink)
+        {
+            return Ok(crate::model::decode_page_fields(&top.members));
+        }
+    }
+    let (mut page, _) = decode(status, body, None)?;
+    for item in std::mem::take(&mut page.items) {
+        sink.item(&item.view());
     }
     Ok(page)
 }
