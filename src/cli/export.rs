@@ -234,8 +234,7 @@ impl Printing {
                 namespace: &self.namespace,
                 last_sync_time: &self.stamp,
             };
-            // Into memory: nothing to fail.
-            let _ = self.writer.write_item(item, &mirroring);
+            self.writer.append_item(item, &mirroring);
         } else {
             eprintln!(
                 "warning: skipping pipeline {id:?}: its ID is not a valid Kubernetes object name"

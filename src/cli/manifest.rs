@@ -117,60 +117,99 @@ fn api_version() -> String {
     )
 }
 
-/// Prints manifests of items, reusing what every manifest shares.
+/// Prints manifests of items, reusing what every manifest shares: the text between the
+/// values of a JSON object is worked out once, so each member costs one copy of its prefix and
+/// one of its value.
 #[derive(Debug, Clone)]
 pub struct Printer {
     api_version: String,
+    /// From `{` to the value of `metadata.name`.
+    json_head: Vec<u8>,
+    /// Between `metadata.name` and `metadata.namespace`.
+    json_namespace: Vec<u8>,
+    /// Between `metadata.namespace` and the first member of `spec`.
+    json_spec: Vec<u8>,
+    /// Each spec member's `,\n    "key": `, in the order of [`spec_fields`] (the first member
+    /// of the spec goes without the comma).
+    json_keys: [Vec<u8>; SPEC_FIELDS],
+    /// A line break and the indentation of a list element and of a tag's members.
+    json_element: Vec<u8>,
+    json_tag_member: Vec<u8>,
+    /// A line break and the indentation of a list's closing `]` (and of a tag's `}`).
+    json_list_end: Vec<u8>,
+    json_tag_end: Vec<u8>,
+    /// After the last spec member.
+    json_tail: Vec<u8>,
 }
 
 impl Default for Printer {
+    /// A printer of JSON objects that are items of a `List` (indented by 4).
     fn default() -> Self {
-        Self {
-            api_version: api_version(),
-        }
+        Self::new(4)
     }
 }
 
+/// A line break and `spaces` spaces.
+fn line(spaces: usize) -> Vec<u8> {
+    let mut text = vec![b'\n'];
+    text.resize(1 + spaces, b' ');
+    text
+}
+
 impl Printer {
-    /// Appends the item's object as `to_string_pretty` prints it, every line after the first
-    /// indented by `indent` spaces more (the first line's own indentation is the caller's),
-    /// without a final line break.
-    pub fn json(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>, indent: usize) {
-        let nl = |out: &mut Vec<u8>, depth: usize| {
-            out.push(b'\n');
-            out.resize(out.len() + indent + 2 * depth, b' ');
+    /// A printer whose JSON lines after the first are indented by `json_indent` spaces more
+    /// (the first line's own indentation is the caller's).
+    pub fn new(json_indent: usize) -> Self {
+        let api_version = api_version();
+        let at = |depth: usize| line(json_indent + 2 * depth);
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let mut head = cat(&[b"{", &at(1), b"\"apiVersion\": "]);
+        json_str(&mut head, &api_version);
+        head.extend(cat(&[
+            b",",
+            &at(1),
+            b"\"kind\": \"ImagePipeline\",",
+            &at(1),
+            b"\"metadata\": {",
+            &at(2),
+            b"\"name\": ",
+        ]));
+        let empty = ItemView::default();
+        let m = Mirroring {
+            region_id: "",
+            namespace: "",
+            last_sync_time: "",
         };
-        out.push(b'{');
-        nl(out, 1);
-        out.extend_from_slice(b"\"apiVersion\": ");
-        json_str(out, &self.api_version);
-        out.push(b',');
-        nl(out, 1);
-        out.extend_from_slice(b"\"kind\": \"ImagePipeline\",");
-        nl(out, 1);
-        out.extend_from_slice(b"\"metadata\": {");
-        nl(out, 2);
-        out.extend_from_slice(b"\"name\": ");
+        let keys = spec_fields(&empty, &m)
+            .map(|(key, _)| cat(&[b",", &at(2), b"\"", key.as_bytes(), b"\": "]));
+        Self {
+            api_version,
+            json_head: head,
+            json_namespace: cat(&[b",", &at(2), b"\"namespace\": "]),
+            json_spec: cat(&[&at(1), b"},", &at(1), b"\"spec\": {"]),
+            json_keys: keys,
+            json_element: at(3),
+            json_tag_member: at(4),
+            json_list_end: at(2),
+            json_tag_end: at(3),
+            json_tail: cat(&[&at(1), b"}", &at(0), b"}"]),
+        }
+    }
+
+    /// Appends the item's object as `to_string_pretty` prints it, its lines after the first
+    /// indented as [`Printer::new`] says, without a final line break.
+    pub fn json(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
+        out.extend_from_slice(&self.json_head);
         json_str(out, &item.image_pipeline_id);
-        out.push(b',');
-        nl(out, 2);
-        out.extend_from_slice(b"\"namespace\": ");
+        out.extend_from_slice(&self.json_namespace);
         json_str(out, m.namespace);
-        nl(out, 1);
-        out.extend_from_slice(b"},");
-        nl(out, 1);
-        out.extend_from_slice(b"\"spec\": {");
+        out.extend_from_slice(&self.json_spec);
         let mut first = true;
-        for (key, field) in spec_fields(item, m) {
+        for ((_, field), prefix) in spec_fields(item, m).into_iter().zip(&self.json_keys) {
             let Some(field) = field else { continue };
-            if !first {
-                out.push(b',');
-            }
+            // The first member has no comma before it.
+            out.extend_from_slice(&prefix[usize::from(first)..]);
             first = false;
-            nl(out, 2);
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\": ");
             match field {
                 Field::Text(s) => json_str(out, s),
                 Field::Int(n) => {
@@ -183,10 +222,10 @@ impl Printer {
                         if i > 0 {
                             out.push(b',');
                         }
-                        nl(out, 3);
+                        out.extend_from_slice(&self.json_element);
                         json_str(out, s);
                     }
-                    nl(out, 2);
+                    out.extend_from_slice(&self.json_list_end);
                     out.push(b']');
                 }
                 Field::Tags(tags) => {
@@ -195,27 +234,24 @@ impl Printer {
                         if i > 0 {
                             out.push(b',');
                         }
-                        nl(out, 3);
+                        out.extend_from_slice(&self.json_element);
                         out.push(b'{');
-                        nl(out, 4);
+                        out.extend_from_slice(&self.json_tag_member);
                         out.extend_from_slice(b"\"tagKey\": ");
                         json_str(out, &tag.key);
                         out.push(b',');
-                        nl(out, 4);
+                        out.extend_from_slice(&self.json_tag_member);
                         out.extend_from_slice(b"\"tagValue\": ");
                         json_str(out, &tag.value);
-                        nl(out, 3);
+                        out.extend_from_slice(&self.json_tag_end);
                         out.push(b'}');
                     }
-                    nl(out, 2);
+                    out.extend_from_slice(&self.json_list_end);
                     out.push(b']');
                 }
             }
         }
-        nl(out, 1);
-        out.push(b'}');
-        nl(out, 0);
-        out.push(b'}');
+        out.extend_from_slice(&self.json_tail);
     }
 
     /// Appends the item's object as one YAML document body (no `---`), ending with a line
@@ -367,10 +403,10 @@ mod tests {
             let m = Mirroring { region_id: "cn-hangzhou", namespace: &namespace, last_sync_time: "2026-12-04T00:00:00Z" };
             let obj = mirror_owned_item(item.clone(), m.region_id, m.namespace, m.last_sync_time)
                 .expect("the IDs generated are object names");
-            let printer = Printer::default();
+            let printer = Printer::new(indent);
 
             let mut json = Vec::new();
-            printer.json(&mut json, &item.view(), &m, indent);
+            printer.json(&mut json, &item.view(), &m);
             let pad = format!("\n{}", " ".repeat(indent));
             let expected = serde_json::to_string_pretty(&obj).unwrap().replace('\n', &pad);
             prop_assert_eq!(String::from_utf8(json).unwrap(), expected);

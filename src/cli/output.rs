@@ -72,31 +72,22 @@ impl<W: std::io::Write> ManifestWriter<W> {
         mirroring: &Mirroring<'_>,
     ) -> Result<(), RenderError> {
         self.scratch.clear();
-        match self.format {
-            Format::Yaml => {
-                self.scratch.extend_from_slice(b"---\n");
-                self.printer.yaml(&mut self.scratch, item, mirroring);
-            }
-            Format::Json => {
-                self.scratch.extend_from_slice(self.item_opening());
-                self.scratch.extend_from_slice(ITEM_INDENT);
-                self.printer
-                    .json(&mut self.scratch, item, mirroring, ITEM_INDENT.len());
-            }
-        }
+        render_item(
+            &self.printer,
+            self.format,
+            self.written,
+            &mut self.scratch,
+            item,
+            mirroring,
+        );
         self.out.write_all(&self.scratch)?;
         self.written += 1;
         Ok(())
     }
-
     /// What goes before an item of the JSON `List`: the list's opening, or the comma after the
     /// item before.
     fn item_opening(&self) -> &'static [u8] {
-        if self.written == 0 {
-            b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
-        } else {
-            b",\n"
-        }
+        item_opening(self.written)
     }
 
     /// Writes one object.
@@ -156,6 +147,53 @@ impl<W: std::io::Write> ManifestWriter<W> {
         }
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+impl ManifestWriter<Vec<u8>> {
+    /// [`ManifestWriter::write_item`] into memory, rendered straight into the text so far.
+    pub fn append_item(&mut self, item: &ItemView<'_>, mirroring: &Mirroring<'_>) {
+        render_item(
+            &self.printer,
+            self.format,
+            self.written,
+            &mut self.out,
+            item,
+            mirroring,
+        );
+        self.written += 1;
+    }
+}
+
+/// What goes before the item of a JSON `List` that has `written` items before it: the list's
+/// opening, or the comma after the item before.
+fn item_opening(written: usize) -> &'static [u8] {
+    if written == 0 {
+        b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
+    } else {
+        b",\n"
+    }
+}
+
+/// Appends the text of the object mirroring `item` to `out`, after `written` others.
+fn render_item(
+    printer: &Printer,
+    format: Format,
+    written: usize,
+    out: &mut Vec<u8>,
+    item: &ItemView<'_>,
+    mirroring: &Mirroring<'_>,
+) {
+    match format {
+        Format::Yaml => {
+            out.extend_from_slice(b"---\n");
+            printer.yaml(out, item, mirroring);
+        }
+        Format::Json => {
+            out.extend_from_slice(item_opening(written));
+            out.extend_from_slice(ITEM_INDENT);
+            printer.json(out, item, mirroring);
+        }
     }
 }
 

@@ -304,47 +304,57 @@ fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     Some(decode_item(&value))
 }
 
-/// Gives the items of the list member of `body` (a body with one list member, its other
-/// members already read) to `sink` as views of it, read in one pass as strictly as
-/// `serde_json::Value` reads them, members it does not use and nesting depth included. `false`
-/// when something is not in the usual shape (an odd list or item, an item without a usable ID,
-/// two sets): the sink has then been told to drop what it was given, and the caller decodes
-/// the whole body the usual way, which reads those.
-pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> bool {
+/// Reads `body` in one pass as strictly as `serde_json::Value` reads it (members it does not
+/// use and nesting depth included): its members other than the list as values, and the items
+/// of its list member given to `sink` as views of the body. `None` when it is not a body with
+/// one list member in the usual shape (an odd list or item, an item without a usable ID, two
+/// sets, not JSON): the sink has then been told to drop what it was given, and the caller
+/// decodes the body the usual way, which reads those or tells what is wrong.
+pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let read = de::DeserializeSeed::deserialize(BodySeed(&mut *sink), &mut deserializer)
-        .and_then(|()| deserializer.end());
+        .and_then(|members| deserializer.end().map(|()| members));
     if read.is_err() {
         sink.drop_page();
     }
-    read.is_ok()
+    read.ok()
 }
 
-/// The body, its list member's items given to the sink.
+/// The body: its members, its list member's items given to the sink.
 struct BodySeed<'s>(&'s mut dyn ItemSink);
 
 impl<'de> de::DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = Map<String, Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for BodySeed<'_> {
-    type Value = ();
+    type Value = Map<String, Value>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Map::new();
+        let mut lists = 0;
+        while let Some(key) = map.next_key::<String>()? {
             if key == LIST {
+                // `Value` keeps the last of several; the usual path reads those.
+                lists += 1;
+                if lists > 1 {
+                    return Err(de::Error::custom("two pipeline lists"));
+                }
                 map.next_value_seed(ListSeed(&mut *self.0))?;
             } else {
-                // Read already, as a value, by `top_level`.
-                map.next_value::<IgnoredAny>()?;
+                let value = map.next_value()?;
+                members.insert(key, value);
             }
         }
-        Ok(())
+        if lists == 0 {
+            return Err(de::Error::custom("no pipeline list"));
+        }
+        Ok(members)
     }
 }
 

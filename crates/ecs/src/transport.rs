@@ -296,17 +296,12 @@ pub fn decode_response_into(
     body: &[u8],
     sink: &mut dyn ItemSink,
 ) -> Result<PipelinePage, EcsError> {
-    if let Some(top) = fast::top_level(body) {
-        // The members were read as `Value` reads them, and `body_into` reads the list as
-        // strictly: together, the check `fast::is_valid` makes of the whole body. An error
-        // answer gives no items; it takes the usual path, which tells which error it is.
-        if top.list.is_some()
-            && top.lists == 1
-            && check_answer(status, &top.members, true).is_ok()
-            && fast::body_into(body, sink)
-        {
-            return Ok(crate::model::decode_page_fields(&top.members));
+    if let Some(members) = fast::body_into(body, sink) {
+        // An error answer gives no items; it takes the usual path, which tells which it is.
+        if check_answer(status, &members, true).is_ok() {
+            return Ok(crate::model::decode_page_fields(&members));
         }
+        sink.drop_page();
     }
     let (mut page, _) = decode(status, body, None)?;
     for item in std::mem::take(&mut page.items) {
