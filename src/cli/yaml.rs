@@ -143,6 +143,10 @@ fn yaml_float(text: &str) -> String {
 
 /// [`write_text`] into memory, which cannot fail.
 pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
+    if is_plain(s) {
+        super::manifest::append(out, s.as_bytes());
+        return;
+    }
     // Writes into a `Vec` do not fail.
     let _ = write_text(out, s, indent);
 }
