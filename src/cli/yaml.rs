@@ -175,6 +175,9 @@ const KEYWORDS: &[&str] = &[
     "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
 ];
 
+/// The length of the longest of [`KEYWORDS`].
+const LONGEST_KEYWORD: usize = 5;
+
 /// Plain text that no YAML reader can take for anything else: it starts with a letter (so no
 /// number, timestamp, indicator or `.inf`), holds only letters, digits and `._/@+-` and inner
 /// spaces (no `: ` or ` #`), and is no boolean or null keyword.
@@ -187,7 +190,7 @@ fn is_plain(s: &str) -> bool {
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'@' | b'+' | b'-' | b' ')
         })
-        && !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k))
+        && (s.len() > LONGEST_KEYWORD || !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
 }
 
 /// Multi-line text a `|-` block holds exactly: it does not end with a line break, no line

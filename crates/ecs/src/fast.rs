@@ -568,17 +568,16 @@ fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 /// The texts of a wrapped list, or `None` when an element is a JSON array inside a string
 /// (the lenient decoder unpacks those).
 fn strings(list: Option<Vec<Option<BorrowedText<'_>>>>) -> Option<Vec<Cow<'_, str>>> {
-    let mut out = Vec::new();
-    for s in list.unwrap_or_default() {
-        let Some(s) = text(s.map(|t| t.0)) else {
-            continue;
-        };
-        if s.trim_start().starts_with('[') {
-            return None;
-        }
-        out.push(s);
+    let list = list.unwrap_or_default();
+    let unpacked = |s: &Option<BorrowedText<'_>>| {
+        s.as_ref()
+            .is_some_and(|t| t.0 != "null" && t.0.trim_start().starts_with('['))
+    };
+    if list.iter().any(unpacked) {
+        return None;
     }
-    Some(out)
+    // Collected in place, in the list's own allocation.
+    Some(list.into_iter().filter_map(|s| text(s.map(|t| t.0))).collect())
 }
 
 impl<'a> FastItem<'a> {
@@ -590,8 +589,8 @@ impl<'a> FastItem<'a> {
             .and_then(|w| w.0)
             .unwrap_or_default()
             .into_iter()
-            .flatten()
             .filter_map(|t| {
+                let t = t?;
                 Some(TagView {
                     key: text(t.key)?,
                     value: text(t.value).unwrap_or_default(),
