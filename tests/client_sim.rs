@@ -521,3 +521,86 @@ async fn pages_a_caller_knows_come_back_undecoded_and_decode_to_what_they_were()
     );
     assert_ne!(changed[on].list_hash, first[on].list_hash);
 }
+
+/// What an [`ItemSink`] was given: the items of the page being read, every drop, and the pages
+/// whose event came (the test moves them there).
+#[derive(Default)]
+struct Given {
+    reading: Vec<String>,
+    drops: usize,
+}
+
+struct Recording(Arc<std::sync::Mutex<Given>>);
+
+impl imagepipeline_operator::ecs::ItemSink for Recording {
+    fn item(&mut self, item: &imagepipeline_operator::ecs::ItemView<'_>) {
+        let mut given = self.0.lock().expect("not poisoned");
+        given.reading.push(item.image_pipeline_id.to_string());
+    }
+    fn drop_page(&mut self) {
+        let mut given = self.0.lock().expect("not poisoned");
+        given.reading.clear();
+        given.drops += 1;
+    }
+}
+
+/// Lists 95 pipelines in pages of 10 through a sink under `faults`, checking that each page's
+/// items were given before its event and nothing for a refused page; the IDs listed, the
+/// restarts and the pages the sink was told to drop.
+async fn list_into_a_sink(faults: Faults) -> (Vec<String>, Vec<String>, usize, usize) {
+    let items = items_in(HANGZHOU, 95, 7);
+    let sim = sim(items.clone(), faults).await;
+    let ecs = client(fast_config(&sim));
+    let filter = PipelineFilter {
+        page_size: 10,
+        ..PipelineFilter::region(HANGZHOU)
+    };
+    let given = Arc::new(std::sync::Mutex::new(Given::default()));
+    let mut stream =
+        Box::pin(ecs.pages_into(filter, provider(), Box::new(Recording(given.clone()))));
+    let (mut listed, mut restarts) = (Vec::new(), 0);
+    while let Some(event) = stream.next().await {
+        let mut given = given.lock().expect("not poisoned");
+        match event.expect("converges") {
+            PageEvent::Page(page) => {
+                assert!(page.items.is_empty(), "the items went to the sink");
+                assert!(!given.reading.is_empty(), "every page has items here");
+                listed.append(&mut given.reading);
+            }
+            PageEvent::Restarted => {
+                assert!(given.reading.is_empty(), "a refused page gives nothing");
+                listed.clear();
+                restarts += 1;
+                // The token expired once; the next run goes through.
+                sim.set_faults(Faults::default());
+            }
+        }
+    }
+    let drops = given.lock().expect("not poisoned").drops;
+    sim.shutdown().await;
+    (listed, ids_where(&items, |_| true), restarts, drops)
+}
+
+#[tokio::test]
+async fn items_given_to_a_sink_are_each_page_before_its_event_through_garbled_bodies_and_restarts()
+{
+    // A truncated body is cut in the middle of its list: its first items were given, then
+    // dropped, and the retried page gives them all.
+    let (listed, expected, restarts, drops) = list_into_a_sink(Faults {
+        malformed_every: 4,
+        throttle_every: 5,
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(listed, expected);
+    assert_eq!(restarts, 0);
+    assert!(drops > 0);
+    // A refused NextToken restarts the listing: the pages before it come again.
+    let (listed, expected, restarts, _) = list_into_a_sink(Faults {
+        invalid_token_every: 3,
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(listed, expected);
+    assert!(restarts > 0);
+}

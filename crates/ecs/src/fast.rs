@@ -577,7 +577,11 @@ fn strings(list: Option<Vec<Option<BorrowedText<'_>>>>) -> Option<Vec<Cow<'_, st
         return None;
     }
     // Collected in place, in the list's own allocation.
-    Some(list.into_iter().filter_map(|s| text(s.map(|t| t.0))).collect())
+    Some(
+        list.into_iter()
+            .filter_map(|s| text(s.map(|t| t.0)))
+            .collect(),
+    )
 }
 
 impl<'a> FastItem<'a> {
