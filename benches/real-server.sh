@@ -29,7 +29,8 @@
 # ../shared/k8s beside the repository), OPERATOR_BIN (default: cargo build --release), RUN_ARGS
 # (extra flags of `run`), KUBECTL_PROCS (8), SKIP_KUBECTL=1 (no kubectl yardstick, for the
 # largest sizes), PERF_REFRESH=/path/prefix (a `perf record` of the operator during the
-# unchanged refresh, one file per size), KEEP=1 leaves the API server running.
+# unchanged refresh, one file per size; PERF_FREQ its rate, PERF_CALL_GRAPH=1 with call graphs,
+# for a build with frame pointers), KEEP=1 leaves the API server running.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -171,7 +172,7 @@ EOF
   last=$(query_field '{.status.lastSyncTime}')
   sleep 1 # lastSyncTime has one-second resolution
   if [ -n "${PERF_REFRESH:-}" ]; then
-    perf record -F ${PERF_FREQ:-2000} -p "$OP_PID" -o "$PERF_REFRESH-$N.data" >/dev/null 2>&1 &
+    perf record -F ${PERF_FREQ:-2000} ${PERF_CALL_GRAPH:+-g} -p "$OP_PID" -o "$PERF_REFRESH-$N.data" >/dev/null 2>&1 &
     perf_pid=$!
     sleep 0.5
   fi
