@@ -8,6 +8,7 @@ use std::io::Write as _;
 
 use std::borrow::Cow;
 
+use super::text::append;
 use crate::crd::ImagePipeline;
 use crate::ecs::{ItemView, TagView};
 
@@ -299,28 +300,6 @@ impl Printer {
             }
             out.push(b'\n');
         }
-    }
-}
-
-/// Appends `bytes` to `out`. Short texts, most of what is appended here, are copied in 8-byte
-/// words rather than by a call to the C library's `memcpy`: musl's (the image's build) starts
-/// every copy with `rep movsq` and copies the odd bytes one at a time, which made it a sixth of
-/// an export's CPU.
-#[inline]
-pub(super) fn append(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.len() > 64 {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    out.reserve(bytes.len());
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        if let Ok(word) = <[u8; 8]>::try_from(word) {
-            out.extend_from_slice(&word);
-        }
-    }
-    for &byte in words.remainder() {
-        out.push(byte);
     }
 }
 

@@ -5,6 +5,7 @@ pub mod export;
 pub mod manifest;
 pub mod output;
 pub mod run;
+pub mod text;
 pub mod yaml;
 
 use crate::ecs::filter::FilterError;

@@ -144,7 +144,7 @@ fn yaml_float(text: &str) -> String {
 /// [`write_text`] into memory, which cannot fail.
 pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
     if is_plain(s) {
-        super::manifest::append(out, s.as_bytes());
+        super::text::append(out, s.as_bytes());
         return;
     }
     // Writes into a `Vec` do not fail.
