@@ -205,7 +205,7 @@ impl<'de> Deserialize<'de> for List<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<List<'de>, A::Error> {
                 let mut list = List::Items(Vec::new());
-                while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+                while let Some(key) = next_key(&mut map)? {
                     if key == "ImagePipelineSet" {
                         list = match map.next_value::<Set<'de>>()? {
                             Set(Some(items)) => List::Items(items),
@@ -388,7 +388,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut sets = 0;
-        while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+        while let Some(key) = next_key(&mut map)? {
             if key != "ImagePipelineSet" {
                 map.next_value::<Validated>()?;
                 continue;
@@ -450,31 +450,32 @@ struct FastItem<'a> {
     add_accounts: Option<Wrapped<AddAccountName, Option<BorrowedText<'a>>>>,
 }
 
-/// A JSON string, borrowed from the body when it has no escapes.
+/// A JSON string (only a string), borrowed from the body when it has no escapes.
 struct BorrowedText<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for BorrowedText<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        text_of(d).map(BorrowedText)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedText(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedText(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
-/// A JSON string (only a string), borrowed when it can be.
-fn text_of<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Cow<'de, str>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(s))
-        }
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(s.to_string()))
-        }
-    }
-    d.deserialize_str(V)
+/// The next key of an object, borrowed from the body when it has no escapes (serde's own
+/// `Cow<str>` always copies).
+fn next_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+    Ok(map.next_key::<BorrowedText<'de>>()?.map(|k| k.0))
 }
 
 /// `null` or a string.
@@ -512,7 +513,7 @@ impl<'de> Deserialize<'de> for FastItem<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastItem<'de>, A::Error> {
                 let mut item = FastItem::default();
                 let mut seen = [false; 20];
-                while let Some(key) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+                while let Some(key) = next_key(&mut map)? {
                     macro_rules! text {
                         ($field:ident, $i:expr) => {
                             once(
@@ -642,7 +643,7 @@ impl<'de> Deserialize<'de> for FastTag<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastTag<'de>, A::Error> {
                 let (mut key, mut value) = (None, None);
-                while let Some(k) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+                while let Some(k) = next_key(&mut map)? {
                     let slot = match k.as_ref() {
                         "TagKey" => &mut key,
                         "TagValue" => &mut value,
@@ -696,7 +697,7 @@ impl<'de, N: InnerName, T: Deserialize<'de>> Deserialize<'de> for Wrapped<N, T> 
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut list: Option<Option<Vec<T>>> = None;
-                while let Some(k) = map.next_key::<BorrowedText<'de>>()?.map(|k| k.0) {
+                while let Some(k) = next_key(&mut map)? {
                     if k != N::NAME {
                         map.next_value::<Validated>()?;
                         continue;

@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::credentials::Credentials;
 use super::error::{ApiError, EcsError};
-use bytes::Bytes;
 
 use super::buffers::BodyPool;
 use super::fast;
@@ -174,19 +173,7 @@ pub async fn post_form(
             pool.give(bytes);
             decoded
         }
-        (Ok(bytes), None) => {
-            let decoded = decode(status, &bytes, known);
-            match decoded {
-                Ok((mut page, true)) => {
-                    page.undecoded = Some(pool.share(bytes));
-                    Ok(page)
-                }
-                other => {
-                    pool.give(bytes);
-                    other.map(|(page, _)| page)
-                }
-            }
-        }
+        (Ok(bytes), None) => decode_pooled(status, bytes, known, pool),
         (Err(e), _) => Err(e),
     };
     Attempt {
@@ -278,11 +265,29 @@ pub fn decode_response_known(
     known: &KnownLists,
     index: usize,
 ) -> Result<PipelinePage, EcsError> {
-    let (mut page, left_undecoded) = decode(status, &body, Some((known, index)))?;
-    if left_undecoded {
-        page.undecoded = Some(Bytes::from(body));
+    decode_pooled(status, body, Some((known, index)), &BodyPool::default())
+}
+
+/// Decodes a body read into a buffer of `pool` (with `known`, as [`decode_response_known`]
+/// does): a page left undecoded keeps the buffer, shared until its last reader drops it; any
+/// other answer gives it back.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+fn decode_pooled(
+    status: u16,
+    body: Vec<u8>,
+    known: Option<(&KnownLists, usize)>,
+    pool: &BodyPool,
+) -> Result<PipelinePage, EcsError> {
+    match decode(status, &body, known) {
+        Ok((mut page, true)) => {
+            page.undecoded = Some(pool.share(body));
+            Ok(page)
+        }
+        other => {
+            pool.give(body);
+            other.map(|(page, _)| page)
+        }
     }
-    Ok(page)
 }
 
 /// [`decode_response`] for a caller that takes the items through `sink`: the page comes back
