@@ -102,7 +102,7 @@ pub fn manifests(
     namespace: &str,
     now: Timestamp,
 ) -> Vec<ImagePipeline> {
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let stamp = sync_stamp(now);
     items
         .iter()
         .filter_map(|item| {
@@ -116,6 +116,11 @@ pub fn manifests(
             obj
         })
         .collect()
+}
+
+/// `spec.lastSyncTime` of manifests printed at `now`.
+fn sync_stamp(now: Timestamp) -> String {
+    now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Runs `export` with `provider` (the ambient chain in production). Streams: each page's
@@ -215,7 +220,7 @@ impl Printing {
         Self {
             region_id: region_id.to_string(),
             namespace: namespace.to_string(),
-            stamp: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            stamp: sync_stamp(Timestamp::now()),
             writer: ManifestWriter::new(Vec::new(), format),
             printed: IdSet::default(),
             page: IdSet::default(),

@@ -133,12 +133,12 @@ pub struct Printer {
     /// Each spec member's `,\n    "key": `, in the order of [`spec_fields`] (the first member
     /// of the spec goes without the comma).
     json_keys: [Vec<u8>; SPEC_FIELDS],
-    /// A line break and the indentation of a list element and of a tag's members.
+    /// A line break and the indentation of a list element (and of a tag's closing `}`).
     json_element: Vec<u8>,
+    /// A line break and the indentation of a tag's members.
     json_tag_member: Vec<u8>,
-    /// A line break and the indentation of a list's closing `]` (and of a tag's `}`).
+    /// A line break and the indentation of a list's closing `]`.
     json_list_end: Vec<u8>,
-    json_tag_end: Vec<u8>,
     /// After the last spec member.
     json_tail: Vec<u8>,
 }
@@ -192,7 +192,6 @@ impl Printer {
             json_element: at(3),
             json_tag_member: at(4),
             json_list_end: at(2),
-            json_tag_end: at(3),
             json_tail: cat(&[&at(1), b"}", &at(0), b"}"]),
         }
     }
@@ -217,42 +216,36 @@ impl Printer {
                     let _ = write!(out, "{n}");
                 }
                 Field::Bool(b) => append(out, if b { b"true" } else { b"false" }),
-                Field::Texts(list) => {
-                    out.push(b'[');
-                    for (i, s) in list.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        append(out, &self.json_element);
-                        json_str(out, s);
-                    }
-                    append(out, &self.json_list_end);
-                    out.push(b']');
-                }
-                Field::Tags(tags) => {
-                    out.push(b'[');
-                    for (i, tag) in tags.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        append(out, &self.json_element);
-                        out.push(b'{');
-                        append(out, &self.json_tag_member);
-                        append(out, b"\"tagKey\": ");
-                        json_str(out, &tag.key);
-                        out.push(b',');
-                        append(out, &self.json_tag_member);
-                        append(out, b"\"tagValue\": ");
-                        json_str(out, &tag.value);
-                        append(out, &self.json_tag_end);
-                        out.push(b'}');
-                    }
-                    append(out, &self.json_list_end);
-                    out.push(b']');
-                }
+                Field::Texts(list) => self.json_list(out, list, |out, s| json_str(out, s)),
+                Field::Tags(tags) => self.json_list(out, tags, |out, tag| {
+                    out.push(b'{');
+                    append(out, &self.json_tag_member);
+                    append(out, b"\"tagKey\": ");
+                    json_str(out, &tag.key);
+                    out.push(b',');
+                    append(out, &self.json_tag_member);
+                    append(out, b"\"tagValue\": ");
+                    json_str(out, &tag.value);
+                    append(out, &self.json_element);
+                    out.push(b'}');
+                }),
             }
         }
         append(out, &self.json_tail);
+    }
+
+    /// Appends a spec member's list: each element on its own line, printed by `element`.
+    fn json_list<T>(&self, out: &mut Vec<u8>, elements: &[T], element: impl Fn(&mut Vec<u8>, &T)) {
+        out.push(b'[');
+        for (i, e) in elements.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            append(out, &self.json_element);
+            element(out, e);
+        }
+        append(out, &self.json_list_end);
+        out.push(b']');
     }
 
     /// Appends the item's object as one YAML document body (no `---`), ending with a line

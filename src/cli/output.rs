@@ -64,32 +64,6 @@ impl<W: std::io::Write> ManifestWriter<W> {
         }
     }
 
-    /// Writes the object mirroring `item`: the same text as [`ManifestWriter::write`] of the
-    /// object the controller builds from it, printed straight from the item.
-    pub fn write_item(
-        &mut self,
-        item: &ItemView<'_>,
-        mirroring: &Mirroring<'_>,
-    ) -> Result<(), RenderError> {
-        self.scratch.clear();
-        render_item(
-            &self.printer,
-            self.format,
-            self.written,
-            &mut self.scratch,
-            item,
-            mirroring,
-        );
-        self.out.write_all(&self.scratch)?;
-        self.written += 1;
-        Ok(())
-    }
-    /// What goes before an item of the JSON `List`: the list's opening, or the comma after the
-    /// item before.
-    fn item_opening(&self) -> &'static [u8] {
-        item_opening(self.written)
-    }
-
     /// Writes one object.
     pub fn write(&mut self, obj: &ImagePipeline) -> Result<(), RenderError> {
         match self.format {
@@ -102,7 +76,7 @@ impl<W: std::io::Write> ManifestWriter<W> {
             Format::Json => {
                 self.scratch.clear();
                 serde_json::to_writer_pretty(&mut self.scratch, obj)?;
-                self.out.write_all(self.item_opening())?;
+                self.out.write_all(item_opening(self.written))?;
                 // JSON strings escape their line breaks: every `\n` here is structure.
                 for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
                     if i > 0 {
@@ -151,16 +125,21 @@ impl<W: std::io::Write> ManifestWriter<W> {
 }
 
 impl ManifestWriter<Vec<u8>> {
-    /// [`ManifestWriter::write_item`] into memory, rendered straight into the text so far.
+    /// Appends the object mirroring `item`: the same text as [`ManifestWriter::write`] of the
+    /// object the controller builds from it, printed straight from the item into the text so
+    /// far.
     pub fn append_item(&mut self, item: &ItemView<'_>, mirroring: &Mirroring<'_>) {
-        render_item(
-            &self.printer,
-            self.format,
-            self.written,
-            &mut self.out,
-            item,
-            mirroring,
-        );
+        match self.format {
+            Format::Yaml => {
+                self.out.extend_from_slice(b"---\n");
+                self.printer.yaml(&mut self.out, item, mirroring);
+            }
+            Format::Json => {
+                self.out.extend_from_slice(item_opening(self.written));
+                self.out.extend_from_slice(ITEM_INDENT);
+                self.printer.json(&mut self.out, item, mirroring);
+            }
+        }
         self.written += 1;
     }
 }
@@ -172,28 +151,6 @@ fn item_opening(written: usize) -> &'static [u8] {
         b"{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n"
     } else {
         b",\n"
-    }
-}
-
-/// Appends the text of the object mirroring `item` to `out`, after `written` others.
-fn render_item(
-    printer: &Printer,
-    format: Format,
-    written: usize,
-    out: &mut Vec<u8>,
-    item: &ItemView<'_>,
-    mirroring: &Mirroring<'_>,
-) {
-    match format {
-        Format::Yaml => {
-            out.extend_from_slice(b"---\n");
-            printer.yaml(out, item, mirroring);
-        }
-        Format::Json => {
-            out.extend_from_slice(item_opening(written));
-            out.extend_from_slice(ITEM_INDENT);
-            printer.json(out, item, mirroring);
-        }
     }
 }
 

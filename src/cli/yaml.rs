@@ -148,7 +148,7 @@ pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
         return;
     }
     // Writes into a `Vec` do not fail.
-    let _ = write_text(out, s, indent);
+    let _ = write_text_not_plain(out, s, indent);
 }
 
 /// Text: plain, a literal block, or double-quoted, whichever reads back as exactly `s`.
@@ -156,6 +156,11 @@ fn write_text(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
     if is_plain(s) {
         return out.write_all(s.as_bytes());
     }
+    write_text_not_plain(out, s, indent)
+}
+
+/// [`write_text`] of text that cannot be plain: a literal block or double-quoted.
+fn write_text_not_plain(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
     if fits_literal_block(s) {
         out.write_all(b"|-")?;
         for line in s.split('\n') {
@@ -176,7 +181,16 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// The length of the longest of [`KEYWORDS`].
-const LONGEST_KEYWORD: usize = 5;
+const LONGEST_KEYWORD: usize = {
+    let (mut longest, mut i) = (0, 0);
+    while i < KEYWORDS.len() {
+        if KEYWORDS[i].len() > longest {
+            longest = KEYWORDS[i].len();
+        }
+        i += 1;
+    }
+    longest
+};
 
 /// Plain text that no YAML reader can take for anything else: it starts with a letter (so no
 /// number, timestamp, indicator or `.inf`), holds only letters, digits and `._/@+-` and inner
