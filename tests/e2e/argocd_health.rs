@@ -129,14 +129,11 @@ fn argo_cd_health_checks_read_ready_progressing_degraded_and_suspended_from_real
 
     // A spec change the operator has not synced yet is Progressing again, not the old Healthy.
     env.stop_operator();
-    env.kubectl_ok(&[
-        "patch",
+    env.merge_patch(
         "imagepipelinequery",
         "ready",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"refreshInterval":"5m"}}"#,
-    ]);
+    );
     let changed = env.query("ready");
     assert_ne!(
         changed["metadata"]["generation"],

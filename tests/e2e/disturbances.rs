@@ -243,14 +243,11 @@ fn refused_writes_are_reported_and_the_others_are_made() {
     assert_eq!(failed[0]["type"], "Warning");
 
     // More room: a requested refresh is handled and mirrors everything.
-    env.kubectl_ok(&[
-        "patch",
+    env.merge_patch(
         "resourcequota",
         "pipelines",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"hard":{"count/imagepipelines.ecs.mirror.io":"20"}}}"#,
-    ]);
+    );
     wait_for("the quota to be raised", || {
         let quota = env.get_json(&["resourcequota", "pipelines"]);
         (quota["status"]["hard"]["count/imagepipelines.ecs.mirror.io"] == "20").then_some(())

@@ -57,14 +57,11 @@ fn a_query_mirrors_exactly_the_matching_set_and_a_quiet_refresh_writes_nothing()
 
     // Someone edits a mirrored object: the drift check finds it, and the sync it starts
     // decodes that page again and repairs the object.
-    env.kubectl_ok(&[
-        "patch",
+    env.merge_patch(
         "imagepipeline",
         "ip-hz001",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"name":"edited by hand"}}"#,
-    ]);
+    );
     wait_for("the edit to be repaired", || {
         let spec = &env.get_json(&["imagepipeline", "ip-hz001"])["spec"];
         (spec["name"] != "edited by hand").then_some(())

@@ -190,6 +190,11 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl patch <kind> <name> --type=merge -p <patch>`, which must succeed.
+    pub fn merge_patch(&self, kind: &str, name: &str, patch: &str) -> String {
+        self.kubectl_ok(&["patch", kind, name, "--type=merge", "-p", patch])
+    }
+
     pub fn apply(&self, manifest: &Value) -> Output {
         let mut child = Command::new(kubectl_bin())
             .args(["-n", &self.ns, "apply", "-f", "-"])

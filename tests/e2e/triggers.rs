@@ -73,14 +73,11 @@ fn a_mirrored_object_edited_or_deleted_by_someone_else_is_put_back() {
     ));
     env.wait_ready("hz", "Synced");
     // Without the chart's admission policy nothing stops an admin: the operator must undo it.
-    env.kubectl_ok(&[
-        "patch",
+    env.merge_patch(
         "imagepipeline",
         "ip-hz001",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"name":"hijacked","instanceType":"ecs.tiny"}}"#,
-    ]);
+    );
     env.kubectl_ok(&["label", "imagepipeline", "ip-hz002", "team-"]);
     env.kubectl_ok(&["delete", "imagepipeline", "ip-hz003"]);
     wait_for("the edits to be reverted and the object re-created", || {
