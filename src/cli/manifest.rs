@@ -8,7 +8,7 @@ use std::io::Write as _;
 
 use std::borrow::Cow;
 
-use super::text::append;
+use super::text::{append, json_clean};
 use crate::crd::ImagePipeline;
 use crate::ecs::{ItemView, TagView};
 
@@ -299,7 +299,7 @@ impl Printer {
 /// A JSON string as `serde_json` writes it: `"`, `\` and control characters escaped, the rest
 /// as it is.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if json_clean(s.as_bytes()) {
         out.push(b'"');
         append(out, s.as_bytes());
         out.push(b'"');

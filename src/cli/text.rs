@@ -22,9 +22,56 @@ pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Whether `bytes` holds no byte that JSON escapes (`"`, `\\`, control characters), checked
+/// eight bytes at a time: the byte-by-byte check was a twentieth of an export's CPU.
+#[inline]
+pub fn json_clean(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `word` is below `n` (at most 0x80); exact for the word as a whole.
+    let any_below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH != 0;
+    let any_equal = |word: u64, b: u8| any_below(word ^ (ONES * u64::from(b)), 1);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word).map(u64::from_ne_bytes) else {
+            return false;
+        };
+        if any_below(word, 0x20) || any_equal(word, b'"') || any_equal(word, b'\\') {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_clean_finds_every_byte_json_escapes_at_every_place() {
+        let clean = "abcdefghijklmnopqrstuvwxyz é\u{7f}~".as_bytes();
+        assert!(json_clean(clean));
+        assert!(json_clean(b""));
+        for bad in (0u8..0x20).chain([b'"', b'\\']) {
+            for at in 0..clean.len() {
+                let mut text = clean.to_vec();
+                text[at] = bad;
+                assert!(!json_clean(&text), "byte {bad:#x} at {at}");
+                assert!(!json_clean(&text[at..]), "byte {bad:#x} first");
+            }
+        }
+        // Bytes just above the escaped ones, and non-ASCII, are never taken for them.
+        let near: Vec<u8> = [0x20u8, 0x21, 0x23, 0x5b, 0x5d, 0x80, 0xa2, 0xdc, 0xff]
+            .iter()
+            .copied()
+            .cycle()
+            .take(40)
+            .collect();
+        assert!(json_clean(&near));
+    }
 
     #[test]
     fn appends_every_byte_in_order_at_every_length() {

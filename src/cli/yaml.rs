@@ -192,6 +192,20 @@ const LONGEST_KEYWORD: usize = {
     longest
 };
 
+/// The bytes plain text may hold: letters, digits, `._/@+-` and space (a table: checking
+/// each byte against the list was a visible part of `export -o yaml`).
+const PLAIN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'.' | b'_' | b'/' | b'@' | b'+' | b'-' | b' ');
+        b += 1;
+    }
+    table
+};
+
 /// Plain text that no YAML reader can take for anything else: it starts with a letter (so no
 /// number, timestamp, indicator or `.inf`), holds only letters, digits and `._/@+-` and inner
 /// spaces (no `: ` or ` #`), and is no boolean or null keyword.
@@ -201,9 +215,7 @@ fn is_plain(s: &str) -> bool {
     };
     first.is_ascii_alphabetic()
         && !s.ends_with(' ')
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'@' | b'+' | b'-' | b' ')
-        })
+        && s.bytes().all(|b| PLAIN_BYTES[usize::from(b)])
         && (s.len() > LONGEST_KEYWORD || !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
 }
 

@@ -311,7 +311,13 @@ fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
 /// sets, not JSON): the sink has then been told to drop what it was given, and the caller
 /// decodes the body the usual way, which reads those or tells what is wrong.
 pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    // Checked once as a whole, the texts need no check each (a body that is not UTF-8 is not
+    // JSON either: the usual path tells what is wrong with it).
+    let Ok(text) = std::str::from_utf8(body) else {
+        sink.drop_page();
+        return None;
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let read = de::DeserializeSeed::deserialize(BodySeed(&mut *sink), &mut deserializer)
         .and_then(|members| deserializer.end().map(|()| members));
     if read.is_err() {
