@@ -164,6 +164,9 @@ pub async fn post_form(
         .get(RETRY_AFTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    // The header values are slices of hyper's read buffer: while they live, every read of the
+    // body needs a fresh buffer (a few hundred KiB, mapped and faulted in page by page).
+    drop(std::mem::take(response.headers_mut()));
     let result = match (
         read_bounded(&mut response, max_body_bytes, pool).await,
         sink,
