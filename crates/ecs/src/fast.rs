@@ -803,6 +803,26 @@ mod tests {
             );
             assert!(sink.0.is_empty());
         }
+        // Bytes that are not UTF-8, in an item's text, in a member the items do not use, and
+        // in an item after a good one: nothing is given and the reference's error comes.
+        for (before, after) in [
+            (
+                r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a","Name":"n"#,
+                r#"x"}]}}"#,
+            ),
+            (r#"{"RequestId":"r","Other":"x"#, r#"","ImagePipeline":{}}"#),
+            (
+                r#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-a"},{"ImagePipelineId":"ip-"#,
+                r#"x"}]}}"#,
+            ),
+        ] {
+            let body = [before.as_bytes(), &[0xff, 0xfe], after.as_bytes()].concat();
+            let expected = decode_response(200, &body).unwrap_err();
+            let mut sink = Ids::default();
+            let error = decode_response_into(200, &body, &mut sink).unwrap_err();
+            assert_eq!(error.to_string(), expected.to_string(), "{before}");
+            assert!(sink.0.is_empty());
+        }
         let deep = format!(
             r#"{{"RequestId":"r","ImagePipeline":{}{}}}"#,
             "[".repeat(200),
