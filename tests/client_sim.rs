@@ -452,8 +452,25 @@ async fn pages_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_a_caller_knows_come_back_undecoded_and_decode_to_what_they_were() {
-    use imagepipeline_operator::ecs::KnownLists;
+    known_pages_come_back_undecoded(items_in(HANGZHOU, 250, 9)).await;
+}
+
+/// The same with pages of about 460 KiB, each read from the socket in more than one piece (the
+/// HTTP client reads at most about 408 KiB at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_pages_a_caller_knows_come_back_undecoded_and_decode_to_what_they_were() {
     let mut items = items_in(HANGZHOU, 250, 9);
+    for (i, item) in items.iter_mut().enumerate() {
+        item["Description"] = json!(format!("{i:04}-{}", "golden image ".repeat(300)));
+    }
+    known_pages_come_back_undecoded(items).await;
+}
+
+/// Lists `items` (250) in pages of 100 three times: as they are, with every page known (each
+/// comes back undecoded and decodes to what it was), and with one pipeline changed (its page
+/// alone is decoded).
+async fn known_pages_come_back_undecoded(mut items: Vec<Value>) {
+    use imagepipeline_operator::ecs::KnownLists;
     let sim = sim(items.clone(), Faults::default()).await;
     let ecs = client(fast_config(&sim));
     let filter = PipelineFilter {
