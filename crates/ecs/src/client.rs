@@ -172,10 +172,7 @@ impl EcsClient {
     ) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
         let mut pager = Pager::new(self.clone(), filter, provider);
         pager.known = known;
-        futures::stream::unfold(pager, |mut pager| async move {
-            let event = pager.next_event().await?;
-            Some((event, pager))
-        })
+        pager.into_events()
     }
 
     /// [`EcsClient::pages`] for a caller that looks at each item once: each page's items go to
@@ -190,10 +187,7 @@ impl EcsClient {
     ) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
         let mut pager = Pager::new(self.clone(), filter, provider);
         pager.sink = Some(sink);
-        futures::stream::unfold(pager, |mut pager| async move {
-            let event = pager.next_event().await?;
-            Some((event, pager))
-        })
+        pager.into_events()
     }
 
     /// Lists every page of `filter` into one [`Listing`], each pipeline ID once (first
@@ -362,6 +356,14 @@ impl Pager {
             retries: 0,
             restarts: 0,
         }
+    }
+
+    /// The listing's events as a stream, page by page.
+    fn into_events(self) -> impl Stream<Item = Result<PageEvent, ListingError>> + Send + 'static {
+        futures::stream::unfold(self, |mut pager| async move {
+            let event = pager.next_event().await?;
+            Some((event, pager))
+        })
     }
 
     fn fail(&mut self, error: EcsError) -> Option<Result<PageEvent, ListingError>> {
