@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::CliError;
 use super::manifest::Mirroring;
-use super::output::{Format, ManifestWriter};
+use super::output::{Format, ManifestWriter, RenderError};
 use crate::crd::ImagePipeline;
 use crate::crd::pipeline::{is_object_name, mirror_object};
 use crate::ecs::ambient::AmbientOverrides;
@@ -178,11 +178,9 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     let mut printing = lock(&printing);
     let written = printing.writer.written();
     let listed = printing.printed.len();
-    let writer = std::mem::replace(
-        &mut printing.writer,
-        ManifestWriter::new(Vec::new(), args.output),
-    );
-    stdout.write_all(&writer.finish()?).map_err(CliError::Io)?;
+    stdout
+        .write_all(&printing.finish()?)
+        .map_err(CliError::Io)?;
     stdout.flush().map_err(CliError::Io)?;
     if unreadable > 0 {
         eprintln!("warning: skipped {unreadable} listed item(s) without a usable ImagePipelineId");
@@ -204,6 +202,7 @@ struct Printing {
     region_id: String,
     namespace: String,
     stamp: String,
+    format: Format,
     /// Writes into the text of the page being read; the text goes to stdout once the page's
     /// event comes.
     writer: ManifestWriter<Vec<u8>>,
@@ -221,6 +220,7 @@ impl Printing {
             region_id: region_id.to_string(),
             namespace: namespace.to_string(),
             stamp: sync_stamp(Timestamp::now()),
+            format,
             writer: ManifestWriter::new(Vec::new(), format),
             printed: IdSet::default(),
             page: IdSet::default(),
@@ -263,6 +263,12 @@ impl Printing {
         self.printed.extend(self.page.drain());
         self.written_before_page = self.writer.written();
         Ok(())
+    }
+
+    /// The text that ends the output (the close of a JSON list); the writer starts afresh.
+    fn finish(&mut self) -> Result<Vec<u8>, RenderError> {
+        let fresh = ManifestWriter::new(Vec::new(), self.format);
+        std::mem::replace(&mut self.writer, fresh).finish()
     }
 }
 
@@ -321,11 +327,7 @@ mod tests {
                 printing.item(&item(id).view());
             }
             printing.print_page(&mut out).unwrap();
-            let writer = std::mem::replace(
-                &mut printing.writer,
-                ManifestWriter::new(Vec::new(), format),
-            );
-            out.extend(writer.finish().unwrap());
+            out.extend(printing.finish().unwrap());
 
             let stamp = printing.stamp.clone();
             let expected: Vec<ImagePipeline> = ["ip-a", "ip-b", "ip-c"]
