@@ -1,7 +1,6 @@
 //! `imagepipeline-operator export`: one listing without a cluster, printed as the
 //! ImagePipeline manifests the controller would write.
 
-use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +8,7 @@ use futures::StreamExt as _;
 use jiff::Timestamp;
 
 use super::CliError;
+use super::ids::SeenIds;
 use super::manifest::Mirroring;
 use super::output::{Format, ManifestWriter, RenderError};
 use crate::crd::ImagePipeline;
@@ -177,7 +177,7 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     }
     let mut printing = lock(&printing);
     let written = printing.writer.written();
-    let listed = printing.printed.len();
+    let listed = printing.ids.kept();
     stdout
         .write_all(&printing.finish()?)
         .map_err(CliError::Io)?;
@@ -206,10 +206,9 @@ struct Printing {
     /// Writes into the text of the page being read; the text goes to stdout once the page's
     /// event comes.
     writer: ManifestWriter<Vec<u8>>,
-    /// The IDs of the pages printed.
-    printed: IdSet,
-    /// The IDs of the page being read.
-    page: IdSet,
+    /// The IDs printed: those of the pages printed (kept) and of the page being read
+    /// (pending).
+    ids: SeenIds,
     /// Objects written before the page being read.
     written_before_page: usize,
 }
@@ -222,15 +221,14 @@ impl Printing {
             stamp: sync_stamp(Timestamp::now()),
             format,
             writer: ManifestWriter::new(Vec::new(), format),
-            printed: IdSet::default(),
-            page: IdSet::default(),
+            ids: SeenIds::default(),
             written_before_page: 0,
         }
     }
 
     fn item(&mut self, item: &ItemView<'_>) {
         let id = &*item.image_pipeline_id;
-        if self.printed.contains(id) || self.page.contains(id) {
+        if !self.ids.insert(id) {
             return;
         }
         if is_object_name(id) {
@@ -245,14 +243,13 @@ impl Printing {
                 "warning: skipping pipeline {id:?}: its ID is not a valid Kubernetes object name"
             );
         }
-        self.page.insert(id.to_string());
     }
 
     /// Forgets the page being read: its items come again.
     fn drop_page(&mut self) {
         self.writer.get_mut().clear();
         self.writer.rewind_to(self.written_before_page);
-        self.page.clear();
+        self.ids.forget_pending();
     }
 
     /// The page being read is whole: its text goes to `out`.
@@ -260,7 +257,7 @@ impl Printing {
         let text = self.writer.get_mut();
         out.write_all(text)?;
         text.clear();
-        self.printed.extend(self.page.drain());
+        self.ids.keep_pending();
         self.written_before_page = self.writer.written();
         Ok(())
     }
@@ -271,9 +268,6 @@ impl Printing {
         std::mem::replace(&mut self.writer, fresh).finish()
     }
 }
-
-/// A set of pipeline IDs.
-type IdSet = HashSet<String, foldhash::fast::RandomState>;
 
 /// Hands the client's items to the shared [`Printing`].
 struct PrintingSink(Arc<Mutex<Printing>>);
@@ -339,7 +333,7 @@ mod tests {
                 super::super::output::render(&expected, format).unwrap(),
                 "{format:?}"
             );
-            assert_eq!(printing.printed.len(), 3);
+            assert_eq!(printing.ids.kept(), 3);
         }
     }
 

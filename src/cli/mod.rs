@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod export;
+pub mod ids;
 pub mod manifest;
 pub mod output;
 pub mod run;
