@@ -294,8 +294,9 @@ pub(crate) fn decode_page(
 /// usual one, else the lenient decoder; `None` when it cannot be read as a value at all.
 fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     if raw.get().starts_with('{') {
-        if let Ok(fast) = serde_json::from_str::<FastItem>(raw.get()) {
-            if let Some(item) = fast.into_view() {
+        let mut lists = Lists::default();
+        if let Ok(fast) = read_item(raw.get(), &mut lists) {
+            if let Some(item) = fast.into_view(&mut lists) {
                 return Some(Some(item.into_item()));
             }
         }
@@ -419,11 +420,14 @@ impl<'de> Visitor<'de> for SetSeed<'_> {
         Ok(())
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(item) = seq.next_element::<FastItem<'de>>()? {
+        // The items' lists are read into the same few allocations, item after item.
+        let mut lists = Lists::default();
+        while let Some(item) = seq.next_element_seed(ItemSeed(&mut lists))? {
             let view = item
-                .into_view()
+                .into_view(&mut lists)
                 .ok_or_else(|| de::Error::custom("an item in an unusual shape"))?;
             self.0.item(&view);
+            lists.recycle(view);
         }
         Ok(())
     }
@@ -451,9 +455,41 @@ struct FastItem<'a> {
     delete_instance_on_failure: Option<bool>,
     resource_group_id: Option<Cow<'a, str>>,
     creation_time: Option<Cow<'a, str>>,
-    tags: Option<Wrapped<TagName, Option<FastTag<'a>>>>,
-    to_region_ids: Option<Wrapped<ToRegionIdName, Option<BorrowedText<'a>>>>,
-    add_accounts: Option<Wrapped<AddAccountName, Option<BorrowedText<'a>>>>,
+}
+
+/// An item's lists, read into allocations that the next item reuses.
+#[derive(Default)]
+struct Lists<'a> {
+    tags: Vec<TagView<'a>>,
+    to_region_ids: Vec<Cow<'a, str>>,
+    add_accounts: Vec<Cow<'a, str>>,
+    /// A list element is a JSON array inside a string: the lenient decoder unpacks those.
+    unpack: bool,
+}
+
+impl<'a> Lists<'a> {
+    fn clear(&mut self) {
+        self.tags.clear();
+        self.to_region_ids.clear();
+        self.add_accounts.clear();
+        self.unpack = false;
+    }
+
+    /// Takes back the lists a view was given.
+    fn recycle(&mut self, view: ItemView<'a>) {
+        self.tags = view.tags;
+        self.to_region_ids = view.to_region_ids;
+        self.add_accounts = view.add_accounts;
+        self.clear();
+    }
+}
+
+/// One item read from `text` (and nothing after it but whitespace), its lists into `lists`.
+fn read_item<'a>(text: &'a str, lists: &mut Lists<'a>) -> Result<FastItem<'a>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let item = de::DeserializeSeed::deserialize(ItemSeed(lists), &mut deserializer)?;
+    deserializer.end()?;
+    Ok(item)
 }
 
 /// A JSON string (only a string), borrowed from the body when it has no escapes.
@@ -495,75 +531,98 @@ impl<'de> Deserialize<'de> for OptionalText<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for FastItem<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        /// Sets a member once: a second one sends the item to the lenient decoder, which
-        /// keeps the last as `Value` does.
-        fn once<T, E: de::Error>(
-            slot: &mut Option<T>,
-            seen: &mut bool,
-            value: Option<T>,
-        ) -> Result<(), E> {
-            if std::mem::replace(seen, true) {
-                return Err(E::custom("duplicate member"));
+/// Reads one [`FastItem`], its lists into the [`Lists`] given (cleared first).
+struct ItemSeed<'s, 'de>(&'s mut Lists<'de>);
+
+/// Sets a member once: a second one sends the item to the lenient decoder, which keeps the
+/// last as `Value` does.
+fn once<T, E: de::Error>(slot: &mut Option<T>, seen: &mut bool, value: Option<T>) -> Result<(), E> {
+    first_time(seen)?;
+    *slot = value;
+    Ok(())
+}
+
+/// `Ok` the first time a member is seen, an error the second time (see [`once`]).
+fn first_time<E: de::Error>(seen: &mut bool) -> Result<(), E> {
+    if std::mem::replace(seen, true) {
+        return Err(E::custom("duplicate member"));
+    }
+    Ok(())
+}
+
+impl<'de> de::DeserializeSeed<'de> for ItemSeed<'_, 'de> {
+    type Value = FastItem<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FastItem<'de>, D::Error> {
+        self.0.clear();
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
+    type Value = FastItem<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a pipeline object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastItem<'de>, A::Error> {
+        let lists = self.0;
+        let mut item = FastItem::default();
+        let mut seen = [false; 20];
+        while let Some(key) = next_key(&mut map)? {
+            macro_rules! text {
+                ($field:ident, $i:expr) => {
+                    once(
+                        &mut item.$field,
+                        &mut seen[$i],
+                        map.next_value::<OptionalText>()?.0,
+                    )?
+                };
             }
-            *slot = value;
-            Ok(())
-        }
-        impl<'de> Visitor<'de> for V {
-            type Value = FastItem<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a pipeline object")
+            macro_rules! value {
+                ($field:ident, $i:expr) => {
+                    once(&mut item.$field, &mut seen[$i], map.next_value()?)?
+                };
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastItem<'de>, A::Error> {
-                let mut item = FastItem::default();
-                let mut seen = [false; 20];
-                while let Some(key) = next_key(&mut map)? {
-                    macro_rules! text {
-                        ($field:ident, $i:expr) => {
-                            once(
-                                &mut item.$field,
-                                &mut seen[$i],
-                                map.next_value::<OptionalText>()?.0,
-                            )?
-                        };
-                    }
-                    macro_rules! value {
-                        ($field:ident, $i:expr) => {
-                            once(&mut item.$field, &mut seen[$i], map.next_value()?)?
-                        };
-                    }
-                    match key.as_ref() {
-                        "ImagePipelineId" => text!(image_pipeline_id, 0),
-                        "Name" => text!(name, 1),
-                        "Description" => text!(description, 2),
-                        "BaseImage" => text!(base_image, 3),
-                        "BaseImageType" => text!(base_image_type, 4),
-                        "BuildContent" => text!(build_content, 5),
-                        "TestContent" => text!(test_content, 6),
-                        "RepairMode" => text!(repair_mode, 7),
-                        "ImageName" => text!(image_name, 8),
-                        "ImageFamily" => text!(image_family, 9),
-                        "InstanceType" => text!(instance_type, 10),
-                        "SystemDiskSize" => value!(system_disk_size, 11),
-                        "InternetMaxBandwidthOut" => value!(internet_max_bandwidth_out, 12),
-                        "VSwitchId" => text!(v_switch_id, 13),
-                        "DeleteInstanceOnFailure" => value!(delete_instance_on_failure, 14),
-                        "ResourceGroupId" => text!(resource_group_id, 15),
-                        "CreationTime" => text!(creation_time, 16),
-                        "Tags" => value!(tags, 17),
-                        "ToRegionIds" => value!(to_region_ids, 18),
-                        "AddAccounts" => value!(add_accounts, 19),
-                        _ => {
-                            map.next_value::<Validated>()?;
-                        }
-                    }
+            macro_rules! list {
+                ($name:ty, $elements:expr, $i:expr) => {{
+                    first_time(&mut seen[$i])?;
+                    map.next_value_seed(WrappedSeed::<$name, _>($elements, PhantomData))?
+                }};
+            }
+            match key.as_ref() {
+                "ImagePipelineId" => text!(image_pipeline_id, 0),
+                "Name" => text!(name, 1),
+                "Description" => text!(description, 2),
+                "BaseImage" => text!(base_image, 3),
+                "BaseImageType" => text!(base_image_type, 4),
+                "BuildContent" => text!(build_content, 5),
+                "TestContent" => text!(test_content, 6),
+                "RepairMode" => text!(repair_mode, 7),
+                "ImageName" => text!(image_name, 8),
+                "ImageFamily" => text!(image_family, 9),
+                "InstanceType" => text!(instance_type, 10),
+                "SystemDiskSize" => value!(system_disk_size, 11),
+                "InternetMaxBandwidthOut" => value!(internet_max_bandwidth_out, 12),
+                "VSwitchId" => text!(v_switch_id, 13),
+                "DeleteInstanceOnFailure" => value!(delete_instance_on_failure, 14),
+                "ResourceGroupId" => text!(resource_group_id, 15),
+                "CreationTime" => text!(creation_time, 16),
+                "Tags" => list!(TagName, Tags(&mut lists.tags), 17),
+                "ToRegionIds" => list!(
+                    ToRegionIdName,
+                    Texts(&mut lists.to_region_ids, &mut lists.unpack),
+                    18
+                ),
+                "AddAccounts" => list!(
+                    AddAccountName,
+                    Texts(&mut lists.add_accounts, &mut lists.unpack),
+                    19
+                ),
+                _ => {
+                    map.next_value::<Validated>()?;
                 }
-                Ok(item)
             }
         }
-        d.deserialize_map(V)
+        Ok(item)
     }
 }
 
@@ -572,42 +631,14 @@ fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty() && s != "null")
 }
 
-/// The texts of a wrapped list, or `None` when an element is a JSON array inside a string
-/// (the lenient decoder unpacks those).
-fn strings(list: Option<Vec<Option<BorrowedText<'_>>>>) -> Option<Vec<Cow<'_, str>>> {
-    let list = list.unwrap_or_default();
-    let unpacked = |s: &Option<BorrowedText<'_>>| {
-        s.as_ref()
-            .is_some_and(|t| t.0 != "null" && t.0.trim_start().starts_with('['))
-    };
-    if list.iter().any(unpacked) {
-        return None;
-    }
-    // Collected in place, in the list's own allocation.
-    Some(
-        list.into_iter()
-            .filter_map(|s| text(s.map(|t| t.0)))
-            .collect(),
-    )
-}
-
 impl<'a> FastItem<'a> {
-    /// The item, or `None` when something needs the lenient decoder (no usable ID, a list
-    /// element that is a JSON array in a string).
-    fn into_view(self) -> Option<ItemView<'a>> {
-        let tags = self
-            .tags
-            .and_then(|w| w.0)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|t| {
-                let t = t?;
-                Some(TagView {
-                    key: text(t.key)?,
-                    value: text(t.value).unwrap_or_default(),
-                })
-            })
-            .collect();
+    /// The item with the lists read into `lists` (which keeps empty ones), or `None` when
+    /// something needs the lenient decoder (no usable ID, a list element that is a JSON array
+    /// in a string).
+    fn into_view(self, lists: &mut Lists<'a>) -> Option<ItemView<'a>> {
+        if lists.unpack {
+            return None;
+        }
         Some(ItemView {
             image_pipeline_id: text(self.image_pipeline_id)?,
             name: text(self.name),
@@ -626,10 +657,56 @@ impl<'a> FastItem<'a> {
             delete_instance_on_failure: self.delete_instance_on_failure,
             resource_group_id: text(self.resource_group_id),
             creation_time: text(self.creation_time),
-            tags,
-            to_region_ids: strings(self.to_region_ids.and_then(|w| w.0))?,
-            add_accounts: strings(self.add_accounts.and_then(|w| w.0))?,
+            tags: std::mem::take(&mut lists.tags),
+            to_region_ids: std::mem::take(&mut lists.to_region_ids),
+            add_accounts: std::mem::take(&mut lists.add_accounts),
         })
+    }
+}
+
+/// The elements of a wrapped list, each read and kept as the lenient decoder would keep it.
+trait Elements<'de> {
+    /// Reads the next element; `false` at the end of the array.
+    fn next<A: de::SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error>;
+}
+
+/// Text elements (a string or `null`): kept unless `""` or `"null"`; one that is a JSON array
+/// inside a string sets the flag (the lenient decoder unpacks those).
+struct Texts<'s, 'de>(&'s mut Vec<Cow<'de, str>>, &'s mut bool);
+
+impl<'de> Elements<'de> for Texts<'_, 'de> {
+    fn next<A: de::SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
+        let Some(element) = seq.next_element::<Option<BorrowedText<'de>>>()? else {
+            return Ok(false);
+        };
+        if let Some(BorrowedText(t)) = element {
+            if t != "null" && t.trim_start().starts_with('[') {
+                *self.1 = true;
+            } else if let Some(t) = text(Some(t)) {
+                self.0.push(t);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Tag elements (a tag object or `null`): kept when the key is a text.
+struct Tags<'s, 'de>(&'s mut Vec<TagView<'de>>);
+
+impl<'de> Elements<'de> for Tags<'_, 'de> {
+    fn next<A: de::SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
+        let Some(element) = seq.next_element::<Option<FastTag<'de>>>()? else {
+            return Ok(false);
+        };
+        if let Some(tag) = element {
+            if let Some(key) = text(tag.key) {
+                self.0.push(TagView {
+                    key,
+                    value: text(tag.value).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -690,33 +767,78 @@ impl InnerName for AddAccountName {
     const NAME: &'static str = "AddAccount";
 }
 
-/// `{Inner: [...]}`, only as an object whose inner member is an array or null.
-struct Wrapped<N, T>(Option<Vec<T>>, PhantomData<N>);
+/// A wrapped list member, `{Inner: [...]}` or `null` (no elements): only an object whose inner
+/// member is an array or `null`, once; its elements go to `E`.
+struct WrappedSeed<N, E>(E, PhantomData<N>);
 
-impl<'de, N: InnerName, T: Deserialize<'de>> Deserialize<'de> for Wrapped<N, T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<N, T>(PhantomData<(N, T)>);
-        impl<'de, N: InnerName, T: Deserialize<'de>> Visitor<'de> for V<N, T> {
-            type Value = Wrapped<N, T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "an object with a {} list", N::NAME)
+impl<'de, N: InnerName, E: Elements<'de>> de::DeserializeSeed<'de> for WrappedSeed<N, E> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, N: InnerName, E: Elements<'de>> Visitor<'de> for WrappedSeed<N, E> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object with a {} list", N::NAME)
+    }
+    fn visit_none<Er: de::Error>(self) -> Result<(), Er> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(WrappedObject::<N, E>(self.0, PhantomData))
+    }
+}
+
+/// The object of a [`WrappedSeed`].
+struct WrappedObject<N, E>(E, PhantomData<N>);
+
+impl<'de, N: InnerName, E: Elements<'de>> Visitor<'de> for WrappedObject<N, E> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object with a {} list", N::NAME)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(k) = next_key(&mut map)? {
+            if k != N::NAME {
+                map.next_value::<Validated>()?;
+                continue;
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut list: Option<Option<Vec<T>>> = None;
-                while let Some(k) = next_key(&mut map)? {
-                    if k != N::NAME {
-                        map.next_value::<Validated>()?;
-                        continue;
-                    }
-                    if list.is_some() {
-                        return Err(de::Error::custom("duplicate list"));
-                    }
-                    list = Some(map.next_value()?);
-                }
-                Ok(Wrapped(list.flatten(), PhantomData))
+            if std::mem::replace(&mut seen, true) {
+                return Err(de::Error::custom("duplicate list"));
             }
+            map.next_value_seed(ElementsSeed(&mut self.0))?;
         }
-        d.deserialize_map(V(PhantomData))
+        Ok(())
+    }
+}
+
+/// The inner member of a wrapped list: an array (its elements to `E`) or `null`.
+struct ElementsSeed<'e, E>(&'e mut E);
+
+impl<'de, E: Elements<'de>> de::DeserializeSeed<'de> for ElementsSeed<'_, E> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, E: Elements<'de>> Visitor<'de> for ElementsSeed<'_, E> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array or null")
+    }
+    fn visit_none<Er: de::Error>(self) -> Result<(), Er> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while self.0.next(&mut seq)? {}
+        Ok(())
     }
 }
 
@@ -831,6 +953,56 @@ mod tests {
         assert!(decode_response(200, deep.as_bytes()).is_err());
     }
 
+    /// Every item a sink is given, copied.
+    #[derive(Default)]
+    struct Items(Vec<model::ImagePipelineItem>);
+
+    impl ItemSink for Items {
+        fn item(&mut self, item: &ItemView<'_>) {
+            self.0.push(item.clone().into_item());
+        }
+        fn drop_page(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    #[test]
+    fn odd_lists_read_alike_on_every_path_and_never_leak_into_the_next_item() {
+        for item in [
+            r#"{"ImagePipelineId":"ip-a","Tags":null,"ToRegionIds":{"ToRegionId":null},"AddAccounts":{}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":["","null",null,"cn-a"]}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":["cn-a"," [\"cn-b\"]"]}}"#,
+            r#"{"ImagePipelineId":"ip-a","AddAccounts":{"AddAccount":["[]"]},"Tags":{"Tag":[{"TagKey":"k"}]}}"#,
+            r#"{"ImagePipelineId":"ip-a","Tags":{"Tag":[null,{"TagValue":"v"},{"TagKey":"k"},{"TagKey":"","TagValue":"x"},{"TagKey":"k2","TagValue":null}]}}"#,
+            r#"{"ImagePipelineId":"ip-a","Tags":{"Tag":[]},"Tags":{"Tag":[{"TagKey":"k"}]}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":["a"],"ToRegionId":["b"]}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":"a"}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":[1]}}"#,
+            r#"{"ImagePipelineId":"ip-a","ToRegionIds":["a"]}"#,
+            r#"{"ImagePipelineId":"ip-a","Tags":{"Tag":{"TagKey":"k"}}}"#,
+            r#"{"ImagePipelineId":"ip-a","AddAccounts":{"AddAccount":["1"],"Other":[{"x":1}]}}"#,
+            r#"{"Name":"no id","Tags":{"Tag":[{"TagKey":"k"}]},"ToRegionIds":{"ToRegionId":["cn-a"]}}"#,
+        ] {
+            // The items after the odd one have lists of their own, or none.
+            let body = format!(
+                r#"{{"RequestId":"r","ImagePipeline":{{"ImagePipelineSet":[{item},{{"ImagePipelineId":"ip-y"}},{{"ImagePipelineId":"ip-z","Tags":{{"Tag":[{{"TagKey":"z"}}]}},"AddAccounts":{{"AddAccount":["9"]}}}}]}}}}"#
+            );
+            let reference = model::decode_page(&serde_json::from_str(&body).unwrap());
+            let page = decode_response(200, body.as_bytes()).unwrap();
+            assert_eq!(page, reference, "{item}");
+            let mut sink = Items::default();
+            let streamed = decode_response_into(200, body.as_bytes(), &mut sink).unwrap();
+            assert_eq!(sink.0, reference.items, "{item}");
+            assert_eq!(streamed.skipped_items, reference.skipped_items, "{item}");
+            let last = reference.items.last().unwrap();
+            assert_eq!((last.tags.len(), last.add_accounts.len()), (1, 1));
+            assert!(reference.items.iter().any(|i| i.image_pipeline_id == "ip-y"
+                && i.tags.is_empty()
+                && i.to_region_ids.is_empty()
+                && i.add_accounts.is_empty()));
+        }
+    }
+
     #[test]
     fn duplicate_members_keep_the_last_one_as_the_reference_does() {
         let body = br#"{"RequestId":"r","ImagePipeline":{"ImagePipelineSet":[
@@ -884,8 +1056,9 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let fast: super::FastItem = serde_json::from_str(raw.get()).unwrap();
-        let item = fast.into_view().unwrap().into_item();
+        let mut lists = super::Lists::default();
+        let fast = super::read_item(raw.get(), &mut lists).unwrap();
+        let item = fast.into_view(&mut lists).unwrap().into_item();
         assert_eq!(item.system_disk_size, Some(40));
         assert_eq!(item.to_region_ids, ["cn-a"]);
     }
