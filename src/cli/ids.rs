@@ -32,18 +32,19 @@ impl SeenIds {
             hasher,
             ..
         } = self;
-        let hash = hasher.hash_one(id);
         let at = |&(start, end): &(usize, usize)| text.get(start..end);
-        if table.find(hash, |span| at(span) == Some(id)).is_some() {
+        // One probe finds the ID or the slot for it.
+        let entry = table.entry(
+            hasher.hash_one(id),
+            |span| at(span) == Some(id),
+            |span| hasher.hash_one(at(span).unwrap_or_default()),
+        );
+        let hashbrown::hash_table::Entry::Vacant(slot) = entry else {
             return false;
-        }
+        };
         let start = text.len();
+        slot.insert((start, start + id.len()));
         text.push_str(id);
-        let span = (start, text.len());
-        let text = &*text;
-        table.insert_unique(hash, span, |&(start, end)| {
-            hasher.hash_one(text.get(start..end).unwrap_or_default())
-        });
         true
     }
 
