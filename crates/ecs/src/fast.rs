@@ -294,10 +294,10 @@ pub(crate) fn decode_page(
 /// usual one, else the lenient decoder; `None` when it cannot be read as a value at all.
 fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     if raw.get().starts_with('{') {
-        let mut lists = Lists::default();
-        if let Ok(fast) = read_item(raw.get(), &mut lists) {
-            if let Some(item) = fast.into_view(&mut lists) {
-                return Some(Some(item.into_item()));
+        let mut slot = Slot::default();
+        if read_item(raw.get(), &mut slot).is_ok() {
+            if let Some(item) = slot.into_item() {
+                return Some(Some(item));
             }
         }
     }
@@ -420,76 +420,73 @@ impl<'de> Visitor<'de> for SetSeed<'_> {
         Ok(())
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // The items' lists are read into the same few allocations, item after item.
-        let mut lists = Lists::default();
-        while let Some(item) = seq.next_element_seed(ItemSeed(&mut lists))? {
-            let view = item
-                .into_view(&mut lists)
+        // Every item is read into the same slot: its lists into the same few allocations.
+        let mut slot = Slot::default();
+        while seq.next_element_seed(ItemSeed(&mut slot))?.is_some() {
+            let view = slot
+                .view()
                 .ok_or_else(|| de::Error::custom("an item in an unusual shape"))?;
-            self.0.item(&view);
-            lists.recycle(view);
+            self.0.item(view);
         }
         Ok(())
     }
 }
 
-/// An item in the usual shape. Every field is strictly typed: anything else fails this
-/// decoder and sends the item to the lenient one. Members it does not use are read as
-/// strictly as `Value` reads them.
+/// An item in the usual shape, read member by member into a view that the next item of the
+/// page reuses. Every field is strictly typed: anything else fails this decoder and sends the
+/// item to the lenient one. Members it does not use are read as strictly as `Value` reads
+/// them.
 #[derive(Default)]
-struct FastItem<'a> {
-    image_pipeline_id: Option<Cow<'a, str>>,
-    name: Option<Cow<'a, str>>,
-    description: Option<Cow<'a, str>>,
-    base_image: Option<Cow<'a, str>>,
-    base_image_type: Option<Cow<'a, str>>,
-    build_content: Option<Cow<'a, str>>,
-    test_content: Option<Cow<'a, str>>,
-    repair_mode: Option<Cow<'a, str>>,
-    image_name: Option<Cow<'a, str>>,
-    image_family: Option<Cow<'a, str>>,
-    instance_type: Option<Cow<'a, str>>,
-    system_disk_size: Option<i64>,
-    internet_max_bandwidth_out: Option<i64>,
-    v_switch_id: Option<Cow<'a, str>>,
-    delete_instance_on_failure: Option<bool>,
-    resource_group_id: Option<Cow<'a, str>>,
-    creation_time: Option<Cow<'a, str>>,
-}
-
-/// An item's lists, read into allocations that the next item reuses.
-#[derive(Default)]
-struct Lists<'a> {
-    tags: Vec<TagView<'a>>,
-    to_region_ids: Vec<Cow<'a, str>>,
-    add_accounts: Vec<Cow<'a, str>>,
+struct Slot<'a> {
+    /// The item's members as read so far (texts as [`text`] keeps them).
+    view: ItemView<'a>,
+    /// Whether the view's ID is a usable one.
+    has_id: bool,
     /// A list element is a JSON array inside a string: the lenient decoder unpacks those.
     unpack: bool,
+    /// The members seen, by their place in [`ItemSeed`]'s list: a second one sends the item to
+    /// the lenient decoder, which keeps the last as `Value` does.
+    seen: [bool; 20],
 }
 
-impl<'a> Lists<'a> {
+impl<'a> Slot<'a> {
+    /// Empties the slot for the next item, keeping its lists' allocations.
     fn clear(&mut self) {
-        self.tags.clear();
-        self.to_region_ids.clear();
-        self.add_accounts.clear();
+        let view = &mut self.view;
+        let mut tags = std::mem::take(&mut view.tags);
+        let mut to_region_ids = std::mem::take(&mut view.to_region_ids);
+        let mut add_accounts = std::mem::take(&mut view.add_accounts);
+        tags.clear();
+        to_region_ids.clear();
+        add_accounts.clear();
+        *view = ItemView {
+            tags,
+            to_region_ids,
+            add_accounts,
+            ..ItemView::default()
+        };
+        self.has_id = false;
         self.unpack = false;
+        self.seen = [false; 20];
     }
 
-    /// Takes back the lists a view was given.
-    fn recycle(&mut self, view: ItemView<'a>) {
-        self.tags = view.tags;
-        self.to_region_ids = view.to_region_ids;
-        self.add_accounts = view.add_accounts;
-        self.clear();
+    /// The item read, or `None` when it needs the lenient decoder (no usable ID, a list
+    /// element that is a JSON array in a string).
+    fn view(&self) -> Option<&ItemView<'a>> {
+        (self.has_id && !self.unpack).then_some(&self.view)
+    }
+
+    /// [`Slot::view`], as an item of its own.
+    fn into_item(self) -> Option<ImagePipelineItem> {
+        (self.has_id && !self.unpack).then(|| self.view.into_item())
     }
 }
 
-/// One item read from `text` (and nothing after it but whitespace), its lists into `lists`.
-fn read_item<'a>(text: &'a str, lists: &mut Lists<'a>) -> Result<FastItem<'a>, serde_json::Error> {
+/// One item read from `text` (and nothing after it but whitespace) into `slot`.
+fn read_item<'a>(text: &'a str, slot: &mut Slot<'a>) -> Result<(), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let item = de::DeserializeSeed::deserialize(ItemSeed(lists), &mut deserializer)?;
-    deserializer.end()?;
-    Ok(item)
+    de::DeserializeSeed::deserialize(ItemSeed(slot), &mut deserializer)?;
+    deserializer.end()
 }
 
 /// A JSON string (only a string), borrowed from the body when it has no escapes.
@@ -531,18 +528,10 @@ impl<'de> Deserialize<'de> for OptionalText<'de> {
     }
 }
 
-/// Reads one [`FastItem`], its lists into the [`Lists`] given (cleared first).
-struct ItemSeed<'s, 'de>(&'s mut Lists<'de>);
+/// Reads one item into the [`Slot`] given (emptied first).
+struct ItemSeed<'s, 'de>(&'s mut Slot<'de>);
 
-/// Sets a member once: a second one sends the item to the lenient decoder, which keeps the
-/// last as `Value` does.
-fn once<T, E: de::Error>(slot: &mut Option<T>, seen: &mut bool, value: Option<T>) -> Result<(), E> {
-    first_time(seen)?;
-    *slot = value;
-    Ok(())
-}
-
-/// `Ok` the first time a member is seen, an error the second time (see [`once`]).
+/// `Ok` the first time a member is seen, an error the second time (see [`Slot::seen`]).
 fn first_time<E: de::Error>(seen: &mut bool) -> Result<(), E> {
     if std::mem::replace(seen, true) {
         return Err(E::custom("duplicate member"));
@@ -551,36 +540,37 @@ fn first_time<E: de::Error>(seen: &mut bool) -> Result<(), E> {
 }
 
 impl<'de> de::DeserializeSeed<'de> for ItemSeed<'_, 'de> {
-    type Value = FastItem<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FastItem<'de>, D::Error> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         self.0.clear();
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
-    type Value = FastItem<'de>;
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a pipeline object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FastItem<'de>, A::Error> {
-        let lists = self.0;
-        let mut item = FastItem::default();
-        let mut seen = [false; 20];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Slot {
+            view,
+            has_id,
+            unpack,
+            seen,
+        } = self.0;
         while let Some(key) = next_key(&mut map)? {
             macro_rules! text {
-                ($field:ident, $i:expr) => {
-                    once(
-                        &mut item.$field,
-                        &mut seen[$i],
-                        map.next_value::<OptionalText>()?.0,
-                    )?
-                };
+                ($field:ident, $i:expr) => {{
+                    first_time(&mut seen[$i])?;
+                    view.$field = text(map.next_value::<OptionalText>()?.0);
+                }};
             }
             macro_rules! value {
-                ($field:ident, $i:expr) => {
-                    once(&mut item.$field, &mut seen[$i], map.next_value()?)?
-                };
+                ($field:ident, $i:expr) => {{
+                    first_time(&mut seen[$i])?;
+                    view.$field = map.next_value()?;
+                }};
             }
             macro_rules! list {
                 ($name:ty, $elements:expr, $i:expr) => {{
@@ -589,7 +579,12 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
                 }};
             }
             match key.as_ref() {
-                "ImagePipelineId" => text!(image_pipeline_id, 0),
+                "ImagePipelineId" => {
+                    first_time(&mut seen[0])?;
+                    let id = text(map.next_value::<OptionalText>()?.0);
+                    *has_id = id.is_some();
+                    view.image_pipeline_id = id.unwrap_or_default();
+                }
                 "Name" => text!(name, 1),
                 "Description" => text!(description, 2),
                 "BaseImage" => text!(base_image, 3),
@@ -606,15 +601,15 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
                 "DeleteInstanceOnFailure" => value!(delete_instance_on_failure, 14),
                 "ResourceGroupId" => text!(resource_group_id, 15),
                 "CreationTime" => text!(creation_time, 16),
-                "Tags" => list!(TagName, Tags(&mut lists.tags), 17),
+                "Tags" => list!(TagName, Tags(&mut view.tags), 17),
                 "ToRegionIds" => list!(
                     ToRegionIdName,
-                    Texts(&mut lists.to_region_ids, &mut lists.unpack),
+                    Texts(&mut view.to_region_ids, &mut *unpack),
                     18
                 ),
                 "AddAccounts" => list!(
                     AddAccountName,
-                    Texts(&mut lists.add_accounts, &mut lists.unpack),
+                    Texts(&mut view.add_accounts, &mut *unpack),
                     19
                 ),
                 _ => {
@@ -622,46 +617,13 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
                 }
             }
         }
-        Ok(item)
+        Ok(())
     }
 }
 
 /// Text as the lenient decoder reads it: `""` and `"null"` are absent.
 fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty() && s != "null")
-}
-
-impl<'a> FastItem<'a> {
-    /// The item with the lists read into `lists` (which keeps empty ones), or `None` when
-    /// something needs the lenient decoder (no usable ID, a list element that is a JSON array
-    /// in a string).
-    fn into_view(self, lists: &mut Lists<'a>) -> Option<ItemView<'a>> {
-        if lists.unpack {
-            return None;
-        }
-        Some(ItemView {
-            image_pipeline_id: text(self.image_pipeline_id)?,
-            name: text(self.name),
-            description: text(self.description),
-            base_image: text(self.base_image),
-            base_image_type: text(self.base_image_type),
-            build_content: text(self.build_content),
-            test_content: text(self.test_content),
-            repair_mode: text(self.repair_mode),
-            image_name: text(self.image_name),
-            image_family: text(self.image_family),
-            instance_type: text(self.instance_type),
-            system_disk_size: self.system_disk_size,
-            internet_max_bandwidth_out: self.internet_max_bandwidth_out,
-            v_switch_id: text(self.v_switch_id),
-            delete_instance_on_failure: self.delete_instance_on_failure,
-            resource_group_id: text(self.resource_group_id),
-            creation_time: text(self.creation_time),
-            tags: std::mem::take(&mut lists.tags),
-            to_region_ids: std::mem::take(&mut lists.to_region_ids),
-            add_accounts: std::mem::take(&mut lists.add_accounts),
-        })
-    }
 }
 
 /// The elements of a wrapped list, each read and kept as the lenient decoder would keep it.
@@ -967,7 +929,7 @@ mod tests {
     }
 
     #[test]
-    fn odd_lists_read_alike_on_every_path_and_never_leak_into_the_next_item() {
+    fn odd_lists_read_alike_on_every_path_and_nothing_leaks_into_the_next_item() {
         for item in [
             r#"{"ImagePipelineId":"ip-a","Tags":null,"ToRegionIds":{"ToRegionId":null},"AddAccounts":{}}"#,
             r#"{"ImagePipelineId":"ip-a","ToRegionIds":{"ToRegionId":["","null",null,"cn-a"]}}"#,
@@ -985,7 +947,7 @@ mod tests {
         ] {
             // The items after the odd one have lists of their own, or none.
             let body = format!(
-                r#"{{"RequestId":"r","ImagePipeline":{{"ImagePipelineSet":[{item},{{"ImagePipelineId":"ip-y"}},{{"ImagePipelineId":"ip-z","Tags":{{"Tag":[{{"TagKey":"z"}}]}},"AddAccounts":{{"AddAccount":["9"]}}}}]}}}}"#
+                r#"{{"RequestId":"r","ImagePipeline":{{"ImagePipelineSet":[{item},{{"ImagePipelineId":"ip-x","Name":"x","SystemDiskSize":5,"DeleteInstanceOnFailure":true,"Tags":{{"Tag":[{{"TagKey":"x"}}]}}}},{{"ImagePipelineId":"ip-y"}},{{"ImagePipelineId":"ip-z","Tags":{{"Tag":[{{"TagKey":"z"}}]}},"AddAccounts":{{"AddAccount":["9"]}}}}]}}}}"#
             );
             let reference = model::decode_page(&serde_json::from_str(&body).unwrap());
             let page = decode_response(200, body.as_bytes()).unwrap();
@@ -996,10 +958,11 @@ mod tests {
             assert_eq!(streamed.skipped_items, reference.skipped_items, "{item}");
             let last = reference.items.last().unwrap();
             assert_eq!((last.tags.len(), last.add_accounts.len()), (1, 1));
-            assert!(reference.items.iter().any(|i| i.image_pipeline_id == "ip-y"
-                && i.tags.is_empty()
-                && i.to_region_ids.is_empty()
-                && i.add_accounts.is_empty()));
+            let bare = model::ImagePipelineItem {
+                image_pipeline_id: "ip-y".into(),
+                ..Default::default()
+            };
+            assert!(sink.0.contains(&bare), "{item}");
         }
     }
 
@@ -1056,9 +1019,9 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let mut lists = super::Lists::default();
-        let fast = super::read_item(raw.get(), &mut lists).unwrap();
-        let item = fast.into_view(&mut lists).unwrap().into_item();
+        let mut slot = super::Slot::default();
+        super::read_item(raw.get(), &mut slot).unwrap();
+        let item = slot.into_item().unwrap();
         assert_eq!(item.system_disk_size, Some(40));
         assert_eq!(item.to_region_ids, ["cn-a"]);
     }
