@@ -202,7 +202,6 @@ struct Printing {
     region_id: String,
     namespace: String,
     stamp: String,
-    format: Format,
     /// Writes into the text of the page being read; the text goes to stdout once the page's
     /// event comes.
     writer: ManifestWriter<Vec<u8>>,
@@ -219,7 +218,6 @@ impl Printing {
             region_id: region_id.to_string(),
             namespace: namespace.to_string(),
             stamp: sync_stamp(Timestamp::now()),
-            format,
             writer: ManifestWriter::new(Vec::new(), format),
             ids: SeenIds::default(),
             written_before_page: 0,
@@ -264,7 +262,7 @@ impl Printing {
 
     /// The text that ends the output (the close of a JSON list); the writer starts afresh.
     fn finish(&mut self) -> Result<Vec<u8>, RenderError> {
-        let fresh = ManifestWriter::new(Vec::new(), self.format);
+        let fresh = ManifestWriter::new(Vec::new(), self.writer.format());
         std::mem::replace(&mut self.writer, fresh).finish()
     }
 }

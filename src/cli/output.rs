@@ -64,6 +64,11 @@ impl<W: std::io::Write> ManifestWriter<W> {
         }
     }
 
+    /// The format it writes.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// Writes one object.
     pub fn write(&mut self, obj: &ImagePipeline) -> Result<(), RenderError> {
         match self.format {
