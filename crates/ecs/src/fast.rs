@@ -470,15 +470,20 @@ impl<'a> Slot<'a> {
         self.seen = [false; 20];
     }
 
-    /// The item read, or `None` when it needs the lenient decoder (no usable ID, a list
-    /// element that is a JSON array in a string).
+    /// Whether the item read can be taken as it is: not when it needs the lenient decoder (no
+    /// usable ID, a list element that is a JSON array in a string).
+    fn is_usual(&self) -> bool {
+        self.has_id && !self.unpack
+    }
+
+    /// The item read, when [`Slot::is_usual`].
     fn view(&self) -> Option<&ItemView<'a>> {
-        (self.has_id && !self.unpack).then_some(&self.view)
+        self.is_usual().then_some(&self.view)
     }
 
     /// [`Slot::view`], as an item of its own.
     fn into_item(self) -> Option<ImagePipelineItem> {
-        (self.has_id && !self.unpack).then(|| self.view.into_item())
+        self.is_usual().then(|| self.view.into_item())
     }
 }
 
