@@ -33,11 +33,12 @@ WORKDIR /src
 COPY rust-toolchain.toml Cargo.toml Cargo.lock ./
 COPY crates/ecs/Cargo.toml crates/ecs/Cargo.toml
 COPY crates/ecs-sim/Cargo.toml crates/ecs-sim/Cargo.toml
+COPY crates/spare-alloc/Cargo.toml crates/spare-alloc/Cargo.toml
 RUN rustup target add "$(uname -m)-unknown-linux-musl" \
- && mkdir -p src benches crates/ecs/src crates/ecs-sim/src \
+ && mkdir -p src benches crates/ecs/src crates/ecs-sim/src crates/spare-alloc/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > crates/ecs-sim/src/main.rs \
- && touch src/lib.rs crates/ecs/src/lib.rs crates/ecs-sim/src/lib.rs \
+ && touch src/lib.rs crates/ecs/src/lib.rs crates/ecs-sim/src/lib.rs crates/spare-alloc/src/lib.rs \
  && for bench in listing plan steady_state memory; do echo 'fn main() {}' > "benches/$bench.rs"; done \
  && cargo build --release --locked --target "$(uname -m)-unknown-linux-musl" \
  && rm -rf src benches crates

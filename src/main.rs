@@ -7,6 +7,11 @@ use imagepipeline_operator::cli::{self, CliError};
 use imagepipeline_operator::telemetry::{self, LogFormat};
 use imagepipeline_operator::{controller, crd, sim};
 
+/// The system allocator, keeping a few freed large blocks (hyper's per-page read buffers) for
+/// reuse instead of mapping a fresh one per page: see the `spare-alloc` crate.
+#[global_allocator]
+static ALLOCATOR: spare_alloc::SpareBlocks = spare_alloc::SpareBlocks::new();
+
 /// Mirrors Alibaba Cloud ECS image pipelines (image templates) into Kubernetes.
 #[derive(Debug, Parser)]
 #[command(name = "imagepipeline-operator", version, about)]
