@@ -1,13 +1,16 @@
 //! Response body buffers, reused from page to page. A listing reads pages of a few hundred KiB
 //! one after another; a fresh buffer for each costs the kernel's page faults every time (musl's
 //! `malloc` maps and unmaps every large block), more than reading a page that is not decoded.
+//! The pool keeps as many bytes of buffers as a listing holds at once (the pages a feed keeps
+//! for late joiners plus the ones being read), so that a refresh maps no new buffer.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-/// How many free buffers are kept.
-const KEPT: usize = 3;
+/// How many bytes of free buffers (their capacity) are kept: a feed's budget of kept pages
+/// (4 MiB) plus a page being read and one being fetched.
+const KEPT_BYTES: usize = 5 * 1024 * 1024;
 
 /// The largest buffer kept, in bytes.
 const LARGEST: usize = 2 * 1024 * 1024;
@@ -34,7 +37,8 @@ impl BodyPool {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < KEPT {
+        let kept_bytes: usize = free.iter().map(Vec::capacity).sum();
+        if kept_bytes + buffer.capacity() <= KEPT_BYTES {
             free.push(buffer);
         }
     }
@@ -94,10 +98,11 @@ mod tests {
             "the same buffer, emptied"
         );
         pool.give(again);
-        for _ in 0..5 {
-            pool.give(Vec::with_capacity(10));
+        let pool = BodyPool::default();
+        for _ in 0..4 {
+            pool.give(Vec::with_capacity(KEPT_BYTES / 3));
         }
-        assert_eq!(pool.kept(), KEPT, "at most {KEPT} kept");
+        assert_eq!(pool.kept(), 3, "at most {KEPT_BYTES} bytes kept");
         let pool = BodyPool::default();
         pool.give(Vec::with_capacity(LARGEST + 1));
         assert_eq!(pool.kept(), 0, "a buffer too big is let go");
