@@ -48,7 +48,7 @@ const TRIGGER_SPACING: Duration = Duration::from_secs(1);
 /// later ones within `spacing` of it are folded into one that passes when `spacing` is over. A
 /// storm of object events (the garbage collector patching thousands of objects) costs each
 /// query one drift check per `spacing`, and no query waits longer than `spacing`. Nothing is
-/// kept for a query once its spacing is over.
+/// kept for a query once its spacing is over, and with nothing kept no timer runs.
 pub fn coalesce<K>(
     mut triggers: impl futures::Stream<Item = K> + Unpin + Send + 'static,
     spacing: Duration,
@@ -79,7 +79,9 @@ where
                             }
                         }
                     }
-                    _ = tick.tick() => {
+                    // Idle (nothing pending, no spacing running) the task sleeps until the
+                    // next trigger instead of waking four times per `spacing` for nothing.
+                    _ = tick.tick(), if !pending.is_empty() || !last.is_empty() => {
                         let now = tokio::time::Instant::now();
                         let due: Vec<K> = pending
                             .iter()
@@ -723,5 +725,27 @@ mod coalesce_tests {
         );
         drop(tx);
         assert_eq!(out.next().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quiet_time_triggers_are_spaced_as_before() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<&str>();
+        let mut out = coalesce(rx, Duration::from_secs(1));
+        tx.unbounded_send("a").unwrap();
+        assert_eq!(out.next().await, Some("a"));
+        // Long enough for the spacing to end and the coalescing to go idle.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        tx.unbounded_send("a").unwrap();
+        tx.unbounded_send("a").unwrap();
+        let first = tokio::time::timeout(Duration::from_millis(10), out.next()).await;
+        assert_eq!(first.unwrap(), Some("a"), "the first passes at once");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), out.next())
+                .await
+                .is_err(),
+            "the second waits for the spacing"
+        );
+        let folded = tokio::time::timeout(Duration::from_secs(1), out.next()).await;
+        assert_eq!(folded.unwrap(), Some("a"), "and then passes");
     }
 }
