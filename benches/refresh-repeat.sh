@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Unchanged refreshes, repeated, for an A/B of builds: for each binary given (in turn, ROUNDS
+# times), one namespace's query of N pipelines on the real API server (../shared/k8s), the first
+# sync, the idle CPU rate, then REFRESHES requested refreshes with nothing changed, each one's
+# operator CPU (scheduler time of its threads, ns), minor page faults and context switches, from
+# the annotation to a second after the status shows the sync.
+#
+#   benches/refresh-repeat.sh BIN [BIN...]
+#   N=10000 REFRESHES=4 ROUNDS=2 benches/refresh-repeat.sh /tmp/old-build target/.../imagepipeline-operator
+#
+# real-server.sh measures the first refresh after the first sync once, with the memory figures;
+# this one repeats the refresh, since one run of 10-20 ms varies by a few ms.
+# Environment: N (10000), REFRESHES (4), ROUNDS (1), K8S_DIR (../shared/k8s beside the
+# repository), K8S_HOME / K8S_API_PORT / K8S_ETCD_PORT / K8S_KCM_PORT (default /tmp/k8s-refresh,
+# 6643, 2579, 10457), ADMIN_PORT (18188), KEEP=1 leaves the API server running.
+set -euo pipefail
+
+[ $# -ge 1 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+K8S_DIR="${K8S_DIR:-$ROOT/../shared/k8s}"
+[ -x "$K8S_DIR/start.sh" ] || { echo "no API server kit at $K8S_DIR (set K8S_DIR)" >&2; exit 1; }
+export K8S_HOME="${K8S_HOME:-/tmp/k8s-refresh}" K8S_API_PORT="${K8S_API_PORT:-6643}" \
+  K8S_ETCD_PORT="${K8S_ETCD_PORT:-2579}" K8S_KCM_PORT="${K8S_KCM_PORT:-10457}"
+N="${N:-10000}"
+REFRESHES="${REFRESHES:-4}"
+ROUNDS="${ROUNDS:-1}"
+ADMIN_PORT="${ADMIN_PORT:-18188}"
+AK=LTAI5tSimulatorTestKey01
+SK=SimulatorTestSecretDoNotUseInProd
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/refresh-repeat.XXXXXX")"
+if ! command -v kubectl >/dev/null; then
+  bash "$ROOT/.ci/install-tools" >&2
+  export PATH="$ROOT/.tools/bin:$PATH"
+fi
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ "${KEEP:-0}" = 1 ] || "$K8S_DIR/stop.sh" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+eval "export $(FRESH=1 "$K8S_DIR/start.sh" | tail -1)"
+"$1" crds | kubectl apply -f - >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+
+wait_for_url() { # file
+  for _ in $(seq 100); do grep -q http "$1" 2>/dev/null && break; sleep 0.1; done
+  grep -o 'http://[^ ]*' "$1" | head -1
+}
+"$1" ecs-sim --generate "$N" >"$WORK/sim0.out" 2>/dev/null &
+gen=$!
+url="$(wait_for_url "$WORK/sim0.out")"
+curl -fsS "$url/_sim/items" | jq -c '[.[] | .RegionId = "cn-hangzhou"]' >"$WORK/items.json"
+kill "$gen"; wait "$gen" 2>/dev/null || true
+"$1" ecs-sim --data "$WORK/items.json" >"$WORK/sim.out" 2>"$WORK/sim.err" &
+PIDS+=($!)
+SIM_URL="$(wait_for_url "$WORK/sim.out")"
+
+cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s / 1000 }'; }
+faults() { awk '{ sub(/^.*\) /, ""); print $8 }' "/proc/$1/stat"; }
+switches() { awk '/ctxt_switches/ { s += $2 } END { print s }' /proc/"$1"/task/*/status; }
+
+run=0
+for round in $(seq "$ROUNDS"); do
+  for bin in "$@"; do
+    run=$((run + 1))
+    NS="refresh-$run"
+    kubectl create namespace "$NS" >/dev/null
+    kubectl -n "$NS" create secret generic ecs --from-literal=accessKeyId=$AK \
+      --from-literal=accessKeySecret=$SK >/dev/null
+    kubectl apply -f - >/dev/null <<EOF
+apiVersion: ecs.mirror.io/v1alpha1
+kind: ImagePipelineQuery
+metadata: {name: q, namespace: $NS}
+spec: {regionId: cn-hangzhou, refreshInterval: 1h, credentials: {secretRef: {name: ecs}}}
+EOF
+    "$bin" run --namespace "$NS" --ecs-endpoint "$SIM_URL" \
+      --admin-addr "127.0.0.1:$ADMIN_PORT" >"$WORK/operator-$run.log" 2>&1 &
+    op=$!
+    q() { kubectl -n "$NS" get ipq q -o "jsonpath=$1" 2>/dev/null || true; }
+    synced() {
+      [ "$(q '{.status.matchedCount}')" = "$N" ] &&
+        [ "$(q '{.status.conditions[?(@.type=="Ready")].reason}')" = Synced ] &&
+        [ "$(q '{.status.lastSyncTime}')" != "$1" ]
+    }
+    until synced none; do sleep 0.3; done
+    sleep 5
+    c0=$(cpu_us "$op"); sleep 5
+    line="$bin (round $round): idle $(( ($(cpu_us "$op") - c0) / 5 )) us/s; refreshes (us of CPU / faults / switches):"
+    for _ in $(seq "$REFRESHES"); do
+      last=$(q '{.status.lastSyncTime}')
+      sleep 1.1 # a new second for lastSyncTime
+      c0=$(cpu_us "$op"); f0=$(faults "$op"); s0=$(switches "$op")
+      kubectl -n "$NS" annotate ipq q --overwrite "ecs.mirror.io/requested-at=$(date +%s%N)" >/dev/null
+      until synced "$last"; do sleep 0.1; done
+      sleep 1 # the drift check after the status change
+      line+=" $(( $(cpu_us "$op") - c0 ))/$(( $(faults "$op") - f0 ))/$(( $(switches "$op") - s0 ))"
+    done
+    kill -TERM "$op"; wait "$op" 2>/dev/null || true
+    echo "$line"
+  done
+done
