@@ -231,6 +231,40 @@ mod tests {
     }
 
     #[test]
+    fn threads_freeing_and_allocating_at_once_never_share_a_block() {
+        static SHARED: SpareBlocks = SpareBlocks::new();
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for round in 0..2_000usize {
+                        // Two sizes, so that misses also release other threads' blocks.
+                        let size = if (round + usize::from(t)) % 3 == 0 {
+                            BIG
+                        } else {
+                            SMALLEST
+                        };
+                        unsafe {
+                            let block = SHARED.alloc(layout(size));
+                            assert!(!block.is_null());
+                            block.write_bytes(t, size);
+                            std::thread::yield_now();
+                            // Nobody else wrote into it while it was ours.
+                            assert_eq!(*block, t);
+                            assert_eq!(*block.add(size / 2), t);
+                            assert_eq!(*block.add(size - 1), t);
+                            SHARED.dealloc(block, layout(size));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(kept(&SHARED) <= SPARE_SLOTS);
+    }
+
+    #[test]
     fn reallocating_a_reused_block_keeps_its_bytes() {
         let allocator = SpareBlocks::new();
         unsafe {
