@@ -36,19 +36,8 @@ if [ -z "${OPERATOR_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --locked --bin imagepipeline-operator >&2)
   OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/imagepipeline-operator"
 fi
-if ! command -v kubectl >/dev/null; then
-  bash "$ROOT/.ci/install-tools" >&2
-  export PATH="$ROOT/.tools/bin:$PATH"
-fi
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ "${KEEP:-0}" = 1 ] || "$K8S_DIR/stop.sh" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/support/kit.sh
+source "$ROOT/benches/support/kit.sh"
 
 rss_mib() { awk '$1 == "VmRSS:" { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 

@@ -50,19 +50,8 @@ if [ -z "${OPERATOR_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --locked --bin imagepipeline-operator >&2)
   OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/imagepipeline-operator"
 fi
-if ! command -v kubectl >/dev/null; then
-  bash "$ROOT/.ci/install-tools" >&2
-  export PATH="$ROOT/.tools/bin:$PATH"
-fi
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ "${KEEP:-0}" = 1 ] || "$K8S_DIR/stop.sh" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/support/kit.sh
+source "$ROOT/benches/support/kit.sh"
 
 status_of() { # pid field(VmRSS|VmHWM) -> MiB
   awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
@@ -110,9 +99,6 @@ cpu_seconds() { # pid -> user+system CPU seconds so far
 }
 cpu_ms() { # pid -> user+system CPU milliseconds so far (clock-tick resolution)
   awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%d", ($12 + $13) * 1000 / tck }' "/proc/$1/stat"
-}
-cpu_us() { # pid -> CPU microseconds of its live threads so far (scheduler time, ns resolution)
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s / 1000 }'
 }
 KUBECTL_PROCS="${KUBECTL_PROCS:-8}"
 

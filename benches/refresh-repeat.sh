@@ -28,19 +28,8 @@ ADMIN_PORT="${ADMIN_PORT:-18188}"
 AK=LTAI5tSimulatorTestKey01
 SK=SimulatorTestSecretDoNotUseInProd
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/refresh-repeat.XXXXXX")"
-if ! command -v kubectl >/dev/null; then
-  bash "$ROOT/.ci/install-tools" >&2
-  export PATH="$ROOT/.tools/bin:$PATH"
-fi
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ "${KEEP:-0}" = 1 ] || "$K8S_DIR/stop.sh" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/support/kit.sh
+source "$ROOT/benches/support/kit.sh"
 
 eval "export $(FRESH=1 "$K8S_DIR/start.sh" | tail -1)"
 "$1" crds | kubectl apply -f - >/dev/null
@@ -59,7 +48,6 @@ kill "$gen"; wait "$gen" 2>/dev/null || true
 PIDS+=($!)
 SIM_URL="$(wait_for_url "$WORK/sim.out")"
 
-cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s / 1000 }'; }
 faults() { awk '{ sub(/^.*\) /, ""); print $8 }' "/proc/$1/stat"; }
 switches() { awk '/ctxt_switches/ { s += $2 } END { print s }' /proc/"$1"/task/*/status; }
 
