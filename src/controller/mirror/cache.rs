@@ -3,7 +3,7 @@
 //! trigger (so the controller needs no second watch of the same objects).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kube::ResourceExt;
@@ -21,6 +21,9 @@ type Namespaces = HashMap<String, BTreeMap<String, Arc<Mirrored>>>;
 pub struct MirrorCache {
     inner: Arc<RwLock<Namespaces>>,
     changes: Arc<Mutex<Changes>>,
+    /// How many records carry another instance's references or fields (changed only under
+    /// `inner`'s write lock): while none does, the periodic look for them has nothing to scan.
+    with_others: Arc<AtomicUsize>,
 }
 
 impl Default for MirrorCache {
@@ -32,6 +35,7 @@ impl Default for MirrorCache {
                 cache: CACHES.fetch_add(1, Ordering::Relaxed),
                 ..Changes::default()
             })),
+            with_others: Arc::default(),
         }
     }
 }
@@ -63,6 +67,18 @@ impl MirrorCache {
             cache: changes.cache,
             relists: changes.relists,
             changes: changes.by_namespace.get(namespace).copied().unwrap_or(0),
+        }
+    }
+
+    /// Counts `record` (added: `1`, removed: `-1`) among those with other instances' data;
+    /// called under `inner`'s write lock.
+    fn count_others(&self, record: Option<&Arc<Mirrored>>, by: isize) {
+        if record.is_some_and(|m| m.others.is_some()) {
+            if by > 0 {
+                self.with_others.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.with_others.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
@@ -114,6 +130,12 @@ impl MirrorCache {
             }
         }
         found
+    }
+
+    /// Whether any record carries another operator instance's references or fields (see
+    /// [`Mirrored::others`]); without one, [`matching`](Self::matching) on those finds nothing.
+    pub fn any_with_others(&self) -> bool {
+        self.with_others.load(Ordering::Acquire) > 0
     }
 
     /// The names of the records of `namespace` that satisfy `pred` (looked at in place).
@@ -292,7 +314,13 @@ impl CacheFeeder {
                         }
                     }
                 }
+                let with_others = next
+                    .values()
+                    .flat_map(BTreeMap::values)
+                    .filter(|m| m.others.is_some())
+                    .count();
                 *inner = next;
+                self.cache.with_others.store(with_others, Ordering::Release);
                 drop(inner);
                 self.cache.relisted();
             }
@@ -307,10 +335,12 @@ impl CacheFeeder {
                 triggers.extend(owner_refs(&namespace, &record));
                 let (name, rv) = (record.name.clone(), record.resource_version.clone());
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
+                self.cache.count_others(Some(&record), 1);
                 let old = inner
                     .entry(namespace.clone())
                     .or_default()
                     .insert(record.name.clone(), record);
+                self.cache.count_others(old.as_ref(), -1);
                 drop(inner);
                 self.cache.changed(&namespace);
                 if let Some(old) = old {
@@ -328,6 +358,7 @@ impl CacheFeeder {
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(ns) = inner.get_mut(&namespace) {
                     if let Some(old) = ns.remove(&name) {
+                        self.cache.count_others(Some(&old), -1);
                         triggers.extend(owner_refs(&namespace, &old));
                     }
                     if ns.is_empty() {
@@ -361,6 +392,60 @@ mod tests {
         let mut names: Vec<String> = t.iter().map(|r| r.name.clone()).collect();
         names.sort();
         names
+    }
+
+    /// `obj` as the main instance's apply left it: its fields (the owner reference included)
+    /// managed by [`FIELD_MANAGER`].
+    fn applied_by_main(mut o: ImagePipeline) -> ImagePipeline {
+        o.metadata.managed_fields =
+            Some(vec![crate::controller::mirror::ownership::apply_entry(&o)]);
+        o
+    }
+
+    #[test]
+    fn the_cache_tells_whether_any_record_carries_another_instances_data() {
+        let cache = MirrorCache::default();
+        // Seen from a shard, the main instance's references are another instance's.
+        let mut feeder =
+            CacheFeeder::new(cache.clone()).with_field_manager(format!("{FIELD_MANAGER}-1"));
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitApply(obj("plain", "1", "q")));
+        feeder.on_event(watcher::Event::InitDone);
+        assert!(!cache.any_with_others(), "only untracked objects");
+
+        feeder.on_event(watcher::Event::Apply(applied_by_main(obj(
+            "shared", "2", "q",
+        ))));
+        assert!(cache.any_with_others());
+        assert_eq!(cache.matching(|m| m.others.is_some()).len(), 1);
+
+        feeder.on_event(watcher::Event::Apply(obj("shared", "3", "q")));
+        assert!(!cache.any_with_others(), "replaced by a record without");
+
+        feeder.on_event(watcher::Event::Apply(applied_by_main(obj(
+            "shared", "4", "q",
+        ))));
+        feeder.on_event(watcher::Event::Apply(applied_by_main(obj(
+            "other", "5", "q",
+        ))));
+        feeder.on_event(watcher::Event::Delete(obj("shared", "6", "q")));
+        assert!(cache.any_with_others(), "one left");
+        feeder.on_event(watcher::Event::Delete(obj("other", "7", "q")));
+        assert!(!cache.any_with_others(), "both deleted");
+
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitApply(applied_by_main(obj(
+            "a", "8", "q",
+        ))));
+        feeder.on_event(watcher::Event::InitApply(applied_by_main(obj(
+            "b", "9", "q",
+        ))));
+        feeder.on_event(watcher::Event::InitDone);
+        feeder.on_event(watcher::Event::Delete(obj("a", "10", "q")));
+        assert!(cache.any_with_others(), "counted at the re-list's end");
+        feeder.on_event(watcher::Event::Init);
+        feeder.on_event(watcher::Event::InitDone);
+        assert!(!cache.any_with_others(), "an empty re-list");
     }
 
     #[test]
