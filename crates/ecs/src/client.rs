@@ -96,10 +96,19 @@ pub struct EcsClient {
 struct Inner {
     config: ClientConfig,
     endpoint: Option<String>,
+    /// `endpoint` as the URL requests go to, parsed once.
+    endpoint_url: Option<reqwest::Url>,
     http: reqwest::Client,
     limiter: KeyedRateLimiter,
     backoff: Backoff,
     bodies: BodyPool,
+}
+
+/// The URL of an endpoint (`scheme://host[:port]`) that requests are posted to: its root.
+#[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+fn request_url(endpoint: &str) -> Result<reqwest::Url, EcsError> {
+    reqwest::Url::parse(&format!("{endpoint}/"))
+        .map_err(|e| EcsError::Config(format!("endpoint {endpoint:?} is invalid: {e}")))
 }
 
 impl fmt::Debug for EcsClient {
@@ -119,6 +128,7 @@ impl EcsClient {
             .as_deref()
             .map(transport::validate_endpoint)
             .transpose()?;
+        let endpoint_url = endpoint.as_deref().map(request_url).transpose()?;
         if config.max_attempts == 0 {
             return Err(EcsError::Config("max_attempts must be at least 1".into()));
         }
@@ -135,6 +145,7 @@ impl EcsClient {
             inner: Arc::new(Inner {
                 config,
                 endpoint,
+                endpoint_url,
                 http,
                 limiter,
                 backoff,
@@ -148,6 +159,16 @@ impl EcsClient {
         match &self.inner.endpoint {
             Some(e) => e.clone(),
             None => transport::default_endpoint(region_id),
+        }
+    }
+
+    /// The URL requests for `region_id` are posted to: the override's, parsed when the client
+    /// was built, or the region's public endpoint's.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+    fn url_for(&self, region_id: &str) -> Result<reqwest::Url, EcsError> {
+        match &self.inner.endpoint_url {
+            Some(url) => Ok(url.clone()),
+            None => request_url(&transport::default_endpoint(region_id)),
         }
     }
 
@@ -243,7 +264,7 @@ impl EcsClient {
         counters: &mut Counters,
     ) -> Result<PipelinePage, EcsError> {
         let config = &self.inner.config;
-        let endpoint = self.endpoint_for(region_id);
+        let url = self.url_for(region_id)?;
         let mut retry = 0u32;
         loop {
             let credentials = provider.credentials().await?;
@@ -260,7 +281,7 @@ impl EcsClient {
             counters.calls += 1;
             let attempt = transport::post_form(
                 &self.inner.http,
-                &endpoint,
+                &url,
                 body,
                 config.max_body_bytes,
                 known,
@@ -458,6 +479,12 @@ mod tests {
             client.endpoint_for("cn-hangzhou"),
             "https://ecs.cn-hangzhou.aliyuncs.com"
         );
+        let url = client.url_for("cn-hangzhou").expect("a region's URL");
+        assert_eq!(url.as_str(), "https://ecs.cn-hangzhou.aliyuncs.com/");
+        assert!(
+            matches!(client.url_for("cn hangzhou/x?"), Err(EcsError::Config(_))),
+            "a region that makes no host is a configuration error"
+        );
     }
 
     #[test]
@@ -468,6 +495,10 @@ mod tests {
         })
         .expect("valid override");
         assert_eq!(client.endpoint_for("cn-beijing"), "http://127.0.0.1:9000");
+        for region in ["cn-beijing", "cn-hangzhou"] {
+            let url = client.url_for(region).expect("the override's URL");
+            assert_eq!(url.as_str(), "http://127.0.0.1:9000/");
+        }
     }
 
     #[test]

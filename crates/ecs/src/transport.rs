@@ -128,11 +128,11 @@ pub fn http_client(
         .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {}", chain(&e))))
 }
 
-/// POSTs `body` to `endpoint` and interprets the answer, reading at most `max_body_bytes` into
+/// POSTs `body` to `url` and interprets the answer, reading at most `max_body_bytes` into
 /// a buffer of `pool`; with `known`, as [`decode_response_known`] does.
 pub async fn post_form(
     http: &reqwest::Client,
-    endpoint: &str,
+    url: &reqwest::Url,
     body: String,
     max_body_bytes: usize,
     known: Option<(&KnownLists, usize)>,
@@ -140,7 +140,7 @@ pub async fn post_form(
     pool: &BodyPool,
 ) -> Attempt {
     let sent = http
-        .post(format!("{endpoint}/"))
+        .post(url.clone())
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
