@@ -12,6 +12,9 @@ use bytes::Bytes;
 /// (4 MiB) plus a page being read and one being fetched.
 const KEPT_BYTES: usize = 5 * 1024 * 1024;
 
+/// Buffers are sized in multiples of this many bytes.
+const GRAIN: usize = 64 * 1024;
+
 /// The largest buffer kept, in bytes.
 const LARGEST: usize = 2 * 1024 * 1024;
 
@@ -22,12 +25,26 @@ pub struct BodyPool {
 }
 
 impl BodyPool {
-    /// An empty buffer with room for at least `capacity` bytes: a kept one when there is one.
+    /// An empty buffer with room for at least `capacity` bytes: a kept one when there is one,
+    /// one large enough if any is.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let kept = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            match free.iter().position(|b| b.capacity() >= capacity) {
+                Some(at) => Some(free.swap_remove(at)),
+                None => free.pop(),
+            }
+        };
         let mut buffer = kept.unwrap_or_default();
         buffer.clear();
-        buffer.reserve(capacity);
+        if buffer.capacity() < capacity {
+            // Rounded up, so that a buffer fits the next page too: pages differ by a few
+            // bytes, and one byte more than the kept buffer holds would map a new one.
+            let rounded = capacity
+                .checked_next_multiple_of(GRAIN)
+                .unwrap_or(capacity);
+            buffer.reserve_exact(rounded);
+        }
         buffer
     }
 
@@ -106,5 +123,22 @@ mod tests {
         let pool = BodyPool::default();
         pool.give(Vec::with_capacity(LARGEST + 1));
         assert_eq!(pool.kept(), 0, "a buffer too big is let go");
+    }
+
+    #[test]
+    fn a_kept_buffer_serves_pages_of_slightly_different_lengths() {
+        let pool = BodyPool::default();
+        let first = pool.take(390_561);
+        assert_eq!(first.capacity() % GRAIN, 0, "rounded up to the grain");
+        let at = first.as_ptr();
+        pool.give(first);
+        let second = pool.take(390_628);
+        assert_eq!(second.as_ptr(), at, "the same buffer, not a new one");
+        pool.give(second);
+
+        pool.give(Vec::with_capacity(1000));
+        let big = pool.take(200_000);
+        assert!(big.capacity() >= 200_000);
+        assert_eq!(big.as_ptr(), at, "the kept buffer large enough is chosen");
     }
 }
