@@ -40,9 +40,7 @@ impl BodyPool {
         if buffer.capacity() < capacity {
             // Rounded up, so that a buffer fits the next page too: pages differ by a few
             // bytes, and one byte more than the kept buffer holds would map a new one.
-            let rounded = capacity
-                .checked_next_multiple_of(GRAIN)
-                .unwrap_or(capacity);
+            let rounded = capacity.checked_next_multiple_of(GRAIN).unwrap_or(capacity);
             buffer.reserve_exact(rounded);
         }
         buffer
