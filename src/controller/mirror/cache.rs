@@ -70,15 +70,18 @@ impl MirrorCache {
         }
     }
 
-    /// Counts `record` (added: `1`, removed: `-1`) among those with other instances' data;
-    /// called under `inner`'s write lock.
-    fn count_others(&self, record: Option<&Arc<Mirrored>>, by: isize) {
-        if record.is_some_and(|m| m.others.is_some()) {
-            if by > 0 {
-                self.with_others.fetch_add(1, Ordering::AcqRel);
-            } else {
-                self.with_others.fetch_sub(1, Ordering::AcqRel);
-            }
+    /// Counts `record`, just added, if it carries other instances' data; called under
+    /// `inner`'s write lock.
+    fn count_added(&self, record: &Mirrored) {
+        if record.others.is_some() {
+            self.with_others.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Uncounts `record`, just removed or replaced; called under `inner`'s write lock.
+    fn count_removed(&self, record: &Mirrored) {
+        if record.others.is_some() {
+            self.with_others.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -298,12 +301,14 @@ impl CacheFeeder {
             watcher::Event::InitDone => {
                 let next = self.relisting.take().unwrap_or_default();
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
+                let mut with_others = 0;
                 for (ns, objects) in &next {
                     let old = inner.get(ns);
                     for (name, m) in objects {
                         if old.and_then(|o| o.get(name)) != Some(m) {
                             triggers.extend(owner_refs(ns, m));
                         }
+                        with_others += usize::from(m.others.is_some());
                     }
                 }
                 for (ns, objects) in inner.iter() {
@@ -314,11 +319,6 @@ impl CacheFeeder {
                         }
                     }
                 }
-                let with_others = next
-                    .values()
-                    .flat_map(BTreeMap::values)
-                    .filter(|m| m.others.is_some())
-                    .count();
                 *inner = next;
                 self.cache.with_others.store(with_others, Ordering::Release);
                 drop(inner);
@@ -335,12 +335,14 @@ impl CacheFeeder {
                 triggers.extend(owner_refs(&namespace, &record));
                 let (name, rv) = (record.name.clone(), record.resource_version.clone());
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
-                self.cache.count_others(Some(&record), 1);
+                self.cache.count_added(&record);
                 let old = inner
                     .entry(namespace.clone())
                     .or_default()
                     .insert(record.name.clone(), record);
-                self.cache.count_others(old.as_ref(), -1);
+                if let Some(old) = &old {
+                    self.cache.count_removed(old);
+                }
                 drop(inner);
                 self.cache.changed(&namespace);
                 if let Some(old) = old {
@@ -358,7 +360,7 @@ impl CacheFeeder {
                 let mut inner = self.cache.inner.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(ns) = inner.get_mut(&namespace) {
                     if let Some(old) = ns.remove(&name) {
-                        self.cache.count_others(Some(&old), -1);
+                        self.cache.count_removed(&old);
                         triggers.extend(owner_refs(&namespace, &old));
                     }
                     if ns.is_empty() {
