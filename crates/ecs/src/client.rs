@@ -95,8 +95,7 @@ pub struct EcsClient {
 
 struct Inner {
     config: ClientConfig,
-    endpoint: Option<String>,
-    /// `endpoint` as the URL requests go to, parsed once.
+    /// The endpoint override as the URL requests go to (its root), parsed once.
     endpoint_url: Option<reqwest::Url>,
     http: reqwest::Client,
     limiter: KeyedRateLimiter,
@@ -123,12 +122,11 @@ impl EcsClient {
     /// Builds a client; refuses an unusable endpoint override or zero limits.
     #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
     pub fn new(config: ClientConfig) -> Result<Self, EcsError> {
-        let endpoint = config
+        let endpoint_url = config
             .endpoint
             .as_deref()
-            .map(transport::validate_endpoint)
+            .map(|raw| request_url(&transport::validate_endpoint(raw)?))
             .transpose()?;
-        let endpoint_url = endpoint.as_deref().map(request_url).transpose()?;
         if config.max_attempts == 0 {
             return Err(EcsError::Config("max_attempts must be at least 1".into()));
         }
@@ -144,7 +142,6 @@ impl EcsClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                endpoint,
                 endpoint_url,
                 http,
                 limiter,
@@ -156,8 +153,8 @@ impl EcsClient {
 
     /// The base URL calls for `region_id` go to: the override, or the region's public endpoint.
     pub fn endpoint_for(&self, region_id: &str) -> String {
-        match &self.inner.endpoint {
-            Some(e) => e.clone(),
+        match &self.inner.endpoint_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
             None => transport::default_endpoint(region_id),
         }
     }
@@ -498,6 +495,19 @@ mod tests {
         for region in ["cn-beijing", "cn-hangzhou"] {
             let url = client.url_for(region).expect("the override's URL");
             assert_eq!(url.as_str(), "http://127.0.0.1:9000/");
+        }
+        for raw in [
+            "https://ECS.Example.com:443",
+            "http://[::1]:8080/",
+            "http://sim",
+        ] {
+            let client = EcsClient::new(ClientConfig {
+                endpoint: Some(raw.into()),
+                ..ClientConfig::default()
+            })
+            .expect("valid override");
+            let validated = transport::validate_endpoint(raw).expect("valid");
+            assert_eq!(client.endpoint_for("cn-beijing"), validated, "{raw}");
         }
     }
 
