@@ -171,9 +171,13 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
         };
         pages += 1;
         unreadable += page.skipped_items;
-        lock(&printing)
-            .print_page(&mut stdout)
-            .map_err(CliError::Io)?;
+        let mut state = lock(&printing);
+        if pages == 1 {
+            if let Some(total) = page.total_count {
+                state.ids.expect(total);
+            }
+        }
+        state.print_page(&mut stdout).map_err(CliError::Io)?;
     }
     let mut printing = lock(&printing);
     let written = printing.writer.written();
