@@ -16,6 +16,7 @@ mod chart;
 mod disturbances;
 mod events;
 mod leader_election;
+mod metrics;
 mod mirroring;
 mod pods;
 mod secret_rotation;
