@@ -566,15 +566,7 @@ impl Operator {
     pub fn metric_with(&self, name: &str, label: &str) -> Option<f64> {
         let (code, body) = http(&self.admin_url(), "GET", "/metrics", "");
         assert_eq!(code, 200, "GET /metrics: {body}");
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' '))
-            .filter(|(series, _)| {
-                let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
-                metric == name && labels.trim_end_matches('}').split(',').any(|l| l == label)
-            })
-            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
-            .reduce(|a, b| a + b)
+        labelled_sum(&body, name, &[label])
     }
 
     /// SIGTERM, as a Pod's stop sends it; waits (at most `limit`) for the process to exit and
@@ -619,6 +611,22 @@ pub fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
         .filter(|(series, _)| series.split('{').next() == Some(name))
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+/// The sum of the samples of `name` whose labels include every one of `labels` (`key="value"`)
+/// in a Prometheus text exposition, `None` when it has none.
+pub fn labelled_sum(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, present) = series.split_once('{').unwrap_or((series, ""));
+            let present: Vec<&str> = present.trim_end_matches('}').split(',').collect();
+            metric == name && labels.iter().all(|l| present.contains(l))
+        })
         .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
         .reduce(|a, b| a + b)
 }
