@@ -17,6 +17,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SIZES="${SIZES:-4561 50000}"
 RUNS="${RUNS:-3}"
+# `export --rate-limit` values measured: 10 (the default: the export paces itself, sleeping
+# about 100 ms before each page past the burst) and 0 (no pacing of its own, as the SDK's loop).
+RATE_LIMITS="${RATE_LIMITS:-10 0}"
 AK=LTAI5tSimulatorTestKey01
 SK=SimulatorTestSecretDoNotUseInProd
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/export-bench.XXXXXX")"
@@ -105,9 +108,12 @@ PY
   row "Python SDK, Tea client (tea-v3)" "$tea_cpu" "$tea_rss"
   row "Python SDK, legacy AcsClient" "$legacy_cpu" "$legacy_rss"
   for format in json yaml; do
-    read -r cpu rss < <(measure "$OPERATOR_BIN" export --region cn-hangzhou --endpoint "$url" \
-      --page-size 500 -o "$format")
-    row "export -o $format" "$cpu" "$rss"
+    for rate in $RATE_LIMITS; do
+      read -r cpu rss < <(measure "$OPERATOR_BIN" export --region cn-hangzhou --endpoint "$url" \
+        --page-size 500 -o "$format" --rate-limit "$rate")
+      if [ "$rate" = 10 ]; then row "export -o $format" "$cpu" "$rss"; else
+        row "export -o $format --rate-limit $rate" "$cpu" "$rss"; fi
+    done
   done
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
 done

@@ -810,6 +810,27 @@ async fn the_rate_limit_spaces_calls_of_one_access_key_across_clones() {
 }
 
 #[tokio::test]
+async fn a_zero_rate_is_no_pacing_of_the_clients_own() {
+    let (script, url) = serve(vec![
+        Reply::page(&["ip-1"], Some("t1")),
+        Reply::page(&["ip-2"], Some("t2")),
+        Reply::page(&["ip-3"], None),
+    ])
+    .await;
+    // No limiter is built: a burst of 0 would be refused with any rate.
+    let listing = client(ClientConfig {
+        rate_limit_qps: 0,
+        rate_limit_burst: 0,
+        ..config(&url)
+    })
+    .list_all(&filter(), &static_provider())
+    .await
+    .expect("listing");
+    assert_eq!(ids(&listing), ["ip-1", "ip-2", "ip-3"]);
+    assert_eq!(script.received().len(), 3);
+}
+
+#[tokio::test]
 async fn retries_take_rate_limit_tokens_too() {
     let (_script, url) = serve(vec![
         Reply::error(503, "ServiceUnavailable"),

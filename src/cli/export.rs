@@ -45,6 +45,12 @@ pub struct ExportArgs {
     /// Pipelines per call (API `MaxResults`, 1..500).
     #[arg(long, default_value_t = crate::ecs::filter::MAX_PAGE_SIZE)]
     pub page_size: u32,
+    /// Most ECS calls per second (retries included), as `run --ecs-rate-limit` paces the
+    /// operator; 0 for no pacing of the export's own: each page is asked for as soon as the
+    /// one before it is read, as the official SDKs and CLI page, and throttling answers are
+    /// retried with backoff either way.
+    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 10)]
+    pub rate_limit: u32,
     /// ECS endpoint base URL; default `https://ecs.<region>.aliyuncs.com`.
     #[arg(long, env = "ALIBABA_CLOUD_ECS_ENDPOINT")]
     pub endpoint: Option<String>,
@@ -135,6 +141,8 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     let filter = args.filter()?;
     let client = EcsClient::new(ClientConfig {
         endpoint: args.endpoint.clone(),
+        rate_limit_qps: args.rate_limit,
+        rate_limit_burst: args.rate_limit.clamp(1, 10),
         ..ClientConfig::default()
     })?;
     eprintln!(
@@ -300,7 +308,30 @@ pub fn ambient_provider(args: &ExportArgs) -> Result<SharedProvider, CliError> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Export {
+        #[command(flatten)]
+        args: ExportArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<ExportArgs, clap::Error> {
+        let argv = ["export", "--region", "cn-hangzhou"].iter().chain(flags);
+        Export::try_parse_from(argv).map(|e| e.args)
+    }
+
+    #[test]
+    fn the_rate_limit_is_ten_calls_a_second_unless_told_and_zero_is_no_pacing() {
+        // The environment would change the default; this test sets none.
+        assert_eq!(parse(&[]).expect("defaults").rate_limit, 10);
+        assert_eq!(parse(&["--rate-limit", "0"]).expect("0").rate_limit, 0);
+        assert_eq!(parse(&["--rate-limit", "50"]).expect("50").rate_limit, 50);
+        assert!(parse(&["--rate-limit", "-1"]).is_err());
+        assert!(parse(&["--rate-limit", "fast"]).is_err());
+    }
 
     fn item(id: &str) -> ImagePipelineItem {
         ImagePipelineItem {

@@ -44,7 +44,9 @@ pub struct ClientConfig {
     pub base_backoff: Duration,
     /// Largest ceiling of a retry's jittered delay.
     pub max_backoff: Duration,
-    /// Calls per second allowed per AccessKeyId, for the whole process; at least 1.
+    /// Calls per second allowed per AccessKeyId, for the whole process; 0 for no pacing of the
+    /// client's own (each page then waits only for the one before it, and throttling answers
+    /// are retried as always).
     pub rate_limit_qps: u32,
     /// Calls per AccessKeyId allowed at once before the rate applies; at least 1.
     pub rate_limit_burst: u32,
@@ -98,7 +100,8 @@ struct Inner {
     /// The endpoint override as the URL requests go to (its root), parsed once.
     endpoint_url: Option<reqwest::Url>,
     http: reqwest::Client,
-    limiter: KeyedRateLimiter,
+    /// None when the configuration asks for no pacing.
+    limiter: Option<KeyedRateLimiter>,
     backoff: Backoff,
     bodies: BodyPool,
 }
@@ -119,7 +122,8 @@ impl fmt::Debug for EcsClient {
 }
 
 impl EcsClient {
-    /// Builds a client; refuses an unusable endpoint override or zero limits.
+    /// Builds a client; refuses an unusable endpoint override, zero attempts or pages, or a zero
+    /// burst with a rate.
     #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
     pub fn new(config: ClientConfig) -> Result<Self, EcsError> {
         let endpoint_url = config
@@ -133,7 +137,10 @@ impl EcsClient {
         if config.max_pages == 0 {
             return Err(EcsError::Config("max_pages must be at least 1".into()));
         }
-        let limiter = KeyedRateLimiter::new(config.rate_limit_qps, config.rate_limit_burst)?;
+        let limiter = match config.rate_limit_qps {
+            0 => None,
+            qps => Some(KeyedRateLimiter::new(qps, config.rate_limit_burst)?),
+        };
         let http = transport::http_client(config.connect_timeout, config.read_timeout)?;
         let backoff = Backoff {
             base: config.base_backoff,
@@ -265,7 +272,9 @@ impl EcsClient {
         let mut retry = 0u32;
         loop {
             let credentials = provider.credentials().await?;
-            self.inner.limiter.acquire(&credentials.access_key_id).await;
+            if let Some(limiter) = &self.inner.limiter {
+                limiter.acquire(&credentials.access_key_id).await;
+            }
             let mut all: BTreeMap<String, String> = transport::common_params(
                 &credentials,
                 DESCRIBE_IMAGE_PIPELINES,
@@ -523,7 +532,7 @@ mod tests {
                 ..ClientConfig::default()
             },
             ClientConfig {
-                rate_limit_qps: 0,
+                rate_limit_burst: 0,
                 ..ClientConfig::default()
             },
             ClientConfig {
