@@ -142,7 +142,7 @@ pub async fn export(args: ExportArgs, provider: SharedProvider) -> Result<(), Cl
     let client = EcsClient::new(ClientConfig {
         endpoint: args.endpoint.clone(),
         rate_limit_qps: args.rate_limit,
-        rate_limit_burst: args.rate_limit.clamp(1, 10),
+        rate_limit_burst: crate::ecs::ratelimit::burst_for(args.rate_limit),
         ..ClientConfig::default()
     })?;
     eprintln!(

@@ -88,7 +88,7 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
     let ecs = EcsClient::new(ClientConfig {
         endpoint: args.ecs_endpoint.clone(),
         rate_limit_qps: args.ecs_rate_limit,
-        rate_limit_burst: args.ecs_rate_limit.clamp(1, 10),
+        rate_limit_burst: crate::ecs::ratelimit::burst_for(args.ecs_rate_limit),
         observer: Some(metrics.clone()),
         ..ClientConfig::default()
     })?;

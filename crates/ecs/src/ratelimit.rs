@@ -69,6 +69,15 @@ fn record_wait(waited: Duration) {
     WAITS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The largest burst [`burst_for`] gives.
+pub const MAX_BURST: u32 = 10;
+
+/// The burst that goes with a rate of `qps` calls per second, for the programs' flags: a
+/// second's worth of calls, at least 1 and at most [`MAX_BURST`].
+pub fn burst_for(qps: u32) -> u32 {
+    qps.clamp(1, MAX_BURST)
+}
+
 /// Limits calls per key (the AccessKeyId) to `qps` per second with bursts of `burst`.
 #[derive(Debug)]
 pub struct KeyedRateLimiter {
@@ -134,6 +143,15 @@ impl KeyedRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_burst_is_a_seconds_calls_between_one_and_ten() {
+        assert_eq!(burst_for(0), 1);
+        assert_eq!(burst_for(1), 1);
+        assert_eq!(burst_for(7), 7);
+        assert_eq!(burst_for(10), 10);
+        assert_eq!(burst_for(500), MAX_BURST);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_burst_wait_for_the_rate() {
