@@ -1,5 +1,5 @@
 //! imagepipeline-operator: mirrors Alibaba Cloud ECS image pipelines into Kubernetes.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
