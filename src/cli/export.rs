@@ -222,6 +222,9 @@ struct Printing {
     ids: SeenIds,
     /// Objects written before the page being read.
     written_before_page: usize,
+    /// The last item printed while its ID is staged (not yet known to be new): where its text
+    /// starts and how many objects were written before it.
+    unsettled: Option<(usize, usize)>,
 }
 
 impl Printing {
@@ -233,30 +236,50 @@ impl Printing {
             writer: ManifestWriter::new(Vec::new(), format),
             ids: SeenIds::default(),
             written_before_page: 0,
+            unsettled: None,
         }
     }
 
+    /// Prints `item` unless its ID was printed before. The ID is checked after the item is
+    /// printed, at the next item or the page's end ([`Printing::settle`]), the item taken back
+    /// if it was: the look into the table of IDs, asked for before printing, is then in the
+    /// cache instead of a wait on memory for every item.
     fn item(&mut self, item: &ItemView<'_>) {
+        self.settle();
         let id = &*item.image_pipeline_id;
-        if !self.ids.insert(id) {
+        if !is_object_name(id) {
+            if self.ids.insert(id) {
+                eprintln!(
+                    "warning: skipping pipeline {id:?}: its ID is not a valid Kubernetes object \
+                     name"
+                );
+            }
             return;
         }
-        if is_object_name(id) {
-            let mirroring = Mirroring {
-                region_id: &self.region_id,
-                namespace: &self.namespace,
-                last_sync_time: &self.stamp,
-            };
-            self.writer.append_item(item, &mirroring);
-        } else {
-            eprintln!(
-                "warning: skipping pipeline {id:?}: its ID is not a valid Kubernetes object name"
-            );
+        self.ids.stage(id);
+        let mirroring = Mirroring {
+            region_id: &self.region_id,
+            namespace: &self.namespace,
+            last_sync_time: &self.stamp,
+        };
+        self.unsettled = Some((self.writer.get_mut().len(), self.writer.written()));
+        self.writer.append_item(item, &mirroring);
+    }
+
+    /// Places the ID of the item printed last; takes the item back if the ID was seen before.
+    fn settle(&mut self) {
+        let Some((text_len, written)) = self.unsettled.take() else {
+            return;
+        };
+        if self.ids.place_staged() == Some(false) {
+            self.writer.get_mut().truncate(text_len);
+            self.writer.rewind_to(written);
         }
     }
 
     /// Forgets the page being read: its items come again.
     fn drop_page(&mut self) {
+        self.unsettled = None;
         self.writer.get_mut().clear();
         self.writer.rewind_to(self.written_before_page);
         self.ids.forget_pending();
@@ -264,6 +287,7 @@ impl Printing {
 
     /// The page being read is whole: its text goes to `out`.
     fn print_page(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.settle();
         let text = self.writer.get_mut();
         out.write_all(text)?;
         text.clear();
