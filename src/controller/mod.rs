@@ -52,7 +52,7 @@ pub use error::ControllerError;
 pub use observer::{NoopObserver, SyncObserver};
 pub use reconcile::{error_policy, reconcile};
 pub use run::{RunArgs, RunHooks, run_with, scopes};
-pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings};
+pub use source::{ListingKey, PipelineSource, SHARE_WINDOW, SharedListings, Sharing};
 pub use sync::HELD_UPDATES;
 pub use writer::Writer;
 

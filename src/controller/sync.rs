@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use crate::controller::context::{Context, Settled};
 use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{ResolveError, Resolved};
-use crate::controller::inputs::source::ListingKey;
+use crate::controller::inputs::source::{ListingKey, Sharing};
 use crate::controller::inputs::validate::{ValidSpec, valid_template, validate};
 use crate::controller::mirror::cache::Generation;
 use crate::controller::mirror::mirrored::{
@@ -29,7 +29,9 @@ use crate::controller::report::status::Outcome;
 use crate::controller::report::status::{Skipped, WriteFailure};
 use crate::crd::ImagePipelineQuery;
 use crate::crd::pipeline::is_object_name;
-use crate::ecs::{ImagePipelineItem, KnownLists, ListingError, PageEvent, PipelinePage};
+use crate::ecs::{
+    ImagePipelineItem, KnownLists, ListingError, PageEvent, PipelineFilter, PipelinePage,
+};
 
 /// The queries of `namespace` that may own objects, with their templates; `query` itself is
 /// taken as given (the cache may not have it yet). A query whose spec is invalid elsewhere
@@ -149,6 +151,20 @@ fn awaiting_listings(ctx: &Context, namespace: &str, uid: &str) -> bool {
             && q.metadata.deletion_timestamp.is_none()
             && !q.spec.suspend
             && validate(&q.spec).is_ok()
+    })
+}
+
+/// Whether another active query (valid, not suspended, not being deleted) lists with the
+/// same filter: only its syncs could join or reuse this query's listing (the credentials must
+/// match too, which is left to the listing's key), so without one a listing keeps none of its
+/// pages for others and holds a page or two at a time.
+fn others_list_alike(ctx: &Context, uid: &str, filter: &PipelineFilter) -> bool {
+    let filter = filter.normalized();
+    ctx.queries.state().iter().any(|q| {
+        q.uid().is_some_and(|other| other != uid)
+            && q.metadata.deletion_timestamp.is_none()
+            && !q.spec.suspend
+            && validate(&q.spec).is_ok_and(|v| v.filter.normalized() == filter)
     })
 }
 
@@ -696,10 +712,18 @@ impl SyncOf<'_> {
                 .flat_map(|p| p.digest.pages.iter())
                 .map(|m| (m.list_hash, m.list_len as usize)),
         );
-        let mut feed =
-            self.ctx
-                .listings
-                .list(key, credentials.provider.clone(), not_before, Some(known));
+        let sharing = if others_list_alike(self.ctx, &self.uid, &self.valid.filter) {
+            Sharing::Offered
+        } else {
+            Sharing::Alone
+        };
+        let mut feed = self.ctx.listings.list(
+            key,
+            credentials.provider.clone(),
+            not_before,
+            Some(known),
+            sharing,
+        );
         while let Some(item) = feed.next().await {
             let event = match item {
                 Ok(event) => event,

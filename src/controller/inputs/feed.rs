@@ -219,6 +219,11 @@ pub struct FeedReader {
 }
 
 impl FeedReader {
+    /// The feed it reads.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
+    }
+
     /// The next item, in order; `None` after the last page (or after an error, which is always
     /// the last item).
     pub async fn next(&mut self) -> Option<FeedItem> {

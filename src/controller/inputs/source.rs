@@ -120,6 +120,17 @@ impl ListingKey {
     }
 }
 
+/// Whether a listing is offered to other syncs: only a sync of another query listing alike
+/// can join one, so a query alone with its filter lists without keeping pages for others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Joined by syncs of the same key in flight, reused within the window, its pages kept
+    /// for them up to the budget.
+    Offered,
+    /// Neither joined nor reused: its pages are let go as soon as they are read.
+    Alone,
+}
+
 struct Flight {
     /// When it started, for the share window (the runtime's clock).
     started: Instant,
@@ -172,13 +183,20 @@ impl SharedListings {
     /// trigger, not a listing already under way. With `known` (the list hashes of the pages
     /// the caller remembers), a listing it starts carries list hashes and leaves those pages
     /// undecoded ([`PipelineSource::pages_known`]); a listing it joins is as its starter asked.
+    /// [`Sharing::Alone`] neither joins nor offers: the listing is the caller's own, each page
+    /// let go once read.
     pub fn list(
         &self,
         key: ListingKey,
         provider: SharedProvider,
         not_before: Option<Timestamp>,
         known: Option<KnownLists>,
+        sharing: Sharing,
     ) -> FeedReader {
+        if sharing == Sharing::Alone {
+            let pages = self.source.pages_known(key.filter, provider, known);
+            return Feed::start(pages, 0).1;
+        }
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let window = self.window;
@@ -323,22 +341,84 @@ mod tests {
         let mut b = a.clone();
         b.image_pipeline_ids.reverse();
         let (ra, rb) = tokio::join!(
-            read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None)),
-            read_all(shared.list(ListingKey::new("ambient", &b), provider(), None, None)),
+            read_all(shared.list(
+                ListingKey::new("ambient", &a),
+                provider(),
+                None,
+                None,
+                Sharing::Offered
+            )),
+            read_all(shared.list(
+                ListingKey::new("ambient", &b),
+                provider(),
+                None,
+                None,
+                Sharing::Offered
+            )),
         );
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Within the window, a finished listing is reused.
-        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None))
-            .await
-            .unwrap();
+        read_all(shared.list(
+            ListingKey::new("ambient", &a),
+            provider(),
+            None,
+            None,
+            Sharing::Offered,
+        ))
+        .await
+        .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // After it, a new one is fetched.
         tokio::time::sleep(SHARE_WINDOW).await;
-        read_all(shared.list(ListingKey::new("ambient", &a), provider(), None, None))
+        read_all(shared.list(
+            ListingKey::new("ambient", &a),
+            provider(),
+            None,
+            None,
+            Sharing::Offered,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_alone_neither_joins_nor_is_joined() {
+        let counting = Arc::new(Counting::default());
+        let shared = SharedListings::new(Arc::new(counting.clone()), SHARE_WINDOW);
+        let a = PipelineFilter::region("cn-hangzhou");
+        let key = || ListingKey::new("ambient", &a);
+        let (offered, alone) = tokio::join!(
+            read_all(shared.list(key(), provider(), None, None, Sharing::Offered)),
+            read_all(shared.list(key(), provider(), None, None, Sharing::Alone)),
+        );
+        assert!(offered.is_ok() && alone.is_ok());
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            2,
+            "alone lists for itself"
+        );
+        read_all(shared.list(key(), provider(), None, None, Sharing::Alone))
             .await
             .unwrap();
-        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            3,
+            "nor reuses a finished one"
+        );
+        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
+            .await
+            .unwrap();
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            3,
+            "an offered one is reused as before"
+        );
+        let mut reader = shared.list(key(), provider(), None, None, Sharing::Alone);
+        let first = reader.next().await;
+        assert!(matches!(first, Some(Ok(_))));
+        assert!(reader.feed().is_streaming(), "nothing kept for others");
     }
 
     #[tokio::test(start_paused = true)]
@@ -353,19 +433,22 @@ mod tests {
                 ListingKey::new("secret/ns1/ak@1", &a),
                 provider(),
                 None,
-                None
+                None,
+                Sharing::Offered
             )),
             read_all(shared.list(
                 ListingKey::new("secret/ns2/ak@1", &a),
                 provider(),
                 None,
-                None
+                None,
+                Sharing::Offered
             )),
             read_all(shared.list(
                 ListingKey::new("secret/ns1/ak@1", &small),
                 provider(),
                 None,
-                None
+                None,
+                Sharing::Offered
             )),
         );
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
@@ -407,7 +490,7 @@ mod tests {
         // About 2 MiB of pages against a budget of 256 KiB.
         let shared = SharedListings::with_budget(Arc::new(big.clone()), SHARE_WINDOW, 256 * 1024);
         let key = || ListingKey::new("ambient", &PipelineFilter::region("cn-hangzhou"));
-        let pages = read_all(shared.list(key(), provider(), None, None))
+        let pages = read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
             .await
             .unwrap();
         let items: usize = pages
@@ -423,7 +506,7 @@ mod tests {
         );
         assert!(pages.len() >= 4);
         // Within the window, a small listing would be reused; this one was let go.
-        read_all(shared.list(key(), provider(), None, None))
+        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
             .await
             .unwrap();
         assert_eq!(big.calls.load(Ordering::SeqCst), 2);
@@ -450,28 +533,30 @@ mod tests {
         // A scheduled listing is under way...
         let scheduled = {
             let shared = shared.clone();
-            tokio::spawn(async move { read_all(shared.list(key(), provider(), None, None)).await })
+            tokio::spawn(async move {
+                read_all(shared.list(key(), provider(), None, None, Sharing::Offered)).await
+            })
         };
         tokio::task::yield_now().await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // ...when a refresh is requested: it lists again instead of joining.
         let trigger = a_moment_later();
-        read_all(shared.list(key(), provider(), Some(trigger), None))
+        read_all(shared.list(key(), provider(), Some(trigger), None, Sharing::Offered))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         scheduled.await.unwrap().unwrap();
         // The fresh listing is shared with whatever comes after the trigger.
-        read_all(shared.list(key(), provider(), Some(trigger), None))
+        read_all(shared.list(key(), provider(), Some(trigger), None, Sharing::Offered))
             .await
             .unwrap();
-        read_all(shared.list(key(), provider(), None, None))
+        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         // A finished listing within the window is not reused by a later trigger either.
         let later = a_moment_later();
-        read_all(shared.list(key(), provider(), Some(later), None))
+        read_all(shared.list(key(), provider(), Some(later), None, Sharing::Offered))
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
