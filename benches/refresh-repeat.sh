@@ -12,10 +12,11 @@
 # this one repeats the refresh, since one run of 10-20 ms varies by a few ms.
 # Environment: N (10000), REFRESHES (4), ROUNDS (1), K8S_DIR (../shared/k8s beside the
 # repository), K8S_HOME / K8S_API_PORT / K8S_ETCD_PORT / K8S_KCM_PORT (default /tmp/k8s-refresh,
-# 6643, 2579, 10457), ADMIN_PORT (18188), KEEP=1 leaves the API server running.
+# 6643, 2579, 10457), ADMIN_PORT (18188), KEEP=1 leaves the API server running, LOG_DIR=DIR keeps
+# each operator's log there (operator-RUN.log).
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_DIR="${K8S_DIR:-$ROOT/../shared/k8s}"
 [ -x "$K8S_DIR/start.sh" ] || { echo "no API server kit at $K8S_DIR (set K8S_DIR)" >&2; exit 1; }
@@ -88,6 +89,7 @@ EOF
       line+=" $(( $(cpu_us "$op") - c0 ))/$(( $(faults "$op") - f0 ))/$(( $(switches "$op") - s0 ))"
     done
     kill -TERM "$op"; wait "$op" 2>/dev/null || true
+    [ -z "${LOG_DIR:-}" ] || cp "$WORK/operator-$run.log" "$LOG_DIR/"
     echo "$line"
   done
 done
