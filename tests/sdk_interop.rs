@@ -734,12 +734,12 @@ async fn export_pages_through_an_endpoint_that_verifies_with_the_official_sdks()
     }
     assert!(exported_cases >= 10, "most cases are expressible as flags");
 
-    // STS credentials from the environment: the token travels and is signed; without the
-    // export's own pacing (`--rate-limit 0`) the pages are the same.
+    // STS credentials from the environment: the token travels and is signed; with the
+    // export pacing itself (`--rate-limit 10`, as the operator does) the pages are the same.
     server.clear_log();
     let case = Case::new("export-sts", 3).tag("team", Some(NASTY_VALUE));
     let mut args = export_args(&case).expect("expressible");
-    args.extend(["--rate-limit".into(), "0".into()]);
+    args.extend(["--rate-limit".into(), "10".into()]);
     let key = (STS_KEY_ID, STS_SECRET, Some(STS_TOKEN));
     let (ok, stdout, stderr) = run_export(&server.url, &args, key).await;
     assert!(ok, "export with STS failed: {stderr}");

@@ -45,11 +45,12 @@ pub struct ExportArgs {
     /// Pipelines per call (API `MaxResults`, 1..500).
     #[arg(long, default_value_t = crate::ecs::filter::MAX_PAGE_SIZE)]
     pub page_size: u32,
-    /// Most ECS calls per second (retries included), as `run --ecs-rate-limit` paces the
-    /// operator; 0 for no pacing of the export's own: each page is asked for as soon as the
-    /// one before it is read, as the official SDKs and CLI page, and throttling answers are
-    /// retried with backoff either way.
-    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 10)]
+    /// Most ECS calls per second (retries included), to share an AccessKey's rate with a
+    /// running operator (`run --ecs-rate-limit`, 10 by default). The default, 0, is no pacing
+    /// of the export's own: one call at a time, each page asked for as soon as the one before
+    /// it is read, as the official SDKs and CLI page; throttling answers are retried with
+    /// backoff either way.
+    #[arg(long, env = "ECS_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
     /// ECS endpoint base URL; default `https://ecs.<region>.aliyuncs.com`.
     #[arg(long, env = "ALIBABA_CLOUD_ECS_ENDPOINT")]
@@ -348,9 +349,10 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_limit_is_ten_calls_a_second_unless_told_and_zero_is_no_pacing() {
+    fn the_export_paces_itself_only_when_told() {
         // The environment would change the default; this test sets none.
-        assert_eq!(parse(&[]).expect("defaults").rate_limit, 10);
+        assert_eq!(parse(&[]).expect("defaults").rate_limit, 0, "no pacing");
+        assert_eq!(parse(&["--rate-limit", "10"]).expect("10").rate_limit, 10);
         assert_eq!(parse(&["--rate-limit", "0"]).expect("0").rate_limit, 0);
         assert_eq!(parse(&["--rate-limit", "50"]).expect("50").rate_limit, 50);
         assert!(parse(&["--rate-limit", "-1"]).is_err());
