@@ -20,9 +20,13 @@ use base64::Engine;
 use imagepipeline_operator::controller::desired::{OwnerInfo, Owners};
 use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{Deletion, PlanInput, Write, plan};
-use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile};
+use imagepipeline_operator::controller::status::Outcome;
+use imagepipeline_operator::controller::validate::validate;
+use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile, sync};
 use imagepipeline_operator::crd::query::TemplateMetadata;
-use imagepipeline_operator::crd::{ImagePipeline, ImagePipelineQueryStatus, ImagePipelineSpec};
+use imagepipeline_operator::crd::{
+    ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus, ImagePipelineSpec,
+};
 use imagepipeline_operator::ecs::{CallObserver, EcsClient, ImagePipelineItem};
 use imagepipeline_operator::metrics::Metrics;
 use imagepipeline_operator::sim::{Credential, Faults, SimConfig};
@@ -417,6 +421,66 @@ async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_withi
     }
     assert_eq!(last_owners.len(), 10);
     assert!(last_owners.values().all(|n| *n == 100), "{last_owners:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_alone_lists_for_itself_and_queries_listing_alike_share() {
+    // 10 pipelines: 5 calls per listing of 2 per page, 2 calls of 5 per page.
+    let sim = Sim::start(SimConfig {
+        items: pipelines("payments", 10),
+        ..SimConfig::default()
+    })
+    .await;
+    let ecs = ecs_client(&sim.handle.url(), QPS, BURST, None);
+    let (client, _requests) = support::mock_api::client(None);
+    let alike = [
+        query("alike-a", json!({"pageSize": 2})),
+        query("alike-b", json!({"pageSize": 2})),
+    ];
+    let lone = query("lone", json!({"pageSize": 5}));
+    let mut queries = alike.to_vec();
+    queries.push(lone.clone());
+    let ctx = context_with_window(
+        client,
+        Arc::new(ecs),
+        Arc::new(Metrics::new()),
+        queries,
+        vec![],
+        SHARE_WINDOW,
+    );
+    let resolved = ctx
+        .credentials
+        .resolve(&ctx.client, NS, None)
+        .await
+        .expect("ambient credentials");
+    let attempt = |q: ImagePipelineQuery| {
+        let (ctx, resolved) = (ctx.clone(), resolved.clone());
+        async move {
+            let valid = validate(&q.spec).expect("valid");
+            let now = jiff::Timestamp::now().to_string();
+            sync::attempt(&ctx, &q, &valid, Ok(&resolved), None, &now)
+                .await
+                .expect("sync")
+        }
+    };
+
+    // One after the other, within the window: the second reuses the first's listing.
+    for q in &alike {
+        assert!(matches!(attempt(q.clone()).await, Outcome::Synced { .. }));
+    }
+    assert_eq!(sim.handle.call_count(), 5, "one listing for both");
+    // The lone query's listing is offered to nobody, not even to its own next sync.
+    for _ in 0..2 {
+        assert!(matches!(
+            attempt(lone.clone()).await,
+            Outcome::Synced { .. }
+        ));
+    }
+    assert_eq!(
+        sim.handle.call_count(),
+        5 + 2 * 2,
+        "a listing of its own each time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
