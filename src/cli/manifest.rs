@@ -4,11 +4,9 @@
 //! `serde_json::Value` of it (most of an export's CPU went there; BENCHMARKS.md, "export").
 //! A property test holds both printers to the serde path for any item.
 
-use std::io::Write as _;
-
 use std::borrow::Cow;
 
-use super::text::{append, json_clean};
+use super::text::{append, int, json_clean};
 use crate::crd::ImagePipeline;
 use crate::ecs::{ItemView, TagView};
 
@@ -213,7 +211,7 @@ impl Printer {
             match field {
                 Field::Text(s) => json_str(out, s),
                 Field::Int(n) => {
-                    let _ = write!(out, "{n}");
+                    int(out, n);
                 }
                 Field::Bool(b) => append(out, if b { b"true" } else { b"false" }),
                 Field::Texts(list) => self.json_list(out, list, |out, s| json_str(out, s)),
@@ -273,7 +271,8 @@ impl Printer {
                     write_text(out, s, 4);
                 }
                 Field::Int(n) => {
-                    let _ = write!(out, " {n}");
+                    out.push(b' ');
+                    int(out, n);
                 }
                 Field::Bool(b) => append(out, if b { b" true" } else { b" false" }),
                 Field::Texts(list) => {

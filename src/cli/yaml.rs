@@ -10,6 +10,8 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
+use super::text::append;
+
 /// Writes `value` as one YAML document body (no `---`), ending with a newline.
 pub fn write_document(out: &mut impl Write, value: &Value) -> io::Result<()> {
     match value {
@@ -52,7 +54,7 @@ fn write_map(
             out.write_all(key.as_bytes())?;
         } else {
             let mut quoted = Vec::with_capacity(key.len() + 2);
-            write_double_quoted(&mut quoted, key)?;
+            double_quoted_into(&mut quoted, key);
             if quoted.len() > MAX_KEY_LEN {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -144,11 +146,10 @@ fn yaml_float(text: &str) -> String {
 /// [`write_text`] into memory, which cannot fail.
 pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
     if is_plain(s) {
-        super::text::append(out, s.as_bytes());
-        return;
+        append(out, s.as_bytes());
+    } else {
+        text_not_plain_into(out, s, indent);
     }
-    // Writes into a `Vec` do not fail.
-    let _ = write_text_not_plain(out, s, indent);
 }
 
 /// Text: plain, a literal block, or double-quoted, whichever reads back as exactly `s`.
@@ -156,23 +157,31 @@ fn write_text(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
     if is_plain(s) {
         return out.write_all(s.as_bytes());
     }
-    write_text_not_plain(out, s, indent)
+    let mut text = Vec::with_capacity(s.len() + 8);
+    text_not_plain_into(&mut text, s, indent);
+    out.write_all(&text)
 }
 
-/// [`write_text`] of text that cannot be plain: a literal block or double-quoted.
-fn write_text_not_plain(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
-    if fits_literal_block(s) {
-        out.write_all(b"|-")?;
-        for line in s.split('\n') {
-            out.write_all(b"\n")?;
-            if !line.is_empty() {
-                pad(out, indent)?;
-                out.write_all(line.as_bytes())?;
-            }
-        }
-        return Ok(());
+/// Text that cannot be plain, as a literal block or double-quoted. Into memory, where short
+/// pieces are appended without a call to `memcpy` (see [`append`]).
+fn text_not_plain_into(out: &mut Vec<u8>, s: &str, indent: usize) {
+    const SPACES: &[u8; 64] = &[b' '; 64];
+    if !fits_literal_block(s) {
+        return double_quoted_into(out, s);
     }
-    write_double_quoted(out, s)
+    append(out, b"|-");
+    for line in s.split('\n') {
+        out.push(b'\n');
+        if !line.is_empty() {
+            let mut left = indent;
+            while left > 0 {
+                let n = left.min(SPACES.len());
+                append(out, &SPACES[..n]);
+                left -= n;
+            }
+            append(out, line.as_bytes());
+        }
+    }
 }
 
 /// Words YAML 1.1 readers take for booleans or null in any case.
@@ -221,11 +230,23 @@ fn is_plain(s: &str) -> bool {
 
 /// Multi-line text a `|-` block holds exactly: it does not end with a line break, no line
 /// starts with a blank (the block's indentation is read from its first non-empty line, and
-/// readers refuse tabs there), and every character is printable.
+/// readers refuse tabs there), and every character is printable. ASCII text is checked byte by
+/// byte in one pass.
 fn fits_literal_block(s: &str) -> bool {
-    s.contains('\n')
-        && !s.ends_with('\n')
-        && s.split('\n').all(|line| !line.starts_with([' ', '\t']))
+    let bytes = s.as_bytes();
+    if !bytes.contains(&b'\n') || bytes.ends_with(b"\n") {
+        return false;
+    }
+    if s.is_ascii() {
+        let mut line_start = true;
+        return bytes.iter().all(|&b| {
+            let fits = !(line_start && (b == b' ' || b == b'\t'))
+                && (b == b'\n' || b == b'\t' || (0x20..=0x7e).contains(&b));
+            line_start = b == b'\n';
+            fits
+        });
+    }
+    s.split('\n').all(|line| !line.starts_with([' ', '\t']))
         && s.chars()
             .all(|c| c == '\n' || (c != '\r' && is_printable(c)))
 }
@@ -236,31 +257,53 @@ fn is_printable(c: char) -> bool {
     matches!(c, '\t' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}' | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
 }
 
-fn write_double_quoted(out: &mut impl Write, s: &str) -> io::Result<()> {
-    out.write_all(b"\"")?;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escaped: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\t' => Some(b"\\t"),
-            '\r' => Some(b"\\r"),
+/// `s` double-quoted: `"`, `\`, line breaks and tabs escaped by name, other characters that
+/// are not printable as `\u` or `\U` escapes. Runs of ASCII that need no escape are copied
+/// whole.
+fn double_quoted_into(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        let b = bytes[at];
+        let escaped: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\t' => Some(b"\\t"),
+            b'\r' => Some(b"\\r"),
+            0x20..=0x7e => {
+                at += 1;
+                continue;
+            }
             _ => None,
         };
+        // Another character: a control character, DEL, or the start of a non-ASCII one (`at`
+        // is always at a character's start, as it moves by whole characters).
+        let c = s[at..]
+            .chars()
+            .next()
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
+        let next = at + c.len_utf8();
         if escaped.is_none() && is_printable(c) {
+            at = next;
             continue;
         }
-        out.write_all(&s.as_bytes()[start..i])?;
+        append(out, &bytes[start..at]);
         match escaped {
-            Some(e) => out.write_all(e)?,
-            None if u32::from(c) <= 0xffff => write!(out, "\\u{:04X}", u32::from(c))?,
-            None => write!(out, "\\U{:08X}", u32::from(c))?,
+            Some(e) => append(out, e),
+            // Writes into a `Vec` do not fail.
+            None if u32::from(c) <= 0xffff => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            None => {
+                let _ = write!(out, "\\U{:08X}", u32::from(c));
+            }
         }
-        start = i + c.len_utf8();
+        (start, at) = (next, next);
     }
-    out.write_all(&s.as_bytes()[start..])?;
-    out.write_all(b"\"")
+    append(out, &bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
