@@ -1,6 +1,6 @@
 //! The pipeline IDs an export has seen, kept in one text with a table of where each one is: an
-//! ID costs its bytes, an 8-byte span and an 8-byte slot instead of an allocation of its own,
-//! and no `malloc` per item.
+//! ID costs its bytes after a length byte and an 8-byte slot instead of an allocation of its
+//! own, and no `malloc` per item.
 //!
 //! Why a table of its own: at 100,000 IDs the table does not stay in the caches, and placing a
 //! new ID (nearly every one) cost two cache misses in a general hash table (its control bytes,
@@ -64,22 +64,22 @@ impl SeenIds {
         if let Some(staged) = self.staged.take() {
             self.text.truncate(staged.start);
         }
-        // Hashed as bytes, as `resize` and `forget_pending` hash the text again.
-        let hash = self.hasher.hash_one(id.as_bytes());
+        // 4 GiB for one ID is past any answer this reads; such an ID is cut here, at worst
+        // printed twice.
+        let id = &id.as_bytes()[..id.len().min(u32::MAX as usize)];
+        // The bytes kept are hashed, as `resize` and `forget_pending` hash the text again.
+        let hash = self.hasher.hash_one(id);
         let start = self.text.len();
         match u8::try_from(id.len()) {
             Ok(short) if short < LONG => self.text.push(short),
-            // 4 GiB for one ID is past any answer this reads; such an ID is cut here, at worst
-            // printed twice.
             _ => {
-                let len = u32::try_from(id.len()).unwrap_or(u32::MAX);
                 self.text.push(LONG);
-                self.text.extend_from_slice(&len.to_le_bytes());
+                // At most `u32::MAX`: cut above.
+                self.text
+                    .extend_from_slice(&(id.len() as u32).to_le_bytes());
             }
         }
-        let len = self.text.len();
-        self.text.extend_from_slice(id.as_bytes());
-        self.text.truncate(len + id_len_at(&self.text, start).1);
+        self.text.extend_from_slice(id);
         self.staged = Some(Staged { hash, start });
         if !self.slots.is_empty() {
             prefetch(&self.slots, home(hash, self.slots.len()));
@@ -198,29 +198,38 @@ impl SeenIds {
         None
     }
 
-    /// Places the ID at `start`, whose hash is `hash`, in the first empty slot from its home.
+    /// Places the ID at `start`, whose hash is `hash`.
     fn place(&mut self, hash: u64, start: usize) {
-        let len = self.slots.len();
-        let mut at = home(hash, len);
-        while self.slots[at] != 0 {
-            at = (at + 1) & (len - 1);
-        }
-        // `start + 1` fits in 32 bits: checked before placing.
-        self.slots[at] = (u64::from(tag_of(hash)) << 32) | (start as u64 + 1);
+        place(&mut self.slots, hash, start);
     }
 
     /// A table of at least `wanted` slots (a power of two), every placed ID in it again, in
     /// the order they were placed.
     fn resize(&mut self, wanted: usize) {
-        let len = wanted.max(MIN_SLOTS).next_power_of_two();
-        self.slots = vec![0; len];
-        let placed_end = self.placed_end();
-        let starts: Vec<usize> = Ids::new(&self.text[..placed_end], 0).collect();
-        for start in starts {
-            let hash = self.hasher.hash_one(self.id_at(start));
-            self.place(hash, start);
+        let mut slots = vec![0; wanted.max(MIN_SLOTS).next_power_of_two()];
+        let placed = &self.text[..self.placed_end()];
+        for start in Ids::new(placed, 0) {
+            let (from, len) = id_len_at(placed, start);
+            place(
+                &mut slots,
+                self.hasher.hash_one(&placed[from..from + len]),
+                start,
+            );
         }
+        self.slots = slots;
     }
+}
+
+/// Places the ID at `start`, whose hash is `hash`, in the first empty one of `slots` from its
+/// home.
+fn place(slots: &mut [u64], hash: u64, start: usize) {
+    let len = slots.len();
+    let mut at = home(hash, len);
+    while slots[at] != 0 {
+        at = (at + 1) & (len - 1);
+    }
+    // `start + 1` fits in 32 bits: checked before placing.
+    slots[at] = (u64::from(tag_of(hash)) << 32) | (start as u64 + 1);
 }
 
 /// Where the ID that starts at `start` of `text` has its bytes, and how many.
