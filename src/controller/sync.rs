@@ -148,9 +148,7 @@ fn awaiting_listings(ctx: &Context, namespace: &str, uid: &str) -> bool {
             && q.uid().is_some_and(|other| {
                 other != uid && ctx.remembered(&other).and_then(|m| m.listing).is_none()
             })
-            && q.metadata.deletion_timestamp.is_none()
-            && !q.spec.suspend
-            && validate(&q.spec).is_ok()
+            && active_spec(q).is_some()
     })
 }
 
@@ -162,10 +160,16 @@ fn others_list_alike(ctx: &Context, uid: &str, filter: &PipelineFilter) -> bool 
     let filter = filter.normalized();
     ctx.queries.state().iter().any(|q| {
         q.uid().is_some_and(|other| other != uid)
-            && q.metadata.deletion_timestamp.is_none()
-            && !q.spec.suspend
-            && validate(&q.spec).is_ok_and(|v| v.filter.normalized() == filter)
+            && active_spec(q).is_some_and(|v| v.filter.normalized() == filter)
     })
+}
+
+/// The valid spec of a query that syncs: not being deleted, not suspended.
+fn active_spec(query: &ImagePipelineQuery) -> Option<ValidSpec> {
+    if query.metadata.deletion_timestamp.is_some() || query.spec.suspend {
+        return None;
+    }
+    validate(&query.spec).ok()
 }
 
 /// Whether the namespace no longer mirrors the query's remembered `digest` (sorted by ID):
