@@ -219,7 +219,8 @@ pub struct FeedReader {
 }
 
 impl FeedReader {
-    /// The feed it reads.
+    /// The feed it reads (tests look at it).
+    #[cfg(test)]
     pub fn feed(&self) -> &Arc<Feed> {
         &self.feed
     }

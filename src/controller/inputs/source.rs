@@ -328,6 +328,15 @@ mod tests {
         }
     }
 
+    /// Every page of `key`'s listing for a sync without a trigger or known pages.
+    async fn list_untriggered(
+        shared: &SharedListings,
+        key: ListingKey,
+        sharing: Sharing,
+    ) -> Result<Vec<Arc<PageEvent>>, ListingError> {
+        read_all(shared.list(key, provider(), None, None, sharing)).await
+    }
+
     fn provider() -> SharedProvider {
         Arc::new(StaticProvider::new("test", Credentials::new("id", "s")))
     }
@@ -341,45 +350,21 @@ mod tests {
         let mut b = a.clone();
         b.image_pipeline_ids.reverse();
         let (ra, rb) = tokio::join!(
-            read_all(shared.list(
-                ListingKey::new("ambient", &a),
-                provider(),
-                None,
-                None,
-                Sharing::Offered
-            )),
-            read_all(shared.list(
-                ListingKey::new("ambient", &b),
-                provider(),
-                None,
-                None,
-                Sharing::Offered
-            )),
+            list_untriggered(&shared, ListingKey::new("ambient", &a), Sharing::Offered),
+            list_untriggered(&shared, ListingKey::new("ambient", &b), Sharing::Offered),
         );
         assert!(ra.is_ok() && rb.is_ok());
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Within the window, a finished listing is reused.
-        read_all(shared.list(
-            ListingKey::new("ambient", &a),
-            provider(),
-            None,
-            None,
-            Sharing::Offered,
-        ))
-        .await
-        .unwrap();
+        list_untriggered(&shared, ListingKey::new("ambient", &a), Sharing::Offered)
+            .await
+            .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // After it, a new one is fetched.
         tokio::time::sleep(SHARE_WINDOW).await;
-        read_all(shared.list(
-            ListingKey::new("ambient", &a),
-            provider(),
-            None,
-            None,
-            Sharing::Offered,
-        ))
-        .await
-        .unwrap();
+        list_untriggered(&shared, ListingKey::new("ambient", &a), Sharing::Offered)
+            .await
+            .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
     }
 
@@ -390,8 +375,8 @@ mod tests {
         let a = PipelineFilter::region("cn-hangzhou");
         let key = || ListingKey::new("ambient", &a);
         let (offered, alone) = tokio::join!(
-            read_all(shared.list(key(), provider(), None, None, Sharing::Offered)),
-            read_all(shared.list(key(), provider(), None, None, Sharing::Alone)),
+            list_untriggered(&shared, key(), Sharing::Offered),
+            list_untriggered(&shared, key(), Sharing::Alone),
         );
         assert!(offered.is_ok() && alone.is_ok());
         assert_eq!(
@@ -399,7 +384,7 @@ mod tests {
             2,
             "alone lists for itself"
         );
-        read_all(shared.list(key(), provider(), None, None, Sharing::Alone))
+        list_untriggered(&shared, key(), Sharing::Alone)
             .await
             .unwrap();
         assert_eq!(
@@ -407,7 +392,7 @@ mod tests {
             3,
             "nor reuses a finished one"
         );
-        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
+        list_untriggered(&shared, key(), Sharing::Offered)
             .await
             .unwrap();
         assert_eq!(
@@ -429,27 +414,21 @@ mod tests {
         let mut small = a.clone();
         small.page_size = 10;
         let _ = tokio::join!(
-            read_all(shared.list(
+            list_untriggered(
+                &shared,
                 ListingKey::new("secret/ns1/ak@1", &a),
-                provider(),
-                None,
-                None,
                 Sharing::Offered
-            )),
-            read_all(shared.list(
+            ),
+            list_untriggered(
+                &shared,
                 ListingKey::new("secret/ns2/ak@1", &a),
-                provider(),
-                None,
-                None,
                 Sharing::Offered
-            )),
-            read_all(shared.list(
+            ),
+            list_untriggered(
+                &shared,
                 ListingKey::new("secret/ns1/ak@1", &small),
-                provider(),
-                None,
-                None,
                 Sharing::Offered
-            )),
+            ),
         );
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }
@@ -490,7 +469,7 @@ mod tests {
         // About 2 MiB of pages against a budget of 256 KiB.
         let shared = SharedListings::with_budget(Arc::new(big.clone()), SHARE_WINDOW, 256 * 1024);
         let key = || ListingKey::new("ambient", &PipelineFilter::region("cn-hangzhou"));
-        let pages = read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
+        let pages = list_untriggered(&shared, key(), Sharing::Offered)
             .await
             .unwrap();
         let items: usize = pages
@@ -506,7 +485,7 @@ mod tests {
         );
         assert!(pages.len() >= 4);
         // Within the window, a small listing would be reused; this one was let go.
-        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
+        list_untriggered(&shared, key(), Sharing::Offered)
             .await
             .unwrap();
         assert_eq!(big.calls.load(Ordering::SeqCst), 2);
@@ -533,9 +512,7 @@ mod tests {
         // A scheduled listing is under way...
         let scheduled = {
             let shared = shared.clone();
-            tokio::spawn(async move {
-                read_all(shared.list(key(), provider(), None, None, Sharing::Offered)).await
-            })
+            tokio::spawn(async move { list_untriggered(&shared, key(), Sharing::Offered).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
@@ -550,7 +527,7 @@ mod tests {
         read_all(shared.list(key(), provider(), Some(trigger), None, Sharing::Offered))
             .await
             .unwrap();
-        read_all(shared.list(key(), provider(), None, None, Sharing::Offered))
+        list_untriggered(&shared, key(), Sharing::Offered)
             .await
             .unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
