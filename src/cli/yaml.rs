@@ -25,8 +25,10 @@ pub fn write_document(out: &mut impl Write, value: &Value) -> io::Result<()> {
     }
 }
 
+/// Spaces for indentation, written a slice of these at a time.
+const SPACES: &[u8; 64] = &[b' '; 64];
+
 fn pad(out: &mut impl Write, indent: usize) -> io::Result<()> {
-    const SPACES: &[u8; 64] = &[b' '; 64];
     let mut left = indent;
     while left > 0 {
         let n = left.min(SPACES.len());
@@ -34,6 +36,16 @@ fn pad(out: &mut impl Write, indent: usize) -> io::Result<()> {
         left -= n;
     }
     Ok(())
+}
+
+/// [`pad`] into memory, with the short-copy [`append`].
+fn pad_into(out: &mut Vec<u8>, indent: usize) {
+    let mut left = indent;
+    while left > 0 {
+        let n = left.min(SPACES.len());
+        append(out, &SPACES[..n]);
+        left -= n;
+    }
 }
 
 /// A map's entries at `indent`; with `inline_first` the first entry continues the current line
@@ -165,7 +177,6 @@ fn write_text(out: &mut impl Write, s: &str, indent: usize) -> io::Result<()> {
 /// Text that cannot be plain, as a literal block or double-quoted. Into memory, where short
 /// pieces are appended without a call to `memcpy` (see [`append`]).
 fn text_not_plain_into(out: &mut Vec<u8>, s: &str, indent: usize) {
-    const SPACES: &[u8; 64] = &[b' '; 64];
     if !fits_literal_block(s) {
         return double_quoted_into(out, s);
     }
@@ -173,12 +184,7 @@ fn text_not_plain_into(out: &mut Vec<u8>, s: &str, indent: usize) {
     for line in s.split('\n') {
         out.push(b'\n');
         if !line.is_empty() {
-            let mut left = indent;
-            while left > 0 {
-                let n = left.min(SPACES.len());
-                append(out, &SPACES[..n]);
-                left -= n;
-            }
+            pad_into(out, indent);
             append(out, line.as_bytes());
         }
     }
