@@ -42,15 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The one-shot commands run on the calling thread: a listing gains nothing from handing
-    // each page between worker threads (BENCHMARKS.md, "export").
-    let runtime = match cli.command {
-        Command::Export(_) | Command::Crds => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    }
-    .enable_all()
-    .build();
-    let result = match runtime {
+    let result = match runtime_for(&cli.command) {
         Ok(runtime) => runtime.block_on(dispatch(cli)),
         Err(e) => Err(CliError::Io(e)),
     };
@@ -61,6 +53,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime a command runs on. The one-shot commands run on the calling thread: a listing
+/// gains nothing from handing each page between threads (BENCHMARKS.md, "export"). `run` takes
+/// `--worker-threads`; the simulator and the demo serve many connections at once, one thread
+/// per core. Every count is set here, so tokio never reads (and panics on a bad)
+/// `TOKIO_WORKER_THREADS`.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match command {
+        Command::Export(_) | Command::Crds => tokio::runtime::Builder::new_current_thread(),
+        Command::Run(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(args.worker_threads));
+            builder
+        }
+        Command::Demo(_) | Command::EcsSim(_) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(cores);
+            builder
+        }
+    };
+    builder.enable_all().build()
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
@@ -80,8 +95,12 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             cli::run::run(args).await
         }
         Command::Crds => {
-            print!("{}", crd::crds_yaml());
-            Ok(())
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(crd::crds_yaml().as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(CliError::Io)
         }
         Command::Demo(args) => cli::demo::demo(args).await,
         Command::Export(args) => {

@@ -27,6 +27,7 @@ fn defaults_watch_all_namespaces_and_allow_no_ambient_credentials() {
     assert_eq!(a.admin_addr.to_string(), "0.0.0.0:8080");
     assert_eq!(a.lease_duration, std::time::Duration::from_secs(15));
     assert_eq!(a.ecs_endpoint, None);
+    assert_eq!(a.worker_threads, 1);
 }
 
 #[test]
@@ -53,6 +54,8 @@ fn namespaces_repeat_or_split_on_commas() {
         "http://127.0.0.1:9000",
         "--ecs-rate-limit",
         "25",
+        "--worker-threads",
+        "3",
     ]);
     assert_eq!(a.watched_namespaces(), ["a", "b", "c"]);
     let policy = a.ambient_policy();
@@ -67,6 +70,7 @@ fn namespaces_repeat_or_split_on_commas() {
     assert_eq!(a.lease_duration, std::time::Duration::from_secs(20));
     assert_eq!(a.admin_addr.to_string(), "127.0.0.1:9090");
     assert_eq!(a.ecs_rate_limit, 25);
+    assert_eq!(a.worker_threads, 3);
 }
 
 #[test]
@@ -131,4 +135,39 @@ fn bad_shard_names_are_refused_with_a_reason() {
     }
     let env = parse(&["--shard", "shard-2"]);
     assert_eq!(env.shard.as_deref(), Some("shard-2"));
+}
+
+#[test]
+fn worker_threads_outside_one_to_256_are_refused() {
+    for bad in ["0", "257", "-1", "two"] {
+        assert!(
+            Cli::try_parse_from(["run", "--worker-threads", bad]).is_err(),
+            "--worker-threads {bad} was accepted"
+        );
+    }
+}
+
+/// tokio panics on a `TOKIO_WORKER_THREADS` it cannot read when it picks a thread count
+/// itself; every command sets its own, so the variable is never read.
+#[test]
+fn a_bad_tokio_worker_threads_in_the_environment_is_ignored() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imagepipeline-operator"))
+        .args(["run", "--admin-addr", "127.0.0.1:0"])
+        .env("TOKIO_WORKER_THREADS", "many")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run the operator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran without a cluster: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert!(stderr.contains("error"), "no error said: {stderr}");
+    for command in [&["crds"][..], &["demo"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imagepipeline-operator"))
+            .args(command)
+            .env("TOKIO_WORKER_THREADS", "0")
+            .output()
+            .expect("run the operator");
+        assert!(out.status.success(), "{command:?} failed: {out:?}");
+    }
 }

@@ -62,6 +62,7 @@ fn args(namespaces: &[&str]) -> RunArgs {
         lease_name: "imagepipeline-operator-leader".into(),
         lease_namespace: "default".into(),
         lease_duration: Duration::from_secs(15),
+        worker_threads: 1,
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
         sts_endpoint: None,
         imds_endpoint: None,

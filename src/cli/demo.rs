@@ -44,11 +44,11 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         endpoint: Some(handle.url()),
         ..ClientConfig::default()
     })?;
-    println!(
-        "Built-in ECS simulator listening on {} with {} sample pipelines.\n",
+    say(&format!(
+        "Built-in ECS simulator listening on {} with {} sample pipelines.\n\n",
         handle.url(),
         sim::sample_items().len()
-    );
+    ))?;
 
     let mut all = PipelineFilter::region(&args.region);
     all.page_size = 3;
@@ -70,20 +70,31 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     ] {
         let listing = client.list_all(filter, &provider).await?;
         let objects = manifests(&listing.items, &filter.region_id, "default", now);
-        println!(
-            "ImagePipelineQuery {{{title}, pageSize: {}}} -> {} pipelines, {} DescribeImagePipelines call(s)",
+        say(&format!(
+            "ImagePipelineQuery {{{title}, pageSize: {}}} -> {} pipelines, {} DescribeImagePipelines call(s)\n\
+             $ kubectl get imagepipelines\n{}\n",
             filter.page_size,
             objects.len(),
-            listing.calls
-        );
-        println!("$ kubectl get imagepipelines");
-        println!("{}", table(&objects, now));
+            listing.calls,
+            table(&objects, now)
+        ))?;
     }
 
     let listing = client.list_all(&tagged, &provider).await?;
     let objects = manifests(&listing.items, &tagged.region_id, "default", now);
-    println!("Manifests the operator would write for the tagged query:");
-    print!("{}", render(&objects, args.output)?);
+    say("Manifests the operator would write for the tagged query:\n")?;
+    say(&render(&objects, args.output)?)?;
     handle.shutdown().await;
     Ok(())
+}
+
+/// Writes `text` to stdout: a closed pipe (`demo | head`) is an error to report, not a panic
+/// as in `print!`.
+fn say(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(CliError::Io)
 }

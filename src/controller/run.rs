@@ -244,6 +244,14 @@ pub struct RunArgs {
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 
+    /// Threads the operator runs its work on. One is enough: the work is waiting on the ECS
+    /// API and the Kubernetes API, one thread keeps up with the API server's write limit at
+    /// 100,000 pipelines, and a second thread costs CPU in hand-overs between the two
+    /// (BENCHMARKS.md). In a Pod with a CPU limit of one core or less, more threads cannot run
+    /// at once anyway.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// Address of the admin listener serving /metrics, /healthz and /readyz.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: std::net::SocketAddr,

@@ -23,7 +23,11 @@ fn holder(env: &Env) -> Option<String> {
 }
 
 /// An operator with leader election on [`LEASE`] in the test's namespace, named `identity`.
+/// `replica-b` runs on two worker threads, the others on the default one, so that whichever
+/// leads, both ways of running are seen mirroring; each has a `TOKIO_WORKER_THREADS` tokio
+/// would panic on, which the operator must ignore (its thread count is `--worker-threads`).
 fn replica(env: &Env, identity: &str, lease_duration: &str) -> Operator {
+    let threads = if identity == "replica-b" { "2" } else { "1" };
     env.spawn_operator(
         identity,
         &[
@@ -34,8 +38,10 @@ fn replica(env: &Env, identity: &str, lease_duration: &str) -> Operator {
             &env.ns,
             "--lease-duration",
             lease_duration,
+            "--worker-threads",
+            threads,
         ],
-        &[("POD_NAME", identity)],
+        &[("POD_NAME", identity), ("TOKIO_WORKER_THREADS", "many")],
     )
 }
 
