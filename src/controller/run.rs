@@ -244,11 +244,12 @@ pub struct RunArgs {
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 
-    /// Threads the operator runs its work on. One is enough: the work is waiting on the ECS
-    /// API and the Kubernetes API, one thread keeps up with the API server's write limit at
-    /// 100,000 pipelines, and a second thread costs CPU in hand-overs between the two
-    /// (BENCHMARKS.md). In a Pod with a CPU limit of one core or less, more threads cannot run
-    /// at once anyway.
+    /// Threads the operator runs its work on. One is enough for most fleets: the work is
+    /// mostly waiting on the ECS API and the Kubernetes API, and a second thread costs CPU in
+    /// hand-overs between the two (about 10% of an unchanged refresh). Two converge a first
+    /// sync of 100,000 pipelines somewhat sooner where a second core is free (BENCHMARKS.md,
+    /// "One worker thread"). In a Pod with a CPU limit of one core, more threads cannot run at
+    /// once anyway.
     #[arg(long, env = "WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
 
