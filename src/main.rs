@@ -94,14 +94,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             trim_heap_periodically();
             cli::run::run(args).await
         }
-        Command::Crds => {
-            use std::io::Write;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(crd::crds_yaml().as_bytes())
-                .and_then(|()| stdout.flush())
-                .map_err(CliError::Io)
-        }
+        Command::Crds => cli::print_out(&crd::crds_yaml()),
         Command::Demo(args) => cli::demo::demo(args).await,
         Command::Export(args) => {
             let provider = cli::export::ambient_provider(&args)?;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::CliError;
 use super::export::manifests;
 use super::output::{Format, render, table};
+use super::{CliError, print_out};
 use crate::ecs::credentials::{Credentials, SharedProvider, StaticProvider};
 use crate::ecs::{ClientConfig, EcsClient, PipelineFilter, TagFilter};
 use crate::sim;
@@ -44,7 +44,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         endpoint: Some(handle.url()),
         ..ClientConfig::default()
     })?;
-    say(&format!(
+    print_out(&format!(
         "Built-in ECS simulator listening on {} with {} sample pipelines.\n\n",
         handle.url(),
         sim::sample_items().len()
@@ -70,7 +70,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     ] {
         let listing = client.list_all(filter, &provider).await?;
         let objects = manifests(&listing.items, &filter.region_id, "default", now);
-        say(&format!(
+        print_out(&format!(
             "ImagePipelineQuery {{{title}, pageSize: {}}} -> {} pipelines, {} DescribeImagePipelines call(s)\n\
              $ kubectl get imagepipelines\n{}\n",
             filter.page_size,
@@ -82,19 +82,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
 
     let listing = client.list_all(&tagged, &provider).await?;
     let objects = manifests(&listing.items, &tagged.region_id, "default", now);
-    say("Manifests the operator would write for the tagged query:\n")?;
-    say(&render(&objects, args.output)?)?;
+    print_out("Manifests the operator would write for the tagged query:\n")?;
+    print_out(&render(&objects, args.output)?)?;
     handle.shutdown().await;
     Ok(())
-}
-
-/// Writes `text` to stdout: a closed pipe (`demo | head`) is an error to report, not a panic
-/// as in `print!`.
-fn say(text: &str) -> Result<(), CliError> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(CliError::Io)
 }

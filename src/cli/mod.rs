@@ -53,6 +53,17 @@ impl From<EcsError> for CliError {
     }
 }
 
+/// Writes `text` to stdout. A closed pipe (`demo | head`) is an error to report, where
+/// `print!` would panic.
+pub fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(CliError::Io)
+}
+
 impl From<ListingError> for CliError {
     fn from(e: ListingError) -> Self {
         CliError::Listing(Box::new(e))
