@@ -22,7 +22,7 @@ use imagepipeline_operator::controller::mirrored::Mirrored;
 use imagepipeline_operator::controller::plan::{Deletion, PlanInput, Write, plan};
 use imagepipeline_operator::controller::status::Outcome;
 use imagepipeline_operator::controller::validate::validate;
-use imagepipeline_operator::controller::{SHARE_WINDOW, reconcile, sync};
+use imagepipeline_operator::controller::{Context, SHARE_WINDOW, reconcile, sync};
 use imagepipeline_operator::crd::query::TemplateMetadata;
 use imagepipeline_operator::crd::{
     ImagePipeline, ImagePipelineQuery, ImagePipelineQueryStatus, ImagePipelineSpec,
@@ -34,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::context::{NS, context, context_with_window, ecs_client, mirrored, query};
-use support::mock_api::{Recorded, pipeline_writes};
+use support::mock_api::{Recorded, Requests, pipeline_writes};
 use support::sim::{Sim, pipelines};
 
 fn status_of(r: &Recorded) -> ImagePipelineQueryStatus {
@@ -361,9 +361,10 @@ fn most_calls_in_one_second(times: &[f64]) -> usize {
 const QPS: u32 = 20;
 const BURST: u32 = 5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_within_the_rate() {
-    // 10 pipelines, 2 per page: one listing is 5 calls.
+/// A simulator of 10 `payments` pipelines, and a context of `queries` listing from it at
+/// [`QPS`] with bursts of [`BURST`], sharing listings within [`SHARE_WINDOW`], against the mock
+/// API (whose requests come back too).
+async fn ten_pipelines_shared(queries: Vec<ImagePipelineQuery>) -> (Sim, Arc<Context>, Requests) {
     let sim = Sim::start(SimConfig {
         items: pipelines("payments", 10),
         ..SimConfig::default()
@@ -371,17 +372,24 @@ async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_withi
     .await;
     let ecs = ecs_client(&sim.handle.url(), QPS, BURST, None);
     let (client, requests) = support::mock_api::client(None);
-    let queries: Vec<_> = (0..100)
-        .map(|i| query(&format!("q{i:03}"), json!({"pageSize": 2})))
-        .collect();
     let ctx = context_with_window(
         client,
         Arc::new(ecs),
         Arc::new(Metrics::new()),
-        queries.clone(),
+        queries,
         vec![],
         SHARE_WINDOW,
     );
+    (sim, ctx, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_within_the_rate() {
+    // 10 pipelines, 2 per page: one listing is 5 calls.
+    let queries: Vec<_> = (0..100)
+        .map(|i| query(&format!("q{i:03}"), json!({"pageSize": 2})))
+        .collect();
+    let (sim, ctx, requests) = ten_pipelines_shared(queries.clone()).await;
     let results = futures::future::join_all(
         queries
             .iter()
@@ -426,13 +434,6 @@ async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_withi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_alone_lists_for_itself_and_queries_listing_alike_share() {
     // 10 pipelines: 5 calls per listing of 2 per page, 2 calls of 5 per page.
-    let sim = Sim::start(SimConfig {
-        items: pipelines("payments", 10),
-        ..SimConfig::default()
-    })
-    .await;
-    let ecs = ecs_client(&sim.handle.url(), QPS, BURST, None);
-    let (client, _requests) = support::mock_api::client(None);
     let alike = [
         query("alike-a", json!({"pageSize": 2})),
         query("alike-b", json!({"pageSize": 2})),
@@ -440,14 +441,7 @@ async fn a_query_alone_lists_for_itself_and_queries_listing_alike_share() {
     let lone = query("lone", json!({"pageSize": 5}));
     let mut queries = alike.to_vec();
     queries.push(lone.clone());
-    let ctx = context_with_window(
-        client,
-        Arc::new(ecs),
-        Arc::new(Metrics::new()),
-        queries,
-        vec![],
-        SHARE_WINDOW,
-    );
+    let (sim, ctx, _requests) = ten_pipelines_shared(queries).await;
     let resolved = ctx
         .credentials
         .resolve(&ctx.client, NS, None)
