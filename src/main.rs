@@ -61,17 +61,18 @@ fn main() -> ExitCode {
 /// per core. Every count is set here, so tokio never reads (and panics on a bad)
 /// `TOKIO_WORKER_THREADS`.
 fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match command {
-        Command::Export(_) | Command::Crds => tokio::runtime::Builder::new_current_thread(),
-        Command::Run(args) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(usize::from(args.worker_threads));
-            builder
-        }
+    let worker_threads = match command {
+        Command::Export(_) | Command::Crds => None,
+        Command::Run(args) => Some(usize::from(args.worker_threads)),
         Command::Demo(_) | Command::EcsSim(_) => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Some(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
+    };
+    let mut builder = match worker_threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(cores);
+            builder.worker_threads(threads);
             builder
         }
     };
