@@ -318,6 +318,12 @@ pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<Map<Stri
         sink.drop_page();
         return None;
     };
+    crate::scan::body_into(text, sink).or_else(|| visit_body_into(text, sink))
+}
+
+/// [`body_into`]'s serde pass, for a body the scanner gave up on: the same reading, with every
+/// shape serde reads.
+pub(crate) fn visit_body_into(text: &str, sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let read = de::DeserializeSeed::deserialize(BodySeed(&mut *sink), &mut deserializer)
         .and_then(|members| deserializer.end().map(|()| members));
@@ -437,21 +443,21 @@ impl<'de> Visitor<'de> for SetSeed<'_> {
 /// item to the lenient one. Members it does not use are read as strictly as `Value` reads
 /// them.
 #[derive(Default)]
-struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     /// The item's members as read so far (texts as [`text`] keeps them).
-    view: ItemView<'a>,
+    pub view: ItemView<'a>,
     /// Whether the view's ID is a usable one.
-    has_id: bool,
+    pub has_id: bool,
     /// A list element is a JSON array inside a string: the lenient decoder unpacks those.
-    unpack: bool,
+    pub unpack: bool,
     /// The members seen, by their place in [`ItemSeed`]'s list: a second one sends the item to
     /// the lenient decoder, which keeps the last as `Value` does.
-    seen: [bool; 20],
+    pub seen: [bool; 20],
 }
 
 impl<'a> Slot<'a> {
     /// Empties the slot for the next item, keeping its lists' allocations.
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         let view = &mut self.view;
         let mut tags = std::mem::take(&mut view.tags);
         let mut to_region_ids = std::mem::take(&mut view.to_region_ids);
@@ -477,7 +483,7 @@ impl<'a> Slot<'a> {
     }
 
     /// The item read, when [`Slot::is_usual`].
-    fn view(&self) -> Option<&ItemView<'a>> {
+    pub fn view(&self) -> Option<&ItemView<'a>> {
         self.is_usual().then_some(&self.view)
     }
 
@@ -627,7 +633,8 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
 }
 
 /// Text as the lenient decoder reads it: `""` and `"null"` are absent.
-fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+#[inline]
+pub(crate) fn text(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty() && s != "null")
 }
 

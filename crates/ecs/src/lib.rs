@@ -42,6 +42,7 @@ pub mod model;
 pub mod ratelimit;
 pub mod redact;
 pub mod retry;
+mod scan;
 pub mod sign;
 pub mod transport;
 pub mod view;
