@@ -310,7 +310,8 @@ fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
 /// of its list member given to `sink` as views of the body. `None` when it is not a body with
 /// one list member in the usual shape (an odd list or item, an item without a usable ID, two
 /// sets, not JSON): the sink has then been told to drop what it was given, and the caller
-/// decodes the body the usual way, which reads those or tells what is wrong.
+/// decodes the body the usual way, which reads those or tells what is wrong. The hand-written
+/// scanner ([`crate::scan`]) reads it first; serde's visitors when the scanner gives up.
 pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
     // Checked once as a whole, the texts need no check each (a body that is not UTF-8 is not
     // JSON either: the usual path tells what is wrong with it).
