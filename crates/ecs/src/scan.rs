@@ -103,7 +103,7 @@ impl<'a> Scanner<'a> {
             let start = s.at;
             s.skip_value(2)?;
             // The few small members are parsed by serde itself: exactly as it reads them.
-            let value = serde_json::from_str(&s.text[start..s.at]).ok()?;
+            let value = serde_json::from_str(s.text.get(start..s.at)?).ok()?;
             members.insert(key.to_string(), value);
             Some(())
         })?;
@@ -336,7 +336,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         // No sign: `-0` is a float to serde.
-        self.text[start..self.at].parse().ok().map(Some)
+        self.text.get(start..self.at)?.parse().ok().map(Some)
     }
 
     /// A number, `Some(true)` when it is a count (no sign, fraction or exponent). Only numbers
@@ -348,7 +348,7 @@ impl<'a> Scanner<'a> {
         self.at += usize::from(negative);
         let start = self.at;
         let digits = self.digits(18)?;
-        if digits > 1 && self.bytes()[start] == b'0' {
+        if digits > 1 && self.bytes().get(start) == Some(&b'0') {
             return None;
         }
         let mut whole = !negative;
@@ -370,7 +370,10 @@ impl<'a> Scanner<'a> {
 
     /// Takes a run of 1 to `most` decimal digits, answering its length.
     fn digits(&mut self, most: usize) -> Option<usize> {
-        let count = self.bytes()[self.at..]
+        let count = self
+            .bytes()
+            .get(self.at..)
+            .unwrap_or_default()
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
@@ -402,11 +405,11 @@ impl<'a> Scanner<'a> {
         let end = plain_run(self.bytes(), start);
         if self.bytes().get(end) == Some(&b'"') {
             self.at = end + 1;
-            return Some(Cow::Borrowed(&self.text[start..end]));
+            return self.text.get(start..end).map(Cow::Borrowed);
         }
         let mut owned = std::mem::take(&mut self.scratch);
         owned.clear();
-        owned.push_str(&self.text[start..end]);
+        owned.push_str(self.text.get(start..end)?);
         self.at = end;
         let unescaped = loop {
             match self.bytes().get(self.at) {
@@ -422,7 +425,10 @@ impl<'a> Scanner<'a> {
                 _ => break None,
             }
             let end = plain_run(self.bytes(), self.at);
-            owned.push_str(&self.text[self.at..end]);
+            match self.text.get(self.at..end) {
+                Some(run) => owned.push_str(run),
+                None => break None,
+            }
             self.at = end;
         };
         self.scratch = owned;
