@@ -345,6 +345,11 @@ fn call_times(sim: &Sim) -> Vec<f64> {
     secs
 }
 
+/// The calls beyond `QPS + BURST` a one-second window at the simulator may see: the limiter
+/// spaces calls as the client sends them, and a call released just before a window may be
+/// answered inside it when a loaded machine delays it (up to 100 ms: two calls at 20/s).
+const IN_TRANSIT: usize = 2;
+
 /// The most calls answered within any one second.
 fn most_calls_in_one_second(times: &[f64]) -> usize {
     let mut most = 0;
@@ -407,7 +412,10 @@ async fn a_hundred_queries_sharing_a_credential_and_due_together_list_once_withi
         "one listing (5 pages) for all 100 queries"
     );
     let most = most_calls_in_one_second(&call_times(&sim));
-    assert!(most <= (QPS + BURST) as usize, "{most} calls in one second");
+    assert!(
+        most <= (QPS + BURST) as usize + IN_TRANSIT,
+        "{most} calls in one second"
+    );
 
     let requests = requests.all();
     let synced = requests
@@ -515,7 +523,7 @@ async fn a_hundred_different_listings_due_together_stay_within_the_rate_limit() 
     let times = call_times(&sim);
     let most = most_calls_in_one_second(&times);
     assert!(
-        most <= (QPS + BURST) as usize,
+        most <= (QPS + BURST) as usize + IN_TRANSIT,
         "{most} calls in one second (limit {QPS}/s, burst {BURST})"
     );
     // The limiter really held them back: 100 calls at 20/s after a burst of 5 take ~4.75 s.
