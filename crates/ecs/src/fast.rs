@@ -305,25 +305,14 @@ fn decode_raw_item(raw: &RawValue) -> Option<Option<ImagePipelineItem>> {
     Some(decode_item(&value))
 }
 
-/// Reads `body` in one pass as strictly as `serde_json::Value` reads it (members it does not
-/// use and nesting depth included): its members other than the list as values, and the items
-/// of its list member given to `sink` as views of the body. `None` when it is not a body with
-/// one list member in the usual shape (an odd list or item, an item without a usable ID, two
-/// sets, not JSON): the sink has then been told to drop what it was given, and the caller
-/// decodes the body the usual way, which reads those or tells what is wrong. The hand-written
-/// scanner ([`crate::scan`]) reads it first; serde's visitors when the scanner gives up.
-pub(crate) fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
-    // Checked once as a whole, the texts need no check each (a body that is not UTF-8 is not
-    // JSON either: the usual path tells what is wrong with it).
-    let Ok(text) = std::str::from_utf8(body) else {
-        sink.drop_page();
-        return None;
-    };
-    crate::scan::body_into(text, sink).or_else(|| visit_body_into(text, sink))
-}
-
-/// [`body_into`]'s serde pass, for a body the scanner gave up on: the same reading, with every
-/// shape serde reads.
+/// Reads `text` (a body already found to be UTF-8) in one pass as strictly as
+/// `serde_json::Value` reads it (members it does not use and nesting depth included): its
+/// members other than the list as values, and the items of its list member given to `sink` as
+/// views of the body. `None` when it is not a body with one list member in the usual shape (an
+/// odd list or item, an item without a usable ID, two sets, not JSON): the sink has then been
+/// told to drop what it was given, and the caller decodes the body the usual way, which reads
+/// those or tells what is wrong. The hand-written scanner (`crate::scan`) reads a body first;
+/// this pass when the scanner gives up.
 pub(crate) fn visit_body_into(text: &str, sink: &mut dyn ItemSink) -> Option<Map<String, Value>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let read = de::DeserializeSeed::deserialize(BodySeed(&mut *sink), &mut deserializer)

@@ -2,7 +2,7 @@
 //! was the largest part of a listing's CPU: about a third of `export -o json` at 100,000
 //! pipelines through serde's visitors (BENCHMARKS.md), about half that through this scanner.
 //!
-//! It reads a strict subset of what [`crate::fast::body_into`]'s serde pass reads: keys
+//! It reads a strict subset of what [`crate::fast::visit_body_into`], the serde pass, reads: keys
 //! without escapes; where an item has a number, a count (no sign, fraction or exponent, at most
 //! 18 digits); elsewhere numbers serde can never find out of range; the simple escapes and `\u`
 //! escapes outside the surrogates; at most [`MAX_DEPTH`] levels of nesting. Whatever it reads,

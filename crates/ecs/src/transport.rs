@@ -14,6 +14,7 @@ use super::fast;
 use super::known::{KnownLists, list_hash};
 use super::model::PipelinePage;
 use super::retry::{RETRY_AFTER_HEADER, parse_retry_after};
+use super::scan;
 use super::sign;
 use super::view::ItemSink;
 
@@ -304,7 +305,7 @@ pub fn decode_response_into(
     body: &[u8],
     sink: &mut dyn ItemSink,
 ) -> Result<PipelinePage, EcsError> {
-    if let Some(members) = fast::body_into(body, sink) {
+    if let Some(members) = body_into(body, sink) {
         // An error answer gives no items; it takes the usual path, which tells which it is.
         if check_answer(status, &members, true).is_ok() {
             return Ok(crate::model::decode_page_fields(&members));
@@ -316,6 +317,19 @@ pub fn decode_response_into(
         sink.item(&item.view());
     }
     Ok(page)
+}
+
+/// The members of a page in the usual shape, its items given to `sink` as views of `body`:
+/// read by the hand-written scanner, or by serde's visitors when the scanner gives up (see
+/// [`fast::visit_body_into`] for when that is `None`).
+fn body_into(body: &[u8], sink: &mut dyn ItemSink) -> Option<serde_json::Map<String, Value>> {
+    // Checked once as a whole, the texts need no check each (a body that is not UTF-8 is not
+    // JSON either: the usual path tells what is wrong with it).
+    let Ok(text) = std::str::from_utf8(body) else {
+        sink.drop_page();
+        return None;
+    };
+    scan::body_into(text, sink).or_else(|| fast::visit_body_into(text, sink))
 }
 
 /// Decodes an answer; with `known`, hashes the list and leaves a known one undecoded (the
