@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -440,9 +439,9 @@ pub(crate) struct Slot<'a> {
     pub has_id: bool,
     /// A list element is a JSON array inside a string: the lenient decoder unpacks those.
     pub unpack: bool,
-    /// The members seen, by their place in [`ItemSeed`]'s list: a second one sends the item to
+    /// The members seen, by their place that [`member`] gives: a second one sends the item to
     /// the lenient decoder, which keeps the last as `Value` does.
-    pub seen: [bool; 20],
+    pub seen: [bool; MEMBERS],
 }
 
 impl<'a> Slot<'a> {
@@ -463,7 +462,7 @@ impl<'a> Slot<'a> {
         };
         self.has_id = false;
         self.unpack = false;
-        self.seen = [false; 20];
+        self.seen = [false; MEMBERS];
     }
 
     /// Whether the item read can be taken as it is: not when it needs the lenient decoder (no
@@ -561,65 +560,80 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
             seen,
         } = self.0;
         while let Some(key) = next_key(&mut map)? {
-            macro_rules! text {
-                ($field:ident, $i:expr) => {{
-                    first_time(&mut seen[$i])?;
-                    view.$field = text(map.next_value::<OptionalText>()?.0);
-                }};
-            }
-            macro_rules! value {
-                ($field:ident, $i:expr) => {{
-                    first_time(&mut seen[$i])?;
-                    view.$field = map.next_value()?;
-                }};
-            }
-            macro_rules! list {
-                ($name:ty, $elements:expr, $i:expr) => {{
-                    first_time(&mut seen[$i])?;
-                    map.next_value_seed(WrappedSeed::<$name, _>($elements, PhantomData))?
-                }};
-            }
-            match key.as_ref() {
-                "ImagePipelineId" => {
-                    first_time(&mut seen[0])?;
-                    let id = text(map.next_value::<OptionalText>()?.0);
-                    *has_id = id.is_some();
-                    view.image_pipeline_id = id.unwrap_or_default();
+            let Some((place, member)) = member(&key, view) else {
+                map.next_value::<Validated>()?;
+                continue;
+            };
+            first_time(&mut seen[place])?;
+            match member {
+                Member::Id(id) => {
+                    let read = text(map.next_value::<OptionalText>()?.0);
+                    *has_id = read.is_some();
+                    *id = read.unwrap_or_default();
                 }
-                "Name" => text!(name, 1),
-                "Description" => text!(description, 2),
-                "BaseImage" => text!(base_image, 3),
-                "BaseImageType" => text!(base_image_type, 4),
-                "BuildContent" => text!(build_content, 5),
-                "TestContent" => text!(test_content, 6),
-                "RepairMode" => text!(repair_mode, 7),
-                "ImageName" => text!(image_name, 8),
-                "ImageFamily" => text!(image_family, 9),
-                "InstanceType" => text!(instance_type, 10),
-                "SystemDiskSize" => value!(system_disk_size, 11),
-                "InternetMaxBandwidthOut" => value!(internet_max_bandwidth_out, 12),
-                "VSwitchId" => text!(v_switch_id, 13),
-                "DeleteInstanceOnFailure" => value!(delete_instance_on_failure, 14),
-                "ResourceGroupId" => text!(resource_group_id, 15),
-                "CreationTime" => text!(creation_time, 16),
-                "Tags" => list!(TagName, Tags(&mut view.tags), 17),
-                "ToRegionIds" => list!(
-                    ToRegionIdName,
-                    Texts(&mut view.to_region_ids, &mut *unpack),
-                    18
-                ),
-                "AddAccounts" => list!(
-                    AddAccountName,
-                    Texts(&mut view.add_accounts, &mut *unpack),
-                    19
-                ),
-                _ => {
-                    map.next_value::<Validated>()?;
+                Member::Text(field) => *field = text(map.next_value::<OptionalText>()?.0),
+                Member::Number(field) => *field = map.next_value()?,
+                Member::Flag(field) => *field = map.next_value()?,
+                Member::Tags(tags) => map.next_value_seed(WrappedSeed("Tag", Tags(tags)))?,
+                Member::Texts(inner, texts) => {
+                    map.next_value_seed(WrappedSeed(inner, Texts(texts, &mut *unpack)))?
                 }
             }
         }
         Ok(())
     }
+}
+
+/// How many members an item has that the direct readers keep (the size of [`Slot::seen`]).
+const MEMBERS: usize = 20;
+
+/// A member of an item that the direct readers keep: the field of the view it is read into.
+pub(crate) enum Member<'v, 'a> {
+    /// `ImagePipelineId`: a string or `null`.
+    Id(&'v mut Cow<'a, str>),
+    /// A text member: a string or `null`.
+    Text(&'v mut Option<Cow<'a, str>>),
+    /// A number member: an integer or `null`.
+    Number(&'v mut Option<i64>),
+    /// `DeleteInstanceOnFailure`: a boolean or `null`.
+    Flag(&'v mut Option<bool>),
+    /// `Tags`: `{"Tag": [...]}` or `null`.
+    Tags(&'v mut Vec<TagView<'a>>),
+    /// `ToRegionIds` or `AddAccounts`: texts wrapped in an object under the inner name given.
+    Texts(&'static str, &'v mut Vec<Cow<'a, str>>),
+}
+
+/// The member named `key` of the item read into `view`, and its place in [`Slot::seen`];
+/// `None` for a member no field keeps. Both direct readers (serde's pass and the scanner) take
+/// their members from here.
+pub(crate) fn member<'v, 'a>(
+    key: &str,
+    view: &'v mut ItemView<'a>,
+) -> Option<(usize, Member<'v, 'a>)> {
+    use Member::{Flag, Id, Number, Tags, Text, Texts};
+    Some(match key {
+        "ImagePipelineId" => (0, Id(&mut view.image_pipeline_id)),
+        "Name" => (1, Text(&mut view.name)),
+        "Description" => (2, Text(&mut view.description)),
+        "BaseImage" => (3, Text(&mut view.base_image)),
+        "BaseImageType" => (4, Text(&mut view.base_image_type)),
+        "BuildContent" => (5, Text(&mut view.build_content)),
+        "TestContent" => (6, Text(&mut view.test_content)),
+        "RepairMode" => (7, Text(&mut view.repair_mode)),
+        "ImageName" => (8, Text(&mut view.image_name)),
+        "ImageFamily" => (9, Text(&mut view.image_family)),
+        "InstanceType" => (10, Text(&mut view.instance_type)),
+        "SystemDiskSize" => (11, Number(&mut view.system_disk_size)),
+        "InternetMaxBandwidthOut" => (12, Number(&mut view.internet_max_bandwidth_out)),
+        "VSwitchId" => (13, Text(&mut view.v_switch_id)),
+        "DeleteInstanceOnFailure" => (14, Flag(&mut view.delete_instance_on_failure)),
+        "ResourceGroupId" => (15, Text(&mut view.resource_group_id)),
+        "CreationTime" => (16, Text(&mut view.creation_time)),
+        "Tags" => (17, Tags(&mut view.tags)),
+        "ToRegionIds" => (18, Texts("ToRegionId", &mut view.to_region_ids)),
+        "AddAccounts" => (19, Texts("AddAccount", &mut view.add_accounts)),
+        _ => return None,
+    })
 }
 
 /// Text as the lenient decoder reads it: `""` and `"null"` are absent.
@@ -714,66 +728,49 @@ impl<'de> Deserialize<'de> for FastTag<'de> {
     }
 }
 
-/// The name of a wrapped list's inner member.
-trait InnerName {
-    const NAME: &'static str;
-}
-struct TagName;
-impl InnerName for TagName {
-    const NAME: &'static str = "Tag";
-}
-struct ToRegionIdName;
-impl InnerName for ToRegionIdName {
-    const NAME: &'static str = "ToRegionId";
-}
-struct AddAccountName;
-impl InnerName for AddAccountName {
-    const NAME: &'static str = "AddAccount";
-}
-
 /// A wrapped list member, `{Inner: [...]}` or `null` (no elements): only an object whose inner
-/// member is an array or `null`, once; its elements go to `E`.
-struct WrappedSeed<N, E>(E, PhantomData<N>);
+/// member (named by the first field) is an array or `null`, once; its elements go to `E`.
+struct WrappedSeed<E>(&'static str, E);
 
-impl<'de, N: InnerName, E: Elements<'de>> de::DeserializeSeed<'de> for WrappedSeed<N, E> {
+impl<'de, E: Elements<'de>> de::DeserializeSeed<'de> for WrappedSeed<E> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de, N: InnerName, E: Elements<'de>> Visitor<'de> for WrappedSeed<N, E> {
+impl<'de, E: Elements<'de>> Visitor<'de> for WrappedSeed<E> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a {} list", N::NAME)
+        write!(f, "an object with a {} list", self.0)
     }
     fn visit_none<Er: de::Error>(self) -> Result<(), Er> {
         Ok(())
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(WrappedObject::<N, E>(self.0, PhantomData))
+        d.deserialize_map(WrappedObject(self.0, self.1))
     }
 }
 
 /// The object of a [`WrappedSeed`].
-struct WrappedObject<N, E>(E, PhantomData<N>);
+struct WrappedObject<E>(&'static str, E);
 
-impl<'de, N: InnerName, E: Elements<'de>> Visitor<'de> for WrappedObject<N, E> {
+impl<'de, E: Elements<'de>> Visitor<'de> for WrappedObject<E> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a {} list", N::NAME)
+        write!(f, "an object with a {} list", self.0)
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let mut seen = false;
         while let Some(k) = next_key(&mut map)? {
-            if k != N::NAME {
+            if k != self.0 {
                 map.next_value::<Validated>()?;
                 continue;
             }
             if std::mem::replace(&mut seen, true) {
                 return Err(de::Error::custom("duplicate list"));
             }
-            map.next_value_seed(ElementsSeed(&mut self.0))?;
+            map.next_value_seed(ElementsSeed(&mut self.1))?;
         }
         Ok(())
     }

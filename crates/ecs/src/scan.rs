@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::fast::{LIST, Slot, text};
+use crate::fast::{LIST, Member, Slot, member, text};
 use crate::view::{ItemSink, TagView};
 
 /// Deeper than this, the scanner gives up (serde's own limit is 128).
@@ -144,57 +144,21 @@ impl<'a> Scanner<'a> {
             view, has_id, seen, ..
         } = slot;
         self.object(|s, key| {
-            macro_rules! text {
-                ($field:ident, $i:expr) => {{
-                    once(&mut seen[$i])?;
-                    view.$field = text(s.optional_text()?);
-                }};
-            }
-            match key {
-                "ImagePipelineId" => {
-                    once(&mut seen[0])?;
-                    let id = text(s.optional_text()?);
-                    *has_id = id.is_some();
-                    view.image_pipeline_id = id.unwrap_or_default();
+            let Some((place, member)) = member(key, view) else {
+                return s.skip_value(5);
+            };
+            once(&mut seen[place])?;
+            match member {
+                Member::Id(id) => {
+                    let read = text(s.optional_text()?);
+                    *has_id = read.is_some();
+                    *id = read.unwrap_or_default();
                 }
-                "Name" => text!(name, 1),
-                "Description" => text!(description, 2),
-                "BaseImage" => text!(base_image, 3),
-                "BaseImageType" => text!(base_image_type, 4),
-                "BuildContent" => text!(build_content, 5),
-                "TestContent" => text!(test_content, 6),
-                "RepairMode" => text!(repair_mode, 7),
-                "ImageName" => text!(image_name, 8),
-                "ImageFamily" => text!(image_family, 9),
-                "InstanceType" => text!(instance_type, 10),
-                "SystemDiskSize" => {
-                    once(&mut seen[11])?;
-                    view.system_disk_size = s.optional_count()?;
-                }
-                "InternetMaxBandwidthOut" => {
-                    once(&mut seen[12])?;
-                    view.internet_max_bandwidth_out = s.optional_count()?;
-                }
-                "VSwitchId" => text!(v_switch_id, 13),
-                "DeleteInstanceOnFailure" => {
-                    once(&mut seen[14])?;
-                    view.delete_instance_on_failure = s.optional_bool()?;
-                }
-                "ResourceGroupId" => text!(resource_group_id, 15),
-                "CreationTime" => text!(creation_time, 16),
-                "Tags" => {
-                    once(&mut seen[17])?;
-                    s.wrapped("Tag", |s| s.tag(&mut view.tags))?;
-                }
-                "ToRegionIds" => {
-                    once(&mut seen[18])?;
-                    s.wrapped("ToRegionId", |s| s.text_element(&mut view.to_region_ids))?;
-                }
-                "AddAccounts" => {
-                    once(&mut seen[19])?;
-                    s.wrapped("AddAccount", |s| s.text_element(&mut view.add_accounts))?;
-                }
-                _ => s.skip_value(5)?,
+                Member::Text(field) => *field = text(s.optional_text()?),
+                Member::Number(field) => *field = s.optional_count()?,
+                Member::Flag(field) => *field = s.optional_bool()?,
+                Member::Tags(tags) => s.wrapped("Tag", |s| s.tag(&mut *tags))?,
+                Member::Texts(inner, texts) => s.wrapped(inner, |s| s.text_element(&mut *texts))?,
             }
             Some(())
         })
