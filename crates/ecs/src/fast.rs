@@ -574,7 +574,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
                 Member::Text(field) => *field = text(map.next_value::<OptionalText>()?.0),
                 Member::Number(field) => *field = map.next_value()?,
                 Member::Flag(field) => *field = map.next_value()?,
-                Member::Tags(tags) => map.next_value_seed(WrappedSeed("Tag", Tags(tags)))?,
+                Member::Tags(inner, tags) => map.next_value_seed(WrappedSeed(inner, Tags(tags)))?,
                 Member::Texts(inner, texts) => {
                     map.next_value_seed(WrappedSeed(inner, Texts(texts, &mut *unpack)))?
                 }
@@ -597,8 +597,9 @@ pub(crate) enum Member<'v, 'a> {
     Number(&'v mut Option<i64>),
     /// `DeleteInstanceOnFailure`: a boolean or `null`.
     Flag(&'v mut Option<bool>),
-    /// `Tags`: `{"Tag": [...]}` or `null`.
-    Tags(&'v mut Vec<TagView<'a>>),
+    /// `Tags`: tags wrapped in an object under the inner name given (`{"Tag": [...]}`), or
+    /// `null`.
+    Tags(&'static str, &'v mut Vec<TagView<'a>>),
     /// `ToRegionIds` or `AddAccounts`: texts wrapped in an object under the inner name given.
     Texts(&'static str, &'v mut Vec<Cow<'a, str>>),
 }
@@ -629,7 +630,7 @@ pub(crate) fn member<'v, 'a>(
         "DeleteInstanceOnFailure" => (14, Flag(&mut view.delete_instance_on_failure)),
         "ResourceGroupId" => (15, Text(&mut view.resource_group_id)),
         "CreationTime" => (16, Text(&mut view.creation_time)),
-        "Tags" => (17, Tags(&mut view.tags)),
+        "Tags" => (17, Tags("Tag", &mut view.tags)),
         "ToRegionIds" => (18, Texts("ToRegionId", &mut view.to_region_ids)),
         "AddAccounts" => (19, Texts("AddAccount", &mut view.add_accounts)),
         _ => return None,

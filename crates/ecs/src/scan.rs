@@ -157,7 +157,7 @@ impl<'a> Scanner<'a> {
                 Member::Text(field) => *field = text(s.optional_text()?),
                 Member::Number(field) => *field = s.optional_count()?,
                 Member::Flag(field) => *field = s.optional_bool()?,
-                Member::Tags(tags) => s.wrapped("Tag", |s| s.tag(&mut *tags))?,
+                Member::Tags(inner, tags) => s.wrapped(inner, |s| s.tag(&mut *tags))?,
                 Member::Texts(inner, texts) => s.wrapped(inner, |s| s.text_element(&mut *texts))?,
             }
             Some(())
