@@ -1,5 +1,6 @@
 //! `/readyz` turns ready once the controller's watches have listed everything: the real
-//! `run_with` against a fake API server that lists empty collections and holds watches open.
+//! `run_with` against a fake API server that lists empty collections (paginated or streamed)
+//! and holds watches open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use imagepipeline_operator::admin::Readiness;
 use imagepipeline_operator::controller::{
@@ -17,17 +19,24 @@ use imagepipeline_operator::controller::{
 use imagepipeline_operator::ecs::{Listing, ListingError, PipelineFilter, SharedProvider};
 
 async fn fake_api(request: Request) -> Response {
-    let watch = request
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let params: Vec<&str> = request.uri().query().unwrap_or("").split('&').collect();
+    let watch = params
+        .iter()
+        .any(|kv| *kv == "watch=true" || *kv == "watch=1");
     if watch {
-        // Nothing ever changes: the watch stays open and silent.
-        return Response::new(Body::from_stream(futures::stream::pending::<
-            Result<Bytes, Infallible>,
-        >()));
+        // A streaming list ends its (no) initial events at once; then nothing ever changes:
+        // the watch stays open and silent.
+        let initial_events_end = params
+            .contains(&"sendInitialEvents=true")
+            .then(|| {
+                Ok(Bytes::from_static(
+                    br#"{"type":"BOOKMARK","object":{"apiVersion":"ecs.mirror.io/v1alpha1","kind":"ImagePipeline","metadata":{"resourceVersion":"7","annotations":{"k8s.io/initial-events-end":"true"}}}}
+"#,
+                ))
+            });
+        let events = futures::stream::iter(initial_events_end)
+            .chain(futures::stream::pending::<Result<Bytes, Infallible>>());
+        return Response::new(Body::from_stream(events));
     }
     Response::builder()
         .header("content-type", "application/json")

@@ -20,6 +20,7 @@ use crate::controller::context::Context;
 use crate::controller::error::ControllerError;
 use crate::controller::inputs::credentials::{AmbientPolicy, CredentialsResolver};
 use crate::controller::inputs::source::{PipelineSource, SHARE_WINDOW, SharedListings};
+use crate::controller::mirror;
 use crate::controller::mirror::cache::{CacheFeeder, MirrorCache};
 pub use crate::controller::mirror::ownership::MAIN_SHARD;
 use crate::controller::mirror::ownership::{shard_field_manager, shard_label_key};
@@ -32,7 +33,7 @@ use crate::crd::{ImagePipeline, ImagePipelineQuery};
 use crate::ecs::SharedProvider;
 use crate::readiness::Readiness;
 
-/// ImagePipelines per page of the watch's (re-)list.
+/// ImagePipelines per page of the watch's (re-)list, when the API server refuses streaming lists.
 const PIPELINE_PAGE_SIZE: u32 = 100;
 
 /// How often what is remembered of queries that no longer exist is dropped (besides at once,
@@ -543,14 +544,15 @@ impl Shared {
             let mut feeder = CacheFeeder::new(pipelines.clone())
                 .with_field_manager(self.manager.clone())
                 .with_listener(recent.clone());
-            // Small pages: a page of full objects (managed fields and all) is decoded at once
-            // before it is reduced, so the page size bounds that transient memory.
+            // A streaming list where the API server serves one; else small pages: a page of
+            // full objects (managed fields and all) is decoded at once before it is reduced, so
+            // the page size bounds that transient memory.
             // An instance serving a part of the queries watches only the objects it labelled.
             let pipelines_wc = match &self.object_label {
                 Some(key) => wc.clone().labels(key),
                 None => wc.clone(),
             };
-            watcher(pipelines_api, pipelines_wc.page_size(PIPELINE_PAGE_SIZE))
+            mirror::watch::events(pipelines_api, pipelines_wc.page_size(PIPELINE_PAGE_SIZE))
                 .default_backoff()
                 .for_each(move |event| {
                     match event {

@@ -342,7 +342,8 @@ fn invalid_specs_are_refused_at_apply_with_a_clear_message() {
 
 /// Kills the operator (SIGKILL) while it is writing the objects of a large first sync, starts it
 /// again, and checks it converges: every pipeline mirrored exactly once, owned by the query, and
-/// nothing else.
+/// nothing else. The restarted operator takes the objects already there from a streaming list
+/// (the API server serves one), not page by page.
 #[test]
 fn an_operator_killed_in_the_middle_of_a_sync_converges_after_restart() {
     let total = 400;
@@ -363,9 +364,14 @@ fn an_operator_killed_in_the_middle_of_a_sync_converges_after_restart() {
     let after_kill = env.names().len();
     eprintln!("killed the operator with {partial}..{after_kill} of {total} objects written");
 
+    let streamed_before = imagepipeline_watch_lists(&env);
     env.start_operator();
     let q = env.wait_ready("hz", "Synced");
     assert_eq!(q["status"]["matchedCount"], total);
+    assert!(
+        imagepipeline_watch_lists(&env) > streamed_before,
+        "the restarted operator's initial list of ImagePipelines was a streaming list"
+    );
     let query_uid = q["metadata"]["uid"]
         .as_str()
         .unwrap_or_default()
@@ -380,4 +386,21 @@ fn an_operator_killed_in_the_middle_of_a_sync_converges_after_restart() {
         );
     }
     assert_eq!(env.names(), hangzhou_ids(&items));
+}
+
+/// How many streaming lists (watches with `sendInitialEvents`) of namespaced ImagePipelines the
+/// API server has completed, from its own metrics.
+fn imagepipeline_watch_lists(env: &Env) -> u64 {
+    let metrics = env.kubectl_ok(&["get", "--raw", "/metrics"]);
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_watch_list_duration_seconds_count{"))
+        .filter(|l| {
+            l.contains(r#"resource="imagepipelines""#) && l.contains(r#"scope="namespace""#)
+        })
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        })
+        .sum::<f64>() as u64
 }

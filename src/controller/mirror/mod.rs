@@ -1,5 +1,5 @@
-//! What is in the cluster: the one watch of mirrored ImagePipelines reduced to compact records
-//! ([`cache`], [`mirrored`]), who wrote which of their fields ([`ownership`]), and the view a
+//! What is in the cluster: the one watch of mirrored ImagePipelines ([`watch`]) reduced to compact
+//! records ([`cache`], [`mirrored`]), who wrote which of their fields ([`ownership`]), and the view a
 //! plan reads, corrected by this process's own writes the watch has not delivered yet
 //! ([`view`]).
 //!
@@ -10,3 +10,4 @@ pub mod cache;
 pub mod mirrored;
 pub mod ownership;
 pub mod view;
+pub mod watch;
