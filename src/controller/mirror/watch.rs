@@ -4,9 +4,10 @@
 //! Why: with a streaming list (`sendInitialEvents`, Kubernetes' WatchList) the objects that
 //! already exist arrive one by one on the watch, each decoded and reduced to its record before
 //! the next; a paginated list decodes a page of full objects (managed fields and all) at a
-//! time. After a restart at 100,000 objects, the glibc build held 72 MiB once the index was
-//! filled from pages of 100 and 63 MiB from a streaming list (its allocator keeps the holes the
-//! pages leave between the records), and the first sync took 26-32 s instead of 41-46 s.
+//! time. After a restart at 100,000 objects, the glibc build held 72.3-72.5 MiB once the index
+//! was filled from pages of 100 and 63.5-63.6 MiB from a streaming list (its allocator keeps the
+//! holes the pages leave between the records), and the first sync came 26-27 s after the start
+//! instead of 42-52 s (BENCHMARKS.md, "Streaming lists for the watch").
 //!
 //! API servers older than 1.27, and those whose WatchList feature gate is off (1.27-1.31 and
 //! 1.33 by default), refuse the streaming list's parameters (`400`/`422`); an API server, or a
