@@ -26,28 +26,14 @@ N="${N:-10000}"
 REFRESHES="${REFRESHES:-4}"
 ROUNDS="${ROUNDS:-1}"
 ADMIN_PORT="${ADMIN_PORT:-18188}"
-AK=LTAI5tSimulatorTestKey01
-SK=SimulatorTestSecretDoNotUseInProd
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/refresh-repeat.XXXXXX")"
 # shellcheck source=benches/support/kit.sh
 source "$ROOT/benches/support/kit.sh"
+# shellcheck source=benches/support/one-query.sh
+source "$ROOT/benches/support/one-query.sh"
 
-eval "export $(FRESH=1 "$K8S_DIR/start.sh" | tail -1)"
-"$1" crds | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-
-wait_for_url() { # file
-  for _ in $(seq 100); do grep -q http "$1" 2>/dev/null && break; sleep 0.1; done
-  grep -o 'http://[^ ]*' "$1" | head -1
-}
-"$1" ecs-sim --generate "$N" >"$WORK/sim0.out" 2>/dev/null &
-gen=$!
-url="$(wait_for_url "$WORK/sim0.out")"
-curl -fsS "$url/_sim/items" | jq -c '[.[] | .RegionId = "cn-hangzhou"]' >"$WORK/items.json"
-kill "$gen"; wait "$gen" 2>/dev/null || true
-"$1" ecs-sim --data "$WORK/items.json" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-PIDS+=($!)
-SIM_URL="$(wait_for_url "$WORK/sim.out")"
+fresh_api_server "$1"
+serve_hangzhou "$1" "$N"
 
 faults() { awk '{ sub(/^.*\) /, ""); print $8 }' "/proc/$1/stat"; }
 switches() { awk '/ctxt_switches/ { s += $2 } END { print s }' /proc/"$1"/task/*/status; }
@@ -57,34 +43,20 @@ for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     run=$((run + 1))
     NS="refresh-$run"
-    kubectl create namespace "$NS" >/dev/null
-    kubectl -n "$NS" create secret generic ecs --from-literal=accessKeyId=$AK \
-      --from-literal=accessKeySecret=$SK >/dev/null
-    kubectl apply -f - >/dev/null <<EOF
-apiVersion: ecs.mirror.io/v1alpha1
-kind: ImagePipelineQuery
-metadata: {name: q, namespace: $NS}
-spec: {regionId: cn-hangzhou, refreshInterval: 1h, credentials: {secretRef: {name: ecs}}}
-EOF
+    create_query "$NS"
     "$bin" run --namespace "$NS" --ecs-endpoint "$SIM_URL" \
       --admin-addr "127.0.0.1:$ADMIN_PORT" >"$WORK/operator-$run.log" 2>&1 &
     op=$!
-    q() { kubectl -n "$NS" get ipq q -o "jsonpath=$1" 2>/dev/null || true; }
-    synced() {
-      [ "$(q '{.status.matchedCount}')" = "$N" ] &&
-        [ "$(q '{.status.conditions[?(@.type=="Ready")].reason}')" = Synced ] &&
-        [ "$(q '{.status.lastSyncTime}')" != "$1" ]
-    }
-    until synced none; do sleep 0.3; done
+    until query_synced "$NS" "$N" none; do sleep 0.3; done
     sleep 5
     c0=$(cpu_us "$op"); sleep 5
     line="$bin (round $round): idle $(( ($(cpu_us "$op") - c0) / 5 )) us/s; refreshes (us of CPU / faults / switches):"
     for _ in $(seq "$REFRESHES"); do
-      last=$(q '{.status.lastSyncTime}')
+      last=$(query_field "$NS" '{.status.lastSyncTime}')
       sleep 1.1 # a new second for lastSyncTime
       c0=$(cpu_us "$op"); f0=$(faults "$op"); s0=$(switches "$op")
       kubectl -n "$NS" annotate ipq q --overwrite "ecs.mirror.io/requested-at=$(date +%s%N)" >/dev/null
-      until synced "$last"; do sleep 0.1; done
+      until query_synced "$NS" "$N" "$last"; do sleep 0.1; done
       sleep 1 # the drift check after the status change
       line+=" $(( $(cpu_us "$op") - c0 ))/$(( $(faults "$op") - f0 ))/$(( $(switches "$op") - s0 ))"
     done

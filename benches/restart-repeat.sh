@@ -25,56 +25,27 @@ N="${N:-100000}"
 ROUNDS="${ROUNDS:-2}"
 ADMIN_PORT="${ADMIN_PORT:-18288}"
 NS=restart
-AK=LTAI5tSimulatorTestKey01
-SK=SimulatorTestSecretDoNotUseInProd
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/restart-repeat.XXXXXX")"
 # shellcheck source=benches/support/kit.sh
 source "$ROOT/benches/support/kit.sh"
+# shellcheck source=benches/support/one-query.sh
+source "$ROOT/benches/support/one-query.sh"
 
-eval "export $(FRESH=1 "$K8S_DIR/start.sh" | tail -1)"
-"$1" crds | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+fresh_api_server "$1"
+serve_hangzhou "$1" "$N"
+create_query "$NS"
 
-wait_for_url() { # file
-  for _ in $(seq 100); do grep -q http "$1" 2>/dev/null && break; sleep 0.1; done
-  grep -o 'http://[^ ]*' "$1" | head -1
-}
-"$1" ecs-sim --generate "$N" >"$WORK/sim0.out" 2>/dev/null &
-gen=$!
-url="$(wait_for_url "$WORK/sim0.out")"
-curl -fsS "$url/_sim/items" | jq -c '[.[] | .RegionId = "cn-hangzhou"]' >"$WORK/items.json"
-kill "$gen"; wait "$gen" 2>/dev/null || true
-"$1" ecs-sim --data "$WORK/items.json" >"$WORK/sim.out" 2>"$WORK/sim.err" &
-PIDS+=($!)
-SIM_URL="$(wait_for_url "$WORK/sim.out")"
-
-kubectl create namespace "$NS" >/dev/null
-kubectl -n "$NS" create secret generic ecs --from-literal=accessKeyId=$AK \
-  --from-literal=accessKeySecret=$SK >/dev/null
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: ecs.mirror.io/v1alpha1
-kind: ImagePipelineQuery
-metadata: {name: q, namespace: $NS}
-spec: {regionId: cn-hangzhou, refreshInterval: 1h, credentials: {secretRef: {name: ecs}}}
-EOF
-
-q() { kubectl -n "$NS" get ipq q -o "jsonpath=$1" 2>/dev/null || true; }
-synced() { # LAST_SYNC_TIME -> whether the query synced all N after it
-  [ "$(q '{.status.matchedCount}')" = "$N" ] &&
-    [ "$(q '{.status.conditions[?(@.type=="Ready")].reason}')" = Synced ] &&
-    [ "$(q '{.status.lastSyncTime}')" != "$1" ]
-}
 kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 run() { # BIN LABEL -> one start on the namespace, measured
   local last op t0 t1 rss hwm
-  last="$(q '{.status.lastSyncTime}')"
+  last="$(query_field "$NS" '{.status.lastSyncTime}')"
   sleep 1.1 # a new second for lastSyncTime
   t0=$(date +%s%N)
   "$1" run --namespace "$NS" --ecs-endpoint "$SIM_URL" \
     --admin-addr "127.0.0.1:$ADMIN_PORT" >"$WORK/operator.log" 2>&1 &
   op=$!
-  until synced "$last"; do sleep 0.5; done
+  until query_synced "$NS" "$N" "$last"; do sleep 0.5; done
   t1=$(date +%s%N)
   sleep 10
   rss=$(kib "$op" VmRSS); hwm=$(kib "$op" VmHWM)
