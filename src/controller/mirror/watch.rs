@@ -158,6 +158,21 @@ mod tests {
             .expect("a response")
     }
 
+    /// An API server's `Status` answer for a failed request.
+    fn failure(status: StatusCode, reason: &str, message: &str) -> Response<Body> {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": reason, "code": status.as_u16(), "message": message});
+        reply(status, serde_json::to_vec(&body).expect("json"))
+    }
+
+    /// The bookmark that ends a streaming list's initial events.
+    fn initial_events_end() -> Value {
+        json!({"type": "BOOKMARK", "object": {
+            "apiVersion": "ecs.mirror.io/v1alpha1", "kind": "ImagePipeline",
+            "metadata": {"resourceVersion": "12",
+                "annotations": {"k8s.io/initial-events-end": "true"}}}})
+    }
+
     fn watch_lines(events: &[Value]) -> Vec<u8> {
         events
             .iter()
@@ -226,15 +241,11 @@ mod tests {
     #[tokio::test]
     async fn existing_objects_come_from_a_streaming_list_when_the_server_serves_one() {
         let (api, seen) = client(|uri| {
-            let end = json!({"type": "BOOKMARK", "object": {
-                "apiVersion": "ecs.mirror.io/v1alpha1", "kind": "ImagePipeline",
-                "metadata": {"resourceVersion": "12",
-                    "annotations": {"k8s.io/initial-events-end": "true"}}}});
             if uri.contains("sendInitialEvents=true") {
                 let added = |name| json!({"type": "ADDED", "object": pipeline(name, "11")});
                 Some(reply(
                     StatusCode::OK,
-                    watch_lines(&[added("ip-a"), added("ip-b"), end]),
+                    watch_lines(&[added("ip-a"), added("ip-b"), initial_events_end()]),
                 ))
             } else {
                 Some(reply(StatusCode::OK, Vec::new()))
@@ -262,12 +273,10 @@ mod tests {
     async fn a_server_refusing_streaming_lists_is_listed_page_by_page_from_then_on() {
         let (api, seen) = client(|uri| {
             if uri.contains("sendInitialEvents=true") {
-                let refusal = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "Invalid", "code": 422,
-                    "message": "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"});
-                Some(reply(
+                Some(failure(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    serde_json::to_vec(&refusal).expect("json"),
+                    "Invalid",
+                    "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
                 ))
             } else {
                 Some(paginated(uri))
@@ -297,14 +306,8 @@ mod tests {
 
     #[tokio::test]
     async fn other_failures_are_passed_on_and_retried_as_streaming_lists() {
-        let (api, seen) = client(|_| {
-            let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "reason": "Forbidden", "code": 403, "message": "forbidden"});
-            Some(reply(
-                StatusCode::FORBIDDEN,
-                serde_json::to_vec(&forbidden).expect("json"),
-            ))
-        });
+        let (api, seen) =
+            client(|_| Some(failure(StatusCode::FORBIDDEN, "Forbidden", "forbidden")));
         let got = first_events(api, watcher::Config::default(), 2).await;
         assert!(
             got.iter()
@@ -343,14 +346,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_watch_after_the_initial_events_is_no_reason_to_list() {
         let (api, seen) = client(|uri| {
-            let end = json!({"type": "BOOKMARK", "object": {
-                "apiVersion": "ecs.mirror.io/v1alpha1", "kind": "ImagePipeline",
-                "metadata": {"resourceVersion": "12",
-                    "annotations": {"k8s.io/initial-events-end": "true"}}}});
             // The streaming list ends its initial events, then stays silent (never answered
             // again: a watch with nothing to tell).
             uri.contains("sendInitialEvents=true")
-                .then(|| reply(StatusCode::OK, watch_lines(&[end])))
+                .then(|| reply(StatusCode::OK, watch_lines(&[initial_events_end()])))
         });
         let mut events = Box::pin(events(api, watcher::Config::default()));
         assert!(matches!(events.next().await, Some(Ok(Event::Init))));
