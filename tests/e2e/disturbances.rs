@@ -260,20 +260,14 @@ fn refused_writes_are_reported_and_the_others_are_made() {
 /// The number of ImagePipeline watches the API server is serving for namespace-scoped clients
 /// (the operator watches one namespace; the garbage collector's watch is cluster-wide).
 fn imagepipeline_watches(env: &Env) -> u64 {
-    let metrics = env.kubectl_ok(&["get", "--raw", "/metrics"]);
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("apiserver_longrunning_requests{"))
-        .filter(|l| {
-            l.contains(r#"resource="imagepipelines""#)
-                && l.contains(r#"verb="WATCH""#)
-                && l.contains(r#"scope="namespace""#)
-        })
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        })
-        .sum::<f64>() as u64
+    env.apiserver_metric(
+        "apiserver_longrunning_requests",
+        &[
+            r#"resource="imagepipelines""#,
+            r#"verb="WATCH""#,
+            r#"scope="namespace""#,
+        ],
+    )
 }
 
 #[test]

@@ -391,16 +391,8 @@ fn an_operator_killed_in_the_middle_of_a_sync_converges_after_restart() {
 /// How many streaming lists (watches with `sendInitialEvents`) of namespaced ImagePipelines the
 /// API server has completed, from its own metrics.
 fn imagepipeline_watch_lists(env: &Env) -> u64 {
-    let metrics = env.kubectl_ok(&["get", "--raw", "/metrics"]);
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("apiserver_watch_list_duration_seconds_count{"))
-        .filter(|l| {
-            l.contains(r#"resource="imagepipelines""#) && l.contains(r#"scope="namespace""#)
-        })
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        })
-        .sum::<f64>() as u64
+    env.apiserver_metric(
+        "apiserver_watch_list_duration_seconds_count",
+        &[r#"resource="imagepipelines""#, r#"scope="namespace""#],
+    )
 }

@@ -190,6 +190,13 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The sum of the API server's own metric `name` over the series carrying every one of
+    /// `labels` (`key="value"`), from its `/metrics`; 0 when it has none.
+    pub fn apiserver_metric(&self, name: &str, labels: &[&str]) -> u64 {
+        let metrics = self.kubectl_ok(&["get", "--raw", "/metrics"]);
+        labelled_sum(&metrics, name, labels).unwrap_or(0.0) as u64
+    }
+
     /// `kubectl patch <kind> <name> --type=merge -p <patch>`, which must succeed.
     pub fn merge_patch(&self, kind: &str, name: &str, patch: &str) -> String {
         self.kubectl_ok(&["patch", kind, name, "--type=merge", "-p", patch])
