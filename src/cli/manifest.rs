@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::text::{append, int, json_clean};
+use super::text::{append, append_json_clean, int};
 use crate::crd::ImagePipeline;
 use crate::ecs::{ItemView, TagView};
 
@@ -298,11 +298,12 @@ impl Printer {
 /// A JSON string as `serde_json` writes it: `"`, `\` and control characters escaped, the rest
 /// as it is.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if json_clean(s.as_bytes()) {
-        out.push(b'"');
-        append(out, s.as_bytes());
+    let start = out.len();
+    out.push(b'"');
+    if append_json_clean(out, s.as_bytes()) {
         out.push(b'"');
     } else {
+        out.truncate(start);
         // Writing a `str` into a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
     }
