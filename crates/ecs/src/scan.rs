@@ -21,6 +21,9 @@ use crate::view::{ItemSink, TagView};
 /// Deeper than this, the scanner gives up (serde's own limit is 128).
 const MAX_DEPTH: u32 = 64;
 
+/// At most this many strings of items read are kept for the next items' texts with escapes.
+const SPARE_TEXTS: usize = 32;
+
 /// Reads `text` as a page: its members other than the list as values, its items given to
 /// `sink`. `None` when it is not a page in the usual shape within the subset; the sink has
 /// then been told to drop any item it was given.
@@ -38,8 +41,10 @@ pub(crate) fn body_into(text: &str, sink: &mut dyn ItemSink) -> Option<Map<Strin
 struct Scanner<'a> {
     text: &'a str,
     at: usize,
-    /// Where a string with escapes is unescaped, before it is copied out at its length.
-    scratch: String,
+    /// Strings of the items read before, each text with escapes unescaped into one of them:
+    /// a string allocated and freed for every item (its build script has line breaks) kept
+    /// musl's `malloc` mapping and unmapping its groups of small blocks.
+    spare: Vec<String>,
 }
 
 impl<'a> Scanner<'a> {
@@ -47,7 +52,7 @@ impl<'a> Scanner<'a> {
         Scanner {
             text,
             at: 0,
-            scratch: String::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -139,6 +144,7 @@ impl<'a> Scanner<'a> {
     /// One item, read into `slot` (emptied first): the members [`Slot`] keeps, each at most
     /// once and strictly typed; any other member skipped.
     fn item(&mut self, slot: &mut Slot<'a>) -> Option<()> {
+        slot.view.release_owned(&mut self.spare, SPARE_TEXTS);
         slot.clear();
         let Slot {
             view, has_id, seen, ..
@@ -371,15 +377,15 @@ impl<'a> Scanner<'a> {
             self.at = end + 1;
             return self.text.get(start..end).map(Cow::Borrowed);
         }
-        let mut owned = std::mem::take(&mut self.scratch);
+        let mut owned = self.spare.pop().unwrap_or_default();
         owned.clear();
         owned.push_str(self.text.get(start..end)?);
         self.at = end;
-        let unescaped = loop {
+        let read = loop {
             match self.bytes().get(self.at) {
                 Some(b'"') => {
                     self.at += 1;
-                    break Some(Cow::Owned(owned.as_str().to_owned()));
+                    break Some(());
                 }
                 Some(b'\\') => match self.escape() {
                     Some(c) => owned.push(c),
@@ -395,8 +401,13 @@ impl<'a> Scanner<'a> {
             }
             self.at = end;
         };
-        self.scratch = owned;
-        unescaped
+        match read {
+            Some(()) => Some(Cow::Owned(owned)),
+            None => {
+                self.spare.push(owned);
+                None
+            }
+        }
     }
 
     /// The character of the escape at the scanner (its `\`); `None` for a surrogate, which
@@ -519,6 +530,53 @@ mod tests {
         format!(
             r#"{{"RequestId":"r-1","TotalCount":2,"NextToken":"t","ImagePipeline":{{"ImagePipelineSet":[{items}]}}}}"#
         )
+    }
+
+    #[test]
+    fn texts_with_escapes_reuse_the_strings_of_the_items_before() {
+        /// Each item's build script, and the capacity of the string it was unescaped into.
+        #[derive(Default)]
+        struct Scripts(Vec<(String, usize)>);
+        impl ItemSink for Scripts {
+            fn item(&mut self, item: &ItemView<'_>) {
+                match item.build_content.as_ref().expect("a build script") {
+                    Cow::Owned(script) => self.0.push((script.clone(), script.capacity())),
+                    Cow::Borrowed(script) => panic!("{script:?} has escapes, yet was borrowed"),
+                }
+            }
+            fn drop_page(&mut self) {
+                self.0.clear();
+            }
+        }
+        // The first script is the longest: a string of its own for each item would be no
+        // larger than its own script.
+        let scripts: Vec<String> = (0..5)
+            .map(|i| format!("RUN {}\\nRUN \\\"x\\\"", "y".repeat(200 - 40 * i)))
+            .collect();
+        let items: Vec<String> = scripts
+            .iter()
+            .enumerate()
+            .map(|(i, script)| {
+                format!(r#"{{"ImagePipelineId":"ip-{i}","BuildContent":"{script}"}}"#)
+            })
+            .collect();
+        let text = page(&items.join(","));
+        let mut read = Scripts::default();
+        assert!(body_into(&text, &mut read).is_some());
+        let unescaped: Vec<String> = scripts
+            .iter()
+            .map(|s| s.replace("\\n", "\n").replace("\\\"", "\""))
+            .collect();
+        let texts: Vec<&str> = read.0.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(texts, unescaped);
+        let first = read.0[0].0.len();
+        for (script, capacity) in &read.0[1..] {
+            assert!(
+                *capacity >= first,
+                "{script:?} in a string of {capacity} bytes, not the first item's ({first})"
+            );
+        }
+        reads_alike(&text);
     }
 
     #[test]

@@ -43,6 +43,49 @@ pub struct ItemView<'a> {
     pub add_accounts: Vec<Cow<'a, str>>,
 }
 
+impl<'a> ItemView<'a> {
+    /// Moves the strings this view owns (the texts that had escapes) into `spare`, while it
+    /// holds fewer than `most`, leaving empty texts in their place: the reader of a page
+    /// unescapes the next items' texts into them instead of allocating one string per text.
+    pub(crate) fn release_owned(&mut self, spare: &mut Vec<String>, most: usize) {
+        let mut release = |text: &mut Cow<'a, str>| {
+            if spare.len() < most {
+                if let Cow::Owned(owned) = std::mem::take(text) {
+                    spare.push(owned);
+                }
+            }
+        };
+        release(&mut self.image_pipeline_id);
+        for text in [
+            &mut self.name,
+            &mut self.description,
+            &mut self.base_image,
+            &mut self.base_image_type,
+            &mut self.build_content,
+            &mut self.test_content,
+            &mut self.repair_mode,
+            &mut self.image_name,
+            &mut self.image_family,
+            &mut self.instance_type,
+            &mut self.v_switch_id,
+            &mut self.resource_group_id,
+            &mut self.creation_time,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            release(text);
+        }
+        for tag in &mut self.tags {
+            release(&mut tag.key);
+            release(&mut tag.value);
+        }
+        for text in self.to_region_ids.iter_mut().chain(&mut self.add_accounts) {
+            release(text);
+        }
+    }
+}
+
 /// Receives each item of a page as it is read ([`crate::EcsClient::pages_into`]), in listing
 /// order, before the page's event. Reading a page may stop after some of its items were given
 /// (an item in an unusual shape further on): [`ItemSink::drop_page`] then says to forget the
