@@ -41,9 +41,9 @@ pub(crate) fn body_into(text: &str, sink: &mut dyn ItemSink) -> Option<Map<Strin
 struct Scanner<'a> {
     text: &'a str,
     at: usize,
-    /// Strings of the items read before, each text with escapes unescaped into one of them:
-    /// a string allocated and freed for every item (its build script has line breaks) kept
-    /// musl's `malloc` mapping and unmapping its groups of small blocks.
+    /// Strings of the items read before, each text with escapes unescaped into one of them
+    /// instead of a string allocated and freed for every item (each build script has line
+    /// breaks).
     spare: Vec<String>,
 }
 
