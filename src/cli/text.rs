@@ -16,16 +16,36 @@ pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
         for &byte in bytes {
             out.push(byte);
         }
-        return;
+    } else {
+        append_words(out, bytes, |_| true);
     }
+}
+
+/// Appends `bytes`, at least eight of them, in whole words, then the last eight bytes over the
+/// end of what was copied when the length is not a multiple of eight, each word passed to
+/// `word_ok` before it is written. Answers whether every word passed; the words before one that
+/// did not are left written. `out` has room for `bytes` already.
+#[inline]
+fn append_words(out: &mut Vec<u8>, bytes: &[u8], word_ok: impl Fn([u8; 8]) -> bool) -> bool {
     let mut at = 0;
     while let Some(word) = word_at(bytes, at) {
+        if !word_ok(word) {
+            return false;
+        }
         out.extend_from_slice(&word);
         at += 8;
     }
-    if let Some(last) = word_at(bytes, bytes.len() - 8).filter(|_| at < bytes.len()) {
-        out.truncate(out.len() - (at + 8 - bytes.len()));
-        out.extend_from_slice(&last);
+    let last = (at < bytes.len())
+        .then(|| word_at(bytes, bytes.len().checked_sub(8)?))
+        .flatten();
+    match last {
+        Some(last) if !word_ok(last) => false,
+        Some(last) => {
+            out.truncate(out.len() - (at + 8 - bytes.len()));
+            out.extend_from_slice(&last);
+            true
+        }
+        None => true,
     }
 }
 
@@ -71,34 +91,21 @@ pub fn append_json_clean(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
     };
     let start = out.len();
     out.reserve(bytes.len());
-    if bytes.len() < 8 {
-        for &byte in bytes {
-            if byte < 0x20 || byte == b'"' || byte == b'\\' {
-                out.truncate(start);
-                return false;
+    let clean = if bytes.len() < 8 {
+        bytes.iter().all(|&byte| {
+            let clean = byte >= 0x20 && byte != b'"' && byte != b'\\';
+            if clean {
+                out.push(byte);
             }
-            out.push(byte);
-        }
-        return true;
+            clean
+        })
+    } else {
+        append_words(out, bytes, |word| !escapes(word))
+    };
+    if !clean {
+        out.truncate(start);
     }
-    let mut at = 0;
-    while let Some(word) = word_at(bytes, at) {
-        if escapes(word) {
-            out.truncate(start);
-            return false;
-        }
-        out.extend_from_slice(&word);
-        at += 8;
-    }
-    if let Some(last) = word_at(bytes, bytes.len() - 8).filter(|_| at < bytes.len()) {
-        if escapes(last) {
-            out.truncate(start);
-            return false;
-        }
-        out.truncate(out.len() - (at + 8 - bytes.len()));
-        out.extend_from_slice(&last);
-    }
-    true
+    clean
 }
 
 #[cfg(test)]
