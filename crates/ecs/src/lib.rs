@@ -44,6 +44,7 @@ pub mod redact;
 pub mod retry;
 mod scan;
 pub mod sign;
+mod tls;
 pub mod transport;
 pub mod view;
 

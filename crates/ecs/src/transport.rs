@@ -110,15 +110,17 @@ pub struct Attempt {
     pub retry_after: Option<Duration>,
 }
 
-/// Builds the HTTP client: rustls with the ring provider, connect and read timeouts.
+/// Builds the HTTP client: rustls with the ring provider and the platform's roots, read at the
+/// first TLS handshake ([`crate::tls`]), connect and read timeouts.
 #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn http_client(
     connect_timeout: Duration,
     read_timeout: Duration,
 ) -> Result<reqwest::Client, EcsError> {
-    // Installing fails only when a provider is already installed, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = crate::tls::client_config()
+        .map_err(|e| EcsError::Config(format!("cannot set up TLS: {e}")))?;
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
         .user_agent(concat!(

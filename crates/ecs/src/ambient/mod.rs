@@ -78,8 +78,10 @@ pub(crate) fn http_client(
     connect: Duration,
     read: Duration,
 ) -> Result<reqwest::Client, CredentialsError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = crate::tls::client_config()
+        .map_err(|e| CredentialsError::Invalid(format!("setting up TLS: {e}")))?;
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(connect)
         .read_timeout(read)
         .timeout(connect + read + read)

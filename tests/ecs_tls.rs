@@ -1,0 +1,188 @@
+//! The ECS client's TLS against a real handshake: the platform's roots (`SSL_CERT_FILE` here)
+//! are read at the first handshake, not when the client is built, so a plain-HTTP endpoint
+//! works on a host without any CA certificates, and an HTTPS endpoint is still verified: a
+//! server whose CA is not among the roots is refused, one whose CA is is trusted, and a missing
+//! store fails the handshake with a clear error that the next handshake can recover from.
+//!
+//! One test in its own binary, since it sets the process's `SSL_CERT_FILE`. The certificates
+//! are in `tests/tls/` (made by `tests/tls/gen.py`, valid 2020-2120).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use imagepipeline_operator::ecs::credentials::StaticProvider;
+use imagepipeline_operator::ecs::{
+    ClientConfig, Credentials, EcsClient, EcsError, Listing, PipelineFilter, SharedProvider,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const PAGE: &str = r#"{"RequestId":"REQ-TLS","TotalCount":1,"MaxResults":500,"ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-tls0000000001","Name":"over-tls"}]}}"#;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers it with [`PAGE`].
+fn answer(stream: &mut impl ReadWrite) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&chunk[..n]);
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < head_end + length {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{PAGE}",
+        PAGE.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A server on a thread of its own, answering every connection with [`PAGE`], over TLS with
+/// `tests/tls/server.pem` when `tls`; returns its endpoint.
+fn serve(tls: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = tls.then(|| {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(fixture("server.pem"))
+                .expect("server.pem")
+                .collect::<Result<_, _>>()
+                .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(fixture("server.key")).expect("server.key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server certificate"),
+        )
+    });
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            // A refused handshake ends the connection with an error; the next one is served.
+            let _ = match &config {
+                Some(config) => rustls::ServerConnection::new(Arc::clone(config))
+                    .map_err(std::io::Error::other)
+                    .and_then(|conn| {
+                        answer(&mut rustls::StreamOwned::<_, TcpStream>::new(conn, tcp))
+                    }),
+                None => answer(&mut { tcp }),
+            };
+        }
+    });
+    match tls {
+        true => format!("https://localhost:{}", addr.port()),
+        false => format!("http://{addr}"),
+    }
+}
+
+fn client(endpoint: &str) -> EcsClient {
+    EcsClient::new(ClientConfig {
+        endpoint: Some(endpoint.into()),
+        read_timeout: Duration::from_secs(5),
+        max_attempts: 1,
+        ..ClientConfig::default()
+    })
+    .expect("a client builds without reading any roots")
+}
+
+async fn list(client: &EcsClient) -> Result<Listing, EcsError> {
+    let credentials: SharedProvider = Arc::new(StaticProvider::new(
+        "test",
+        Credentials::new("LTAItestkey", "test-secret"),
+    ));
+    client
+        .list_all(&PipelineFilter::region("cn-hangzhou"), &credentials)
+        .await
+        .map_err(|e| e.error)
+}
+
+fn listed_ids(listing: &Listing) -> Vec<&str> {
+    listing
+        .items
+        .iter()
+        .map(|i| i.image_pipeline_id.as_str())
+        .collect()
+}
+
+fn trust(file: &Path) {
+    // SAFETY: the only test of this binary; nothing else reads the environment meanwhile.
+    unsafe {
+        std::env::remove_var("SSL_CERT_DIR");
+        std::env::set_var("SSL_CERT_FILE", file);
+    }
+}
+
+#[tokio::test]
+async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
+    let plain = serve(false);
+    let secure = serve(true);
+
+    // No CA certificates at all: plain HTTP needs none.
+    trust(&fixture("no-such-bundle.pem"));
+    let listing = list(&client(&plain))
+        .await
+        .expect("plain HTTP needs no roots");
+    assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+
+    // HTTPS without roots fails the handshake, with the loader's reason.
+    let first = client(&secure);
+    let error = list(&first).await.expect_err("no roots, no trust");
+    let text = error.to_string();
+    assert!(
+        text.contains("No CA certificates were loaded"),
+        "the reason is given: {text}"
+    );
+
+    // Roots that do not include the server's CA: the certificate is refused.
+    trust(&fixture("other-ca.pem"));
+    let error = list(&client(&secure))
+        .await
+        .expect_err("a server of an unknown CA is refused");
+    let text = error.to_string();
+    assert!(
+        text.contains("UnknownIssuer") || text.contains("unknown issuer"),
+        "the certificate is what was refused: {text}"
+    );
+
+    // The server's CA: trusted, by a new client and by the one whose first load failed.
+    trust(&fixture("ca.pem"));
+    for client in [client(&secure), first] {
+        let listing = list(&client).await.expect("the server's CA is trusted");
+        assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+    }
+}
