@@ -30,7 +30,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers it with [`PAGE`].
-fn answer(stream: &mut impl ReadWrite) -> std::io::Result<()> {
+fn answer(stream: &mut (impl Read + Write)) -> std::io::Result<()> {
     let mut request = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -64,9 +64,6 @@ fn answer(stream: &mut impl ReadWrite) -> std::io::Result<()> {
     stream.flush()
 }
 
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
 /// A server on a thread of its own, answering every connection with [`PAGE`], over TLS with
 /// `tests/tls/server.pem` when `tls`; returns its endpoint.
 fn serve(tls: bool) -> String {
@@ -91,7 +88,7 @@ fn serve(tls: bool) -> String {
     });
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(tcp) = stream else { continue };
+            let Ok(mut tcp) = stream else { continue };
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
             // A refused handshake ends the connection with an error; the next one is served.
             let _ = match &config {
@@ -100,7 +97,7 @@ fn serve(tls: bool) -> String {
                     .and_then(|conn| {
                         answer(&mut rustls::StreamOwned::<_, TcpStream>::new(conn, tcp))
                     }),
-                None => answer(&mut { tcp }),
+                None => answer(&mut tcp),
             };
         }
     });
