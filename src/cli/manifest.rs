@@ -29,6 +29,47 @@ enum Field<'a> {
     Bool(bool),
     Texts(&'a [Cow<'a, str>]),
     Tags(&'a [TagView<'a>]),
+    /// A text of the [`Mirroring`], printed once per printer ([`Mirrored`]).
+    Mirrored(usize),
+}
+
+/// The places of the [`Mirroring`]'s texts in a [`Mirrored`].
+const REGION_ID: usize = 0;
+const NAMESPACE: usize = 1;
+const LAST_SYNC_TIME: usize = 2;
+
+/// The texts of one [`Mirroring`] and each of them printed, in JSON and in YAML: every
+/// manifest of an export has the same ones.
+#[derive(Debug, Clone)]
+struct Mirrored {
+    texts: [String; 3],
+    json: [Vec<u8>; 3],
+    yaml: [Vec<u8>; 3],
+}
+
+impl Mirrored {
+    fn new(m: &Mirroring<'_>) -> Self {
+        let texts = [m.region_id, m.namespace, m.last_sync_time];
+        Self {
+            texts: texts.map(str::to_string),
+            json: texts.map(|t| {
+                let mut out = Vec::new();
+                json_str(&mut out, t);
+                out
+            }),
+            // Each at the indentation of a spec member's value (and of `metadata.namespace`).
+            yaml: texts.map(|t| {
+                let mut out = Vec::new();
+                super::yaml::text_into(&mut out, t, 4);
+                out
+            }),
+        }
+    }
+
+    fn is_of(&self, m: &Mirroring<'_>) -> bool {
+        let [region_id, namespace, last_sync_time] = &self.texts;
+        region_id == m.region_id && namespace == m.namespace && last_sync_time == m.last_sync_time
+    }
 }
 
 /// How many members the spec has.
@@ -36,10 +77,7 @@ const SPEC_FIELDS: usize = 22;
 
 /// The spec's members in the order of `ImagePipelineSpec` (how JSON prints them), `None` where
 /// the object leaves a member out.
-fn spec_fields<'a>(
-    item: &'a ItemView<'a>,
-    m: &Mirroring<'a>,
-) -> [(&'static str, Option<Field<'a>>); SPEC_FIELDS] {
+fn spec_fields<'a>(item: &'a ItemView<'a>) -> [(&'static str, Option<Field<'a>>); SPEC_FIELDS] {
     let text = |v: &'a Option<Cow<'a, str>>| v.as_deref().map(Field::Text);
     let texts = |v: &'a [Cow<'a, str>]| (!v.is_empty()).then_some(Field::Texts(v));
     [
@@ -47,7 +85,7 @@ fn spec_fields<'a>(
             "imagePipelineId",
             Some(Field::Text(&item.image_pipeline_id)),
         ),
-        ("regionId", Some(Field::Text(m.region_id))),
+        ("regionId", Some(Field::Mirrored(REGION_ID))),
         ("name", text(&item.name)),
         ("description", text(&item.description)),
         ("baseImage", text(&item.base_image)),
@@ -76,7 +114,7 @@ fn spec_fields<'a>(
         ),
         ("toRegionIds", texts(&item.to_region_ids)),
         ("addAccounts", texts(&item.add_accounts)),
-        ("lastSyncTime", Some(Field::Text(m.last_sync_time))),
+        ("lastSyncTime", Some(Field::Mirrored(LAST_SYNC_TIME))),
     ]
 }
 
@@ -117,11 +155,16 @@ fn api_version() -> String {
 }
 
 /// Prints manifests of items, reusing what every manifest shares: the text between the
-/// values of a JSON object is worked out once, so each member costs one copy of its prefix and
-/// one of its value.
+/// values is worked out once, so each member costs one copy of its prefix and one of its
+/// value, and the [`Mirroring`]'s values are printed once while it stays the same.
 #[derive(Debug, Clone)]
 pub struct Printer {
-    api_version: String,
+    /// The last mirroring printed with, printed.
+    mirrored: Mirrored,
+    /// From the start of a YAML document to the value of `metadata.name`.
+    yaml_head: Vec<u8>,
+    /// Each spec member's `  key: ` in YAML, in the order of [`spec_fields`].
+    yaml_keys: [Vec<u8>; SPEC_FIELDS],
     /// From `{` to the value of `metadata.name`.
     json_head: Vec<u8>,
     /// Between `metadata.name` and `metadata.namespace`.
@@ -160,6 +203,9 @@ impl Printer {
     /// (the first line's own indentation is the caller's).
     pub fn new(json_indent: usize) -> Self {
         let api_version = api_version();
+        let mut yaml_head = b"apiVersion: ".to_vec();
+        super::yaml::text_into(&mut yaml_head, &api_version, 2);
+        yaml_head.extend_from_slice(b"\nkind: ImagePipeline\nmetadata:\n  name: ");
         let at = |depth: usize| line(json_indent + 2 * depth);
         let cat = |parts: &[&[u8]]| parts.concat();
         let mut head = cat(&[b"{", &at(1), b"\"apiVersion\": "]);
@@ -174,15 +220,16 @@ impl Printer {
             b"\"name\": ",
         ]));
         let empty = ItemView::default();
-        let m = Mirroring {
-            region_id: "",
-            namespace: "",
-            last_sync_time: "",
-        };
-        let keys = spec_fields(&empty, &m)
-            .map(|(key, _)| cat(&[b",", &at(2), b"\"", key.as_bytes(), b"\": "]));
+        let fields = spec_fields(&empty);
+        let keys = fields.map(|(key, _)| cat(&[b",", &at(2), b"\"", key.as_bytes(), b"\": "]));
         Self {
-            api_version,
+            mirrored: Mirrored::new(&Mirroring {
+                region_id: "",
+                namespace: "",
+                last_sync_time: "",
+            }),
+            yaml_head,
+            yaml_keys: fields.map(|(key, _)| cat(&[b"  ", key.as_bytes(), b": "])),
             json_head: head,
             json_namespace: cat(&[b",", &at(2), b"\"namespace\": "]),
             json_spec: cat(&[&at(1), b"},", &at(1), b"\"spec\": {"]),
@@ -196,14 +243,16 @@ impl Printer {
 
     /// Appends the item's object as `to_string_pretty` prints it, its lines after the first
     /// indented as [`Printer::new`] says, without a final line break.
-    pub fn json(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
+    pub fn json(&mut self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
+        self.print_mirroring(m);
+        let mirrored = &self.mirrored.json;
         append(out, &self.json_head);
         json_str(out, &item.image_pipeline_id);
         append(out, &self.json_namespace);
-        json_str(out, m.namespace);
+        append(out, &mirrored[NAMESPACE]);
         append(out, &self.json_spec);
         let mut first = true;
-        for ((_, field), prefix) in spec_fields(item, m).into_iter().zip(&self.json_keys) {
+        for ((_, field), prefix) in spec_fields(item).into_iter().zip(&self.json_keys) {
             let Some(field) = field else { continue };
             // The first member has no comma before it.
             append(out, &prefix[usize::from(first)..]);
@@ -214,6 +263,7 @@ impl Printer {
                     int(out, n);
                 }
                 Field::Bool(b) => append(out, if b { b"true" } else { b"false" }),
+                Field::Mirrored(text) => append(out, &mirrored[text]),
                 Field::Texts(list) => self.json_list(out, list, |out, s| json_str(out, s)),
                 Field::Tags(tags) => self.json_list(out, tags, |out, tag| {
                     out.push(b'{');
@@ -248,40 +298,48 @@ impl Printer {
 
     /// Appends the item's object as one YAML document body (no `---`), ending with a line
     /// break.
-    pub fn yaml(&self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
+    pub fn yaml(&mut self, out: &mut Vec<u8>, item: &ItemView<'_>, m: &Mirroring<'_>) {
         use super::yaml::text_into as write_text;
-        append(out, b"apiVersion: ");
-        write_text(out, &self.api_version, 2);
-        append(out, b"\nkind: ImagePipeline\nmetadata:\n  name: ");
+        self.print_mirroring(m);
+        let mirrored = &self.mirrored.yaml;
+        append(out, &self.yaml_head);
         write_text(out, &item.image_pipeline_id, 4);
         append(out, b"\n  namespace: ");
-        write_text(out, m.namespace, 4);
+        append(out, &mirrored[NAMESPACE]);
         append(out, b"\nspec:\n");
-        let fields = spec_fields(item, m);
+        let fields = spec_fields(item);
         for index in SORTED {
-            let (key, Some(field)) = fields[index] else {
+            let Some(field) = fields[index].1 else {
                 continue;
             };
-            append(out, b"  ");
-            append(out, key.as_bytes());
-            out.push(b':');
+            // `  key: `, the space left out before a list.
+            let key = &self.yaml_keys[index];
             match field {
                 Field::Text(s) => {
-                    out.push(b' ');
+                    append(out, key);
                     write_text(out, s, 4);
                 }
                 Field::Int(n) => {
-                    out.push(b' ');
+                    append(out, key);
                     int(out, n);
                 }
-                Field::Bool(b) => append(out, if b { b" true" } else { b" false" }),
+                Field::Bool(b) => {
+                    append(out, key);
+                    append(out, if b { b"true" } else { b"false" });
+                }
+                Field::Mirrored(text) => {
+                    append(out, key);
+                    append(out, &mirrored[text]);
+                }
                 Field::Texts(list) => {
+                    append(out, &key[..key.len() - 1]);
                     for s in list {
                         append(out, b"\n  - ");
                         write_text(out, s, 4);
                     }
                 }
                 Field::Tags(tags) => {
+                    append(out, &key[..key.len() - 1]);
                     for tag in tags {
                         append(out, b"\n  - tagKey: ");
                         write_text(out, &tag.key, 6);
@@ -291,6 +349,13 @@ impl Printer {
                 }
             }
             out.push(b'\n');
+        }
+    }
+
+    /// Prints the texts of `m`, unless they are those printed last.
+    fn print_mirroring(&mut self, m: &Mirroring<'_>) {
+        if !self.mirrored.is_of(m) {
+            self.mirrored = Mirrored::new(m);
         }
     }
 }
@@ -321,12 +386,7 @@ mod tests {
     #[test]
     fn the_yaml_order_is_the_keys_sorted() {
         let item = ItemView::default();
-        let m = Mirroring {
-            region_id: "r",
-            namespace: "n",
-            last_sync_time: "t",
-        };
-        let keys: Vec<&str> = spec_fields(&item, &m).iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&str> = spec_fields(&item).iter().map(|(k, _)| *k).collect();
         let sorted: Vec<&str> = SORTED.iter().map(|&i| keys[i]).collect();
         let mut expected = keys.clone();
         expected.sort_unstable();
@@ -391,25 +451,29 @@ mod tests {
         #[test]
         fn both_printers_print_what_serde_prints_for_the_object(
             item in item(),
-            namespace in text(),
+            mirrorings in proptest::collection::vec((text(), text(), text()), 1..4),
             indent in 0usize..6,
         ) {
-            let m = Mirroring { region_id: "cn-hangzhou", namespace: &namespace, last_sync_time: "2026-12-04T00:00:00Z" };
-            let obj = mirror_owned_item(item.clone(), m.region_id, m.namespace, m.last_sync_time)
-                .expect("the IDs generated are object names");
-            let printer = Printer::new(indent);
+            // One printer for every mirroring in turn: what it printed for one is never
+            // reused for another.
+            let mut printer = Printer::new(indent);
+            for (region_id, namespace, last_sync_time) in &mirrorings {
+                let m = Mirroring { region_id, namespace, last_sync_time };
+                let obj = mirror_owned_item(item.clone(), m.region_id, m.namespace, m.last_sync_time)
+                    .expect("the IDs generated are object names");
 
-            let mut json = Vec::new();
-            printer.json(&mut json, &item.view(), &m);
-            let pad = format!("\n{}", " ".repeat(indent));
-            let expected = serde_json::to_string_pretty(&obj).unwrap().replace('\n', &pad);
-            prop_assert_eq!(String::from_utf8(json).unwrap(), expected);
+                let mut json = Vec::new();
+                printer.json(&mut json, &item.view(), &m);
+                let pad = format!("\n{}", " ".repeat(indent));
+                let expected = serde_json::to_string_pretty(&obj).unwrap().replace('\n', &pad);
+                prop_assert_eq!(String::from_utf8(json).unwrap(), expected);
 
-            let mut yaml = Vec::new();
-            printer.yaml(&mut yaml, &item.view(), &m);
-            let mut expected = Vec::new();
-            super::super::yaml::write_document(&mut expected, &serde_json::to_value(&obj).unwrap()).unwrap();
-            prop_assert_eq!(String::from_utf8(yaml).unwrap(), String::from_utf8(expected).unwrap());
+                let mut yaml = Vec::new();
+                printer.yaml(&mut yaml, &item.view(), &m);
+                let mut expected = Vec::new();
+                super::super::yaml::write_document(&mut expected, &serde_json::to_value(&obj).unwrap()).unwrap();
+                prop_assert_eq!(String::from_utf8(yaml).unwrap(), String::from_utf8(expected).unwrap());
+            }
         }
     }
 }

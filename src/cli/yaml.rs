@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use super::text::append;
+use super::text::{append, append_yaml_plain, append_yaml_quoted_clean, is_plain_byte};
 
 /// Writes `value` as one YAML document body (no `---`), ending with a newline.
 pub fn write_document(out: &mut impl Write, value: &Value) -> io::Result<()> {
@@ -157,9 +157,8 @@ fn yaml_float(text: &str) -> String {
 
 /// [`write_text`] into memory, which cannot fail.
 pub(super) fn text_into(out: &mut Vec<u8>, s: &str, indent: usize) {
-    if is_plain(s) {
-        append(out, s.as_bytes());
-    } else {
+    // The bytes are checked as they are copied (see [`append_yaml_plain`]).
+    if !(may_be_plain(s) && append_yaml_plain(out, s.as_bytes())) {
         text_not_plain_into(out, s, indent);
     }
 }
@@ -181,11 +180,11 @@ fn text_not_plain_into(out: &mut Vec<u8>, s: &str, indent: usize) {
         return double_quoted_into(out, s);
     }
     append(out, b"|-");
-    for line in s.split('\n') {
+    for line in s.as_bytes().split(|&b| b == b'\n') {
         out.push(b'\n');
         if !line.is_empty() {
             pad_into(out, indent);
-            append(out, line.as_bytes());
+            append(out, line);
         }
     }
 }
@@ -207,30 +206,21 @@ const LONGEST_KEYWORD: usize = {
     longest
 };
 
-/// The bytes plain text may hold: letters, digits, `._/@+-` and space (a table: checking
-/// each byte against the list was a visible part of `export -o yaml`).
-const PLAIN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'.' | b'_' | b'/' | b'@' | b'+' | b'-' | b' ');
-        b += 1;
-    }
-    table
-};
-
 /// Plain text that no YAML reader can take for anything else: it starts with a letter (so no
 /// number, timestamp, indicator or `.inf`), holds only letters, digits and `._/@+-` and inner
-/// spaces (no `: ` or ` #`), and is no boolean or null keyword.
+/// spaces (no `: ` or ` #`; see [`is_plain_byte`]), and is no boolean or null keyword.
 fn is_plain(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
+    may_be_plain(s) && s.bytes().all(is_plain_byte)
+}
+
+/// [`is_plain`] but for the bytes after the first: `s` starts with a letter, does not end with
+/// a space and is no keyword.
+fn may_be_plain(s: &str) -> bool {
+    let Some(first) = s.bytes().next() else {
         return false;
     };
     first.is_ascii_alphabetic()
         && !s.ends_with(' ')
-        && s.bytes().all(|b| PLAIN_BYTES[usize::from(b)])
         && (s.len() > LONGEST_KEYWORD || !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
 }
 
@@ -268,6 +258,11 @@ fn is_printable(c: char) -> bool {
 /// whole.
 fn double_quoted_into(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    // Most quoted text (times, numbers as text) has nothing to escape: taken whole.
+    if append_yaml_quoted_clean(out, s.as_bytes()) {
+        out.push(b'"');
+        return;
+    }
     let bytes = s.as_bytes();
     let (mut start, mut at) = (0, 0);
     while at < bytes.len() {
