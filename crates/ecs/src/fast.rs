@@ -611,64 +611,28 @@ pub(crate) fn member<'v, 'a>(
     key: &str,
     view: &'v mut ItemView<'a>,
 ) -> Option<(usize, Member<'v, 'a>)> {
-    let place = member_place(key)?;
-    Some((place, member_at(place, view)?))
-}
-
-/// The place in [`Slot::seen`] of the member named `key`; `None` for a member no field keeps.
-pub(crate) fn member_place(key: &str) -> Option<usize> {
-    Some(match key {
-        "ImagePipelineId" => 0,
-        "Name" => 1,
-        "Description" => 2,
-        "BaseImage" => 3,
-        "BaseImageType" => 4,
-        "BuildContent" => 5,
-        "TestContent" => 6,
-        "RepairMode" => 7,
-        "ImageName" => 8,
-        "ImageFamily" => 9,
-        "InstanceType" => 10,
-        "SystemDiskSize" => 11,
-        "InternetMaxBandwidthOut" => 12,
-        "VSwitchId" => 13,
-        "DeleteInstanceOnFailure" => 14,
-        "ResourceGroupId" => 15,
-        "CreationTime" => 16,
-        "Tags" => 17,
-        "ToRegionIds" => 18,
-        "AddAccounts" => 19,
-        _ => return None,
-    })
-}
-
-/// The member at `place` (see [`member_place`]) of the item read into `view`.
-pub(crate) fn member_at<'v, 'a>(
-    place: usize,
-    view: &'v mut ItemView<'a>,
-) -> Option<Member<'v, 'a>> {
     use Member::{Flag, Id, Number, Tags, Text, Texts};
-    Some(match place {
-        0 => Id(&mut view.image_pipeline_id),
-        1 => Text(&mut view.name),
-        2 => Text(&mut view.description),
-        3 => Text(&mut view.base_image),
-        4 => Text(&mut view.base_image_type),
-        5 => Text(&mut view.build_content),
-        6 => Text(&mut view.test_content),
-        7 => Text(&mut view.repair_mode),
-        8 => Text(&mut view.image_name),
-        9 => Text(&mut view.image_family),
-        10 => Text(&mut view.instance_type),
-        11 => Number(&mut view.system_disk_size),
-        12 => Number(&mut view.internet_max_bandwidth_out),
-        13 => Text(&mut view.v_switch_id),
-        14 => Flag(&mut view.delete_instance_on_failure),
-        15 => Text(&mut view.resource_group_id),
-        16 => Text(&mut view.creation_time),
-        17 => Tags("Tag", &mut view.tags),
-        18 => Texts("ToRegionId", &mut view.to_region_ids),
-        19 => Texts("AddAccount", &mut view.add_accounts),
+    Some(match key {
+        "ImagePipelineId" => (0, Id(&mut view.image_pipeline_id)),
+        "Name" => (1, Text(&mut view.name)),
+        "Description" => (2, Text(&mut view.description)),
+        "BaseImage" => (3, Text(&mut view.base_image)),
+        "BaseImageType" => (4, Text(&mut view.base_image_type)),
+        "BuildContent" => (5, Text(&mut view.build_content)),
+        "TestContent" => (6, Text(&mut view.test_content)),
+        "RepairMode" => (7, Text(&mut view.repair_mode)),
+        "ImageName" => (8, Text(&mut view.image_name)),
+        "ImageFamily" => (9, Text(&mut view.image_family)),
+        "InstanceType" => (10, Text(&mut view.instance_type)),
+        "SystemDiskSize" => (11, Number(&mut view.system_disk_size)),
+        "InternetMaxBandwidthOut" => (12, Number(&mut view.internet_max_bandwidth_out)),
+        "VSwitchId" => (13, Text(&mut view.v_switch_id)),
+        "DeleteInstanceOnFailure" => (14, Flag(&mut view.delete_instance_on_failure)),
+        "ResourceGroupId" => (15, Text(&mut view.resource_group_id)),
+        "CreationTime" => (16, Text(&mut view.creation_time)),
+        "Tags" => (17, Tags("Tag", &mut view.tags)),
+        "ToRegionIds" => (18, Texts("ToRegionId", &mut view.to_region_ids)),
+        "AddAccounts" => (19, Texts("AddAccount", &mut view.add_accounts)),
         _ => return None,
     })
 }

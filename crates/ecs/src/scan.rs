@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::fast::{LIST, Member, Slot, member_at, member_place, text};
+use crate::fast::{LIST, Member, Slot, member, text};
 use crate::view::{ItemSink, TagView};
 
 /// Deeper than this, the scanner gives up (serde's own limit is 128).
@@ -52,9 +52,6 @@ struct Scanner<'a> {
     keys_before: Vec<&'a str>,
     /// The place of the next key in the item being read.
     key_place: usize,
-    /// The item's members (their places in [`Slot::seen`]) last found for a key of
-    /// `keys_before`, looked up by its text: a key taken for the one before is that same text.
-    members_before: Vec<(&'a str, Option<usize>)>,
 }
 
 /// The most keys of an item remembered (an item has about thirty).
@@ -68,7 +65,6 @@ impl<'a> Scanner<'a> {
             spare: Vec::new(),
             keys_before: Vec::new(),
             key_place: 0,
-            members_before: Vec::new(),
         }
     }
 
@@ -167,10 +163,9 @@ impl<'a> Scanner<'a> {
             view, has_id, seen, ..
         } = slot;
         self.object(|s, key| {
-            let Some(place) = s.item_member(key) else {
+            let Some((place, member)) = member(key, view) else {
                 return s.skip_value(5);
             };
-            let member = member_at(place, view)?;
             once(&mut seen[place])?;
             match member {
                 Member::Id(id) => {
@@ -308,25 +303,6 @@ impl<'a> Scanner<'a> {
         };
         self.expect(b':')?;
         Some(key)
-    }
-
-    /// The place of the item's member named `key` (see [`member_place`]), the one found before
-    /// for the same text at the same place of the item before (compared by where the text is,
-    /// not what it says).
-    fn item_member(&mut self, key: &'a str) -> Option<usize> {
-        let place = self.key_place.checked_sub(1)?;
-        if let Some(&(before, member)) = self.members_before.get(place) {
-            if std::ptr::eq(before, key) {
-                return member;
-            }
-        }
-        let member = member_place(key);
-        if let Some(before) = self.members_before.get_mut(place) {
-            *before = (key, member);
-        } else if place == self.members_before.len() && place < KEYS_REMEMBERED {
-            self.members_before.push((key, member));
-        }
-        member
     }
 
     /// Takes the string `"key"` if it comes next. `key` was read as a string without escapes,
