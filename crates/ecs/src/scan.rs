@@ -45,17 +45,7 @@ struct Scanner<'a> {
     /// instead of a string allocated and freed for every item (each build script has line
     /// breaks).
     spare: Vec<String>,
-    /// The keys of the item read before, at each place (its members' and theirs, in the order
-    /// they came), each tried first at the same place of the next item: the items of a listing
-    /// have the same keys in the same order, and comparing the text with a key costs a fraction
-    /// of reading it as a string.
-    keys_before: Vec<&'a str>,
-    /// The place of the next key in the item being read.
-    key_place: usize,
 }
-
-/// The most keys of an item remembered (an item has about thirty).
-const KEYS_REMEMBERED: usize = 64;
 
 impl<'a> Scanner<'a> {
     fn new(text: &'a str) -> Self {
@@ -63,8 +53,6 @@ impl<'a> Scanner<'a> {
             text,
             at: 0,
             spare: Vec::new(),
-            keys_before: Vec::new(),
-            key_place: 0,
         }
     }
 
@@ -158,7 +146,6 @@ impl<'a> Scanner<'a> {
     fn item(&mut self, slot: &mut Slot<'a>) -> Option<()> {
         slot.view.release_owned(&mut self.spare, SPARE_TEXTS);
         slot.clear();
-        self.key_place = 0;
         let Slot {
             view, has_id, seen, ..
         } = slot;
@@ -284,44 +271,11 @@ impl<'a> Scanner<'a> {
 
     /// A member's key (without escapes) and the colon after it.
     fn key(&mut self) -> Option<&'a str> {
-        let place = self.key_place;
-        self.key_place += 1;
-        let before = self.keys_before.get(place).copied();
-        let key = match before {
-            Some(before) if self.next_is_key(before) => before,
-            _ => {
-                let Cow::Borrowed(key) = self.string()? else {
-                    return None;
-                };
-                if let Some(before) = self.keys_before.get_mut(place) {
-                    *before = key;
-                } else if place == self.keys_before.len() && place < KEYS_REMEMBERED {
-                    self.keys_before.push(key);
-                }
-                key
-            }
+        let Cow::Borrowed(key) = self.string()? else {
+            return None;
         };
         self.expect(b':')?;
         Some(key)
-    }
-
-    /// Takes the string `"key"` if it comes next. `key` was read as a string without escapes,
-    /// so the same bytes between quotes are the same string.
-    fn next_is_key(&mut self, key: &str) -> bool {
-        if self.peek() != Some(b'"') {
-            return false;
-        }
-        let start = self.at + 1;
-        let end = start + key.len();
-        let same = self
-            .bytes()
-            .get(start..end)
-            .is_some_and(|text| same_bytes(text, key.as_bytes()))
-            && self.bytes().get(end) == Some(&b'"');
-        if same {
-            self.at = end + 1;
-        }
-        same
     }
 
     /// `null` or a string.
@@ -488,26 +442,6 @@ impl<'a> Scanner<'a> {
 /// refuses duplicates, for the lenient decoder to keep the last one.
 fn once(seen: &mut bool) -> Option<()> {
     (!std::mem::replace(seen, true)).then_some(())
-}
-
-/// Whether `a` and `b`, of the same length, are the same bytes: compared eight at a time
-/// (the last eight over the end of the words before), short ones byte by byte, instead of a
-/// call to the C library's `memcmp`, which musl's (the image's build) compares byte by byte.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let word = |bytes: &[u8], at: usize| -> Option<u64> {
-        Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-    };
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let last = a.len() - 8;
-    (0..last)
-        .step_by(8)
-        .chain([last])
-        .all(|at| matches!((word(a, at), word(b, at)), (Some(x), Some(y)) if x == y))
 }
 
 /// Where the run of string bytes that need no attention, from `from`, ends: at the first `"`,
@@ -773,42 +707,6 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn same_bytes_finds_a_difference_at_every_place_and_length() {
-        let a: Vec<u8> = (0..40).collect();
-        for len in 0..=a.len() {
-            assert!(same_bytes(&a[..len], &a[..len]), "{len}");
-            for at in 0..len {
-                let mut b = a[..len].to_vec();
-                b[at] ^= 0x20;
-                assert!(!same_bytes(&a[..len], &b), "{at} of {len}");
-            }
-            if len > 0 {
-                assert!(!same_bytes(&a[..len], &a[..len - 1]), "lengths differ");
-            }
-        }
-    }
-
-    /// A key that starts another, or has an escape, is not the key before at its place.
-    #[test]
-    fn a_key_is_taken_for_the_one_before_only_when_it_is_that_key() {
-        let items = [
-            r#"{"ImagePipelineId":"ip-1","Tags":{"Tag":[{"TagKey":"a","TagValue":"b"}]}}"#,
-            r#"{"ImagePipelineId":"ip-2","Tag":1,"Tags":{"Tag":[{"TagKey":"c"}]}}"#,
-            r#"{"ImagePipelineId":"ip-3","Tags":{"Tag":[{"TagValue":"d","TagKey":"e"}]}}"#,
-            r#"{"ImagePipelineId" :"ip-4", "Tags":{"Tag":[{"TagKe":"f","TagKey":"g"}]}}"#,
-            r#"{"ImagePipelineId":"ip-5","Tags":{"Tag":[{"TagKey":"h","TagValue":"i"}]}}"#,
-        ];
-        assert_eq!(reads_alike(&page(&items.join(","))).0.len(), items.len());
-        // An escaped key is the lenient decoder's, even where the key before was the same.
-        let escaped = items[0].replace("\"TagKey\"", r#""Tag\u004bey""#);
-        let body = page(&[items[0], &escaped].join(","));
-        gives_up(&body);
-        let mut visited = Kept::default();
-        assert!(visit_body_into(&body, &mut visited).is_some());
-        assert_eq!(visited.0.len(), 2);
-    }
-
     /// Member names of an item, the known ones often.
     fn name() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -845,14 +743,10 @@ mod tests {
         #[test]
         fn the_scanner_reads_as_serde_or_gives_up(
             items in prop::collection::vec(item(), 0..4),
-            repeats in 1usize..4,
             cut in any::<prop::sample::Index>(),
             byte in prop::sample::select(b" ,:{}[]\"\\-0en".to_vec()),
             garble in 0u8..4,
         ) {
-            // Items again after themselves: the keys of the one before are tried first.
-            let items: Vec<&String> = items.iter().flat_map(|i| vec![i; repeats]).collect();
-            let items: Vec<&str> = items.into_iter().map(String::as_str).collect();
             let mut text = page(&items.join(","));
             // A quarter of the bodies get a byte taken out or put in somewhere.
             let at = cut.index(text.len());
