@@ -6,6 +6,7 @@
 #   benches/export.sh                          # 4561 and 50000 pipelines in the listed region
 #   SIZES="10000 100000" benches/export.sh
 #   OPERATOR_BIN=target/x86_64-unknown-linux-musl/release/imagepipeline-operator benches/export.sh
+#   SIZES=100000 AB_BINS="/tmp/old /tmp/new" benches/export.sh   # two builds alternated, no SDK
 #
 # `ecs-sim` serves the pipelines of one region (cn-hangzhou) from a generated data file. The
 # SDK side is tests/sdk/page_sim.py (installed by .ci/install-sdks): the Tea client
@@ -26,7 +27,7 @@ SK=SimulatorTestSecretDoNotUseInProd
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/export-bench.XXXXXX")"
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-if [ -z "${OPERATOR_BIN:-}" ]; then
+if [ -z "${OPERATOR_BIN:-}" ] && [ -z "${AB_BINS:-}" ]; then
   arch="$(uname -m)"
   log "building the image's binary (static musl release)"
   (cd "$ROOT" && rustup target add "$arch-unknown-linux-musl" >/dev/null &&
@@ -61,7 +62,38 @@ measure() {
   echo "$best_cpu $best_rss"
 }
 
-printf '| pipelines | client | CPU (s) | peak RSS (MiB) | CPU vs SDK (Tea) |\n|---|---|---|---|---|\n'
+# AB_BINS="OLD NEW ...": instead of the SDK comparison, each build's export run in turn, AB_RUNS
+# (10) rounds of every format, one run of each build after the other so that the machine's drift
+# falls on all alike; CPU (user + system) median and mean per build and format.
+alternate() { # url
+  local i format bin
+  : > "$WORK/ab"
+  for i in $(seq "${AB_RUNS:-10}"); do
+    for format in yaml json; do
+      for bin in $AB_BINS; do
+        /usr/bin/time -f "$bin $format %U %S" -a -o "$WORK/ab" "$bin" export --region cn-hangzhou \
+          --endpoint "$1" --page-size 500 -o "$format" >/dev/null 2>"$WORK/stderr" ||
+          { cat "$WORK/stderr" >&2; return 1; }
+      done
+    done
+  done
+  "$PY" - "$n" "$WORK/ab" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[2]):
+    binary, fmt, user, system = line.split()
+    runs[(binary, fmt)].append(float(user) + float(system))
+for (binary, fmt), cpu in runs.items():
+    print(f"| {sys.argv[1]} | {binary} | -o {fmt} | {len(cpu)} | "
+          f"{statistics.median(cpu):.3f} | {statistics.mean(cpu):.3f} |")
+PY
+}
+
+if [ -n "${AB_BINS:-}" ]; then
+  printf '| pipelines | build | format | runs | CPU median (s) | CPU mean (s) |\n|---|---|---|---|---|---|\n'
+else
+  printf '| pipelines | client | CPU (s) | peak RSS (MiB) | CPU vs SDK (Tea) |\n|---|---|---|---|---|\n'
+fi
 for n in $SIZES; do
   "$PY" - "$n" > "$WORK/items.json" <<'PY'
 import json, sys
@@ -97,6 +129,11 @@ PY
   url="$(head -n 1 "$WORK/sim.out" | grep -o 'http://[0-9.:]*' | head -n 1)"
   [ -n "$url" ] || { cat "$WORK/sim.err" >&2; exit 1; }
   export ALIBABA_CLOUD_ACCESS_KEY_ID=$AK ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SK
+  if [ -n "${AB_BINS:-}" ]; then
+    alternate "$url"
+    kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
+    continue
+  fi
   cases="{\"all\": {\"RegionId\": \"cn-hangzhou\", \"MaxResults\": 500}}"
   read -r tea_cpu tea_rss < <(measure "$PY" "$ROOT/tests/sdk/page_sim.py" --endpoint "$url" \
     --access-key-id "$AK" --access-key-secret "$SK" --styles tea-v3 --cases "$cases")
