@@ -13,7 +13,9 @@
 # Environment: N (10000), REFRESHES (4), ROUNDS (1), K8S_DIR (../shared/k8s beside the
 # repository), K8S_HOME / K8S_API_PORT / K8S_ETCD_PORT / K8S_KCM_PORT (default /tmp/k8s-refresh,
 # 6643, 2579, 10457), ADMIN_PORT (18188), KEEP=1 leaves the API server running, LOG_DIR=DIR keeps
-# each operator's log there (operator-RUN.log).
+# each operator's log there (operator-RUN.log), PERF_OUT=PREFIX records the operator during its
+# refreshes with `perf record` (PREFIX-RUN.data; PERF_ARGS its options, `-F 20000` by default,
+# e.g. `-F 5000 --call-graph dwarf` for call graphs).
 set -euo pipefail
 
 [ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
@@ -50,6 +52,11 @@ for round in $(seq "$ROUNDS"); do
     until query_synced "$NS" "$N" none; do sleep 0.3; done
     sleep 5
     c0=$(cpu_us "$op"); sleep 5
+    if [ -n "${PERF_OUT:-}" ]; then
+      perf record ${PERF_ARGS:--F 20000} -p "$op" -o "$PERF_OUT-$run.data" >/dev/null 2>&1 &
+      perf_pid=$!
+      sleep 1
+    fi
     line="$bin (round $round): idle $(( ($(cpu_us "$op") - c0) / 5 )) us/s; refreshes (us of CPU / faults / switches):"
     for _ in $(seq "$REFRESHES"); do
       last=$(query_field "$NS" '{.status.lastSyncTime}')
@@ -60,6 +67,7 @@ for round in $(seq "$ROUNDS"); do
       sleep 1 # the drift check after the status change
       line+=" $(( $(cpu_us "$op") - c0 ))/$(( $(faults "$op") - f0 ))/$(( $(switches "$op") - s0 ))"
     done
+    if [ -n "${PERF_OUT:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
     kill -TERM "$op"; wait "$op" 2>/dev/null || true
     [ -z "${LOG_DIR:-}" ] || cp "$WORK/operator-$run.log" "$LOG_DIR/"
     echo "$line"

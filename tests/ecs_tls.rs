@@ -2,7 +2,8 @@
 //! are read at the first handshake, not when the client is built, so a plain-HTTP endpoint
 //! works on a host without any CA certificates, and an HTTPS endpoint is still verified: a
 //! server whose CA is not among the roots is refused, one whose CA is is trusted, and a missing
-//! store fails the handshake with a clear error that the next handshake can recover from.
+//! store fails the handshake with a clear error that the next handshake can recover from. A
+//! trusted connection is kept alive for the next call.
 //!
 //! One test in its own binary, since it sets the process's `SSL_CERT_FILE`. The certificates
 //! are in `tests/tls/` (made by `tests/tls/gen.py`, valid 2020-2120).
@@ -11,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -29,14 +31,22 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers it with [`PAGE`].
+/// Answers every HTTP/1.1 request of a kept-alive connection with [`PAGE`], until the client
+/// closes it.
 fn answer(stream: &mut (impl Read + Write)) -> std::io::Result<()> {
+    while answer_one(stream)? {}
+    Ok(())
+}
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers it with [`PAGE`];
+/// false at the end of the connection.
+fn answer_one(stream: &mut (impl Read + Write)) -> std::io::Result<bool> {
     let mut request = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         request.extend_from_slice(&chunk[..n]);
         if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -52,21 +62,25 @@ fn answer(stream: &mut (impl Read + Write)) -> std::io::Result<()> {
     while request.len() < head_end + length {
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         request.extend_from_slice(&chunk[..n]);
     }
     let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{PAGE}",
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{PAGE}",
         PAGE.len()
     );
     stream.write_all(response.as_bytes())?;
-    stream.flush()
+    stream.flush()?;
+    Ok(true)
 }
 
-/// A server on a thread of its own, answering every connection with [`PAGE`], over TLS with
-/// `tests/tls/server.pem` when `tls`; returns its endpoint.
-fn serve(tls: bool) -> String {
+/// A server answering every request with [`PAGE`], each connection on a thread of its own, over
+/// TLS with `tests/tls/server.pem` when `tls`; returns its endpoint and its count of accepted
+/// connections.
+fn serve(tls: bool) -> (String, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = tls.then(|| {
@@ -89,22 +103,25 @@ fn serve(tls: bool) -> String {
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut tcp) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let config = config.clone();
             // A refused handshake ends the connection with an error; the next one is served.
-            let _ = match &config {
-                Some(config) => rustls::ServerConnection::new(Arc::clone(config))
+            thread::spawn(move || match config {
+                Some(config) => rustls::ServerConnection::new(config)
                     .map_err(std::io::Error::other)
                     .and_then(|conn| {
                         answer(&mut rustls::StreamOwned::<_, TcpStream>::new(conn, tcp))
                     }),
                 None => answer(&mut tcp),
-            };
+            });
         }
     });
-    match tls {
+    let endpoint = match tls {
         true => format!("https://localhost:{}", addr.port()),
         false => format!("http://{addr}"),
-    }
+    };
+    (endpoint, accepted)
 }
 
 fn client(endpoint: &str) -> EcsClient {
@@ -146,8 +163,8 @@ fn trust(file: &Path) {
 
 #[tokio::test]
 async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
-    let plain = serve(false);
-    let secure = serve(true);
+    let (plain, _) = serve(false);
+    let (secure, accepted) = serve(true);
 
     // No CA certificates at all: plain HTTP needs none.
     trust(&fixture("no-such-bundle.pem"));
@@ -182,4 +199,13 @@ async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
         let listing = list(&client).await.expect("the server's CA is trusted");
         assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
     }
+
+    // A kept-alive TLS connection carries the next call: one handshake for three listings.
+    let kept = client(&secure);
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let listing = list(&kept).await.expect("over the kept connection");
+        assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst) - before, 1);
 }

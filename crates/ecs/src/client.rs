@@ -99,7 +99,7 @@ struct Inner {
     config: ClientConfig,
     /// The endpoint override as the URL requests go to (its root), parsed once.
     endpoint_url: Option<reqwest::Url>,
-    http: reqwest::Client,
+    http: transport::Http,
     /// None when the configuration asks for no pacing.
     limiter: Option<KeyedRateLimiter>,
     backoff: Backoff,
@@ -141,7 +141,12 @@ impl EcsClient {
             0 => None,
             qps => Some(KeyedRateLimiter::new(qps, config.rate_limit_burst)?),
         };
-        let http = transport::http_client(config.connect_timeout, config.read_timeout)?;
+        let http = transport::Http::from_env(config.connect_timeout, config.read_timeout)?;
+        if http.is_proxied() {
+            tracing::info!(
+                "ECS calls go through the proxy the environment names (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
+            );
+        }
         let backoff = Backoff {
             base: config.base_backoff,
             max: config.max_backoff,

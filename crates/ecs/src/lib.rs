@@ -36,6 +36,7 @@ pub mod credentials;
 pub mod error;
 mod fast;
 pub mod filter;
+mod http1;
 pub mod known;
 pub mod listing;
 pub mod model;

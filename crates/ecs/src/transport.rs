@@ -110,8 +110,65 @@ pub struct Attempt {
     pub retry_after: Option<Duration>,
 }
 
-/// Builds the HTTP client: rustls with the ring provider and the platform's roots, read at the
-/// first TLS handshake ([`crate::tls`]), connect and read timeouts.
+/// The `User-Agent` of every call.
+const USER_AGENT: &str = concat!("imagepipeline-operator/", env!("CARGO_PKG_VERSION"));
+
+/// The environment variables that name a proxy for reqwest (upper and lower case).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// How calls reach the API: the crate's own HTTP/1.1 connections ([`crate::http1`]), or
+/// reqwest, which knows proxies, when the environment names one.
+#[derive(Debug)]
+pub(crate) enum Http {
+    /// Direct connections, the body read straight into a pooled buffer.
+    Direct(crate::http1::Client),
+    /// reqwest, through the proxy the environment names (`NO_PROXY` honoured).
+    Proxied(reqwest::Client),
+}
+
+impl Http {
+    /// The client for this environment: reqwest when any of `HTTPS_PROXY`, `HTTP_PROXY` or
+    /// `ALL_PROXY` (or their lower-case forms) is set, direct connections otherwise.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+    pub fn from_env(connect_timeout: Duration, read_timeout: Duration) -> Result<Self, EcsError> {
+        let proxied = PROXY_VARIABLES
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()));
+        if proxied {
+            return http_client(connect_timeout, read_timeout).map(Http::Proxied);
+        }
+        Self::direct(connect_timeout, read_timeout)
+    }
+
+    /// Direct connections, whatever the environment says.
+    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
+    pub fn direct(connect_timeout: Duration, read_timeout: Duration) -> Result<Self, EcsError> {
+        let tls = crate::tls::client_config()
+            .map_err(|e| EcsError::Config(format!("cannot set up TLS: {e}")))?;
+        Ok(Http::Direct(crate::http1::Client::new(
+            tls,
+            connect_timeout,
+            read_timeout,
+            USER_AGENT,
+        )))
+    }
+
+    /// Whether calls go through reqwest and the environment's proxy.
+    pub fn is_proxied(&self) -> bool {
+        matches!(self, Http::Proxied(_))
+    }
+}
+
+/// Builds the reqwest client used behind a proxy: rustls with the ring provider and the
+/// platform's roots, read at the first TLS handshake ([`crate::tls`]), connect and read
+/// timeouts.
 #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
 pub fn http_client(
     connect_timeout: Duration,
@@ -123,18 +180,23 @@ pub fn http_client(
         .tls_backend_preconfigured(tls)
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
-        .user_agent(concat!(
-            "imagepipeline-operator/",
-            env!("CARGO_PKG_VERSION")
-        ))
+        .user_agent(USER_AGENT)
         .build()
         .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {}", chain(&e))))
 }
 
+/// An answer read whole: status, the service's retry hint and the body, in a buffer of the
+/// pool.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
 /// POSTs `body` to `url` and interprets the answer, reading at most `max_body_bytes` into
 /// a buffer of `pool`; with `known`, as [`decode_response_known`] does.
-pub async fn post_form(
-    http: &reqwest::Client,
+pub(crate) async fn post_form(
+    http: &Http,
     url: &reqwest::Url,
     body: String,
     max_body_bytes: usize,
@@ -142,7 +204,56 @@ pub async fn post_form(
     sink: Option<&mut (dyn ItemSink + 'static)>,
     pool: &BodyPool,
 ) -> Attempt {
-    let sent = http
+    let answer = match http {
+        Http::Direct(client) => match crate::http1::Origin::of(url) {
+            Ok(origin) => client
+                .post(&origin, body.as_bytes(), max_body_bytes, pool)
+                .await
+                .map(|a| Answer {
+                    status: a.status,
+                    retry_after: a.retry_after.as_deref().and_then(parse_retry_after),
+                    body: a.body,
+                }),
+            Err(e) => Err(e),
+        },
+        Http::Proxied(client) => post_reqwest(client, url, body, max_body_bytes, pool).await,
+    };
+    let Answer {
+        status,
+        retry_after,
+        body,
+    } = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Attempt {
+                result: Err(e),
+                retry_after: None,
+            };
+        }
+    };
+    let result = match sink {
+        Some(sink) => {
+            let decoded = decode_response_into(status, &body, sink);
+            pool.give(body);
+            decoded
+        }
+        None => decode_pooled(status, body, known, pool),
+    };
+    Attempt {
+        result,
+        retry_after,
+    }
+}
+
+/// The answer to a POST through reqwest.
+async fn post_reqwest(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    body: String,
+    max_body_bytes: usize,
+    pool: &BodyPool,
+) -> Result<Answer, EcsError> {
+    let mut response = http
         .post(url.clone())
         .header(
             http::header::CONTENT_TYPE,
@@ -151,16 +262,8 @@ pub async fn post_form(
         .header(http::header::ACCEPT, "application/json")
         .body(body)
         .send()
-        .await;
-    let mut response = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            return Attempt {
-                result: Err(transport_error(&e)),
-                retry_after: None,
-            };
-        }
-    };
+        .await
+        .map_err(|e| transport_error(&e))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -170,22 +273,12 @@ pub async fn post_form(
     // The header values are slices of hyper's read buffer: while they live, every read of the
     // body needs a fresh buffer (a few hundred KiB, mapped and faulted in page by page).
     drop(std::mem::take(response.headers_mut()));
-    let result = match (
-        read_bounded(&mut response, max_body_bytes, pool).await,
-        sink,
-    ) {
-        (Ok(bytes), Some(sink)) => {
-            let decoded = decode_response_into(status, &bytes, sink);
-            pool.give(bytes);
-            decoded
-        }
-        (Ok(bytes), None) => decode_pooled(status, bytes, known, pool),
-        (Err(e), _) => Err(e),
-    };
-    Attempt {
-        result,
+    let body = read_bounded(&mut response, max_body_bytes, pool).await?;
+    Ok(Answer {
+        status,
         retry_after,
-    }
+        body,
+    })
 }
 
 /// Reads the body chunk by chunk, failing as soon as it grows past `limit`.
