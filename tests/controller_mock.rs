@@ -597,6 +597,56 @@ async fn a_secret_with_both_keys_is_used_and_shown_by_name() {
 }
 
 #[tokio::test]
+async fn a_secret_read_a_moment_ago_is_not_read_again_until_its_watch_reports_a_change() {
+    let q = query(json!({}));
+    let mut f = fixture(listing(&[]), vec![], vec![q.clone()], &[]);
+    let secret = |rv: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-ak", "namespace": NS, "resourceVersion": rv}, "data": {"accessKeyId": "QUs=", "accessKeySecret": "U0s="}});
+    let identity = |rv: &str| format!("secret/{NS}/team-ak@{rv}");
+    let resolver = f.ctx.credentials.clone();
+    let resolve = || {
+        let (resolver, client) = (resolver.clone(), f.ctx.client.clone());
+        tokio::spawn(async move {
+            resolver
+                .resolve(&client, NS, Some("team-ak"))
+                .await
+                .map(|r| r.identity)
+                .expect("resolved")
+        })
+    };
+
+    let first = resolve();
+    let get = f.server.next().await;
+    assert_eq!(get.uri, format!("/api/v1/namespaces/{NS}/secrets/team-ak"));
+    get.reply(StatusCode::OK, &secret("3"));
+    assert_eq!(first.await.unwrap(), identity("3"));
+
+    // At once again (the reconcile of the sync's own status patch): not read again.
+    let cached = tokio::time::timeout(Duration::from_secs(2), resolve())
+        .await
+        .expect("answered without a read");
+    assert_eq!(cached.unwrap(), identity("3"));
+    f.server.expect_nothing_more().await;
+
+    // The Secret watch reported the Secret: read again.
+    resolver.forget_secret(NS, "team-ak");
+    assert_eq!(resolver.cached_secrets(), 0);
+    let again = resolve();
+    f.server.next().await.reply(StatusCode::OK, &secret("4"));
+    assert_eq!(again.await.unwrap(), identity("4"));
+
+    // A read the watch reported a change during is not taken as fresh: the next one reads.
+    resolver.forget_secret(NS, "team-ak");
+    let raced = resolve();
+    let get = f.server.next().await;
+    resolver.forget_secret(NS, "team-ak");
+    get.reply(StatusCode::OK, &secret("4"));
+    assert_eq!(raced.await.unwrap(), identity("4"));
+    let after = resolve();
+    f.server.next().await.reply(StatusCode::OK, &secret("5"));
+    assert_eq!(after.await.unwrap(), identity("5"));
+}
+
+#[tokio::test]
 async fn a_namespace_without_ambient_permission_is_told_how_to_get_it() {
     let q = query(json!({}));
     let mut f = fixture(listing(&["ip-a"]), vec![], vec![q.clone()], &["elsewhere"]);

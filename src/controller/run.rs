@@ -657,8 +657,13 @@ impl Shared {
                 }),
                 TRIGGER_SPACING,
             ))
-            .watches(api::<Secret>(&self.client, namespace), wc, move |secret| {
-                queries_using_secret(&queries, &secret)
+            .watches(api::<Secret>(&self.client, namespace), wc, {
+                let credentials = self.credentials.clone();
+                move |secret| {
+                    credentials
+                        .forget_secret(&secret.namespace().unwrap_or_default(), &secret.name_any());
+                    queries_using_secret(&queries, &secret)
+                }
             })
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx)

@@ -1,9 +1,14 @@
 //! Step 2: credentials. A query's Secret (in its own namespace), or the operator's ambient
 //! credentials where the operator allows them. Secret-derived providers are cached per Secret
-//! `resourceVersion`. No message ever contains a secret value.
+//! `resourceVersion`, and a Secret read a moment ago is not read again: the sync's own status
+//! patch comes back as a watch event, and its reconcile would read the Secret a second time
+//! for each refresh. Any watch event of a Secret forgets what was cached of it, so a change is
+//! always read. No message ever contains a secret value.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -157,12 +162,28 @@ pub struct AmbientPolicy {
     pub selector: Option<String>,
 }
 
+/// How long a Secret just read is taken as it was without reading it again, unless a watch
+/// event of it came meanwhile.
+pub const SECRET_FRESH_FOR: Duration = Duration::from_secs(5);
+
 /// Resolves credentials for queries.
 #[derive(Debug)]
 pub struct CredentialsResolver {
     ambient: Option<SharedProvider>,
     policy: AmbientPolicy,
-    cache: Mutex<HashMap<(String, String), (String, SharedProvider)>>,
+    cache: Mutex<HashMap<(String, String), CachedSecret>>,
+    /// Counts [`CredentialsResolver::forget_secret`] calls: a read that saw it change may
+    /// have raced a change of the Secret, and is not taken as fresh.
+    forgotten: AtomicU64,
+}
+
+/// What was read of a Secret: its version, the provider made from it, and when a read last
+/// found it so (`None`: read it again before using it).
+#[derive(Debug)]
+struct CachedSecret {
+    resource_version: String,
+    provider: SharedProvider,
+    read_at: Option<Instant>,
 }
 
 impl CredentialsResolver {
@@ -172,7 +193,21 @@ impl CredentialsResolver {
             ambient,
             policy,
             cache: Mutex::new(HashMap::new()),
+            forgotten: AtomicU64::new(0),
         }
+    }
+
+    /// Forgets what was read of Secret `name` in `namespace` (the Secret watch calls this for
+    /// every event): the next query that names it reads it again.
+    pub fn forget_secret(&self, namespace: &str, name: &str) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// How many Secrets' readings are cached (tests look at it).
+    pub fn cached_secrets(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The credentials of a query in `namespace` naming `secret` (or none).
@@ -194,6 +229,23 @@ impl CredentialsResolver {
         namespace: &str,
         name: &str,
     ) -> Result<Resolved, ResolveError> {
+        let key = (namespace.to_string(), name.to_string());
+        let resolved = |resource_version: &str, provider: SharedProvider| Resolved {
+            provider,
+            identity: format!("secret/{namespace}/{name}@{resource_version}"),
+            origin: Origin::Secret(name.to_string()),
+        };
+        let fresh = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(&key)
+                .filter(|c| c.read_at.is_some_and(|t| t.elapsed() < SECRET_FRESH_FOR))
+                .map(|c| resolved(&c.resource_version, c.provider.clone()))
+        };
+        if let Some(fresh) = fresh {
+            return Ok(fresh);
+        }
+        let forgotten = self.forgotten.load(Ordering::SeqCst);
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let secret = api
             .get_opt(name)
@@ -204,30 +256,29 @@ impl CredentialsResolver {
                 name: name.to_string(),
             })?;
         let rv = secret.resource_version().unwrap_or_default();
-        let key = (namespace.to_string(), name.to_string());
-        let cached = {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .get(&key)
-                .filter(|(v, _)| *v == rv)
-                .map(|(_, p)| p.clone())
-        };
-        let provider = match cached {
-            Some(p) => p,
+        let read_at = (self.forgotten.load(Ordering::SeqCst) == forgotten).then(Instant::now);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let provider = match cache.get_mut(&key).filter(|c| c.resource_version == rv) {
+            Some(cached) => {
+                cached.read_at = read_at;
+                cached.provider.clone()
+            }
             None => {
                 let creds = credentials_from_secret(name, secret.data.as_ref())?;
-                let p: SharedProvider =
+                let provider: SharedProvider =
                     Arc::new(StaticProvider::new(format!("secret/{name}"), creds));
-                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.insert(key, (rv.clone(), p.clone()));
-                p
+                cache.insert(
+                    key,
+                    CachedSecret {
+                        resource_version: rv.clone(),
+                        provider: provider.clone(),
+                        read_at,
+                    },
+                );
+                provider
             }
         };
-        Ok(Resolved {
-            provider,
-            identity: format!("secret/{namespace}/{name}@{rv}"),
-            origin: Origin::Secret(name.to_string()),
-        })
+        Ok(resolved(&rv, provider))
     }
 
     async fn ambient(&self, client: &Client, namespace: &str) -> Result<Resolved, ResolveError> {
