@@ -257,6 +257,19 @@ async fn interim_answers_are_skipped_and_a_body_may_end_with_the_connection() {
 }
 
 #[tokio::test]
+async fn an_interim_answer_read_together_with_the_final_one_is_not_waited_past() {
+    let mut answer = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    answer.extend_from_slice(&with_length(&page("ip-1", None), ""));
+    // One write, and the connection stays open: the final answer is already read.
+    let (endpoint, _) = serve(vec![Act::Send(vec![answer])]);
+    let listing = tokio::time::timeout(Duration::from_secs(3), list(&client(&endpoint)))
+        .await
+        .expect("answered without waiting for more bytes")
+        .expect("listing");
+    assert_eq!(ids(&listing), ["ip-1"]);
+}
+
+#[tokio::test]
 async fn an_answer_cut_short_is_a_transport_error_not_a_page() {
     let body = page("ip-1", None);
     let mut short = format!(

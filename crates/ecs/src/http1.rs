@@ -322,37 +322,38 @@ impl Reader<'_> {
     /// The answer, and whether the connection may carry another request.
     async fn answer(&mut self, limit: usize, pool: &BodyPool) -> Result<(Answer, bool), Failure> {
         let mut head = Vec::with_capacity(8 * 1024);
+        // Until the first byte arrives, a failure may be a kept connection the server closed.
+        let mut received = false;
         loop {
-            let n = self.read(&mut head).await.map_err(|e| {
-                if head.is_empty() && !e.timeout {
-                    Failure::Stale(e)
-                } else {
-                    Failure::Transport(e)
+            match parse_head(&head)? {
+                Some(parsed) if (100..200).contains(&parsed.status) => {
+                    // An interim answer (100 Continue and the like): the real one follows,
+                    // perhaps already read.
+                    head.drain(..parsed.length);
+                    continue;
                 }
-            })?;
-            if n == 0 {
-                let message = "connection closed before a response".to_string();
-                let closed = TransportFailure::io(message);
-                return Err(if head.is_empty() {
-                    Failure::Stale(closed)
-                } else {
-                    Failure::Transport(closed)
-                });
-            }
-            let Some(parsed) = parse_head(&head)? else {
-                if head.len() > MAX_HEAD_BYTES {
+                Some(parsed) => {
+                    let rest = &head[parsed.length..];
+                    return self.body(&parsed, rest, limit, pool).await;
+                }
+                None if head.len() > MAX_HEAD_BYTES => {
                     return Err(Failure::protocol("the response head is too large"));
                 }
-                head.reserve(8 * 1024);
-                continue;
-            };
-            if (100..200).contains(&parsed.status) {
-                // An interim answer (100 Continue and the like): the real one follows.
-                head.drain(..parsed.length);
-                continue;
+                None => {}
             }
-            let rest = &head[parsed.length..];
-            return self.body(&parsed, rest, limit, pool).await;
+            if head.capacity() - head.len() < 1024 {
+                head.reserve(8 * 1024);
+            }
+            let stale = |f: TransportFailure| match received || f.timeout {
+                true => Failure::Transport(f),
+                false => Failure::Stale(f),
+            };
+            let n = self.read(&mut head).await.map_err(stale)?;
+            if n == 0 {
+                let closed = "connection closed before a response".to_string();
+                return Err(stale(TransportFailure::io(closed)));
+            }
+            received = true;
         }
     }
 
@@ -640,12 +641,6 @@ impl Failure {
             },
             Failure::TooLarge(limit) => EcsError::BodyTooLarge { limit },
         }
-    }
-}
-
-impl From<TransportFailure> for Failure {
-    fn from(f: TransportFailure) -> Self {
-        Failure::Transport(f)
     }
 }
 
