@@ -144,12 +144,6 @@ impl Http {
         if proxied {
             return http_client(connect_timeout, read_timeout).map(Http::Proxied);
         }
-        Self::direct(connect_timeout, read_timeout)
-    }
-
-    /// Direct connections, whatever the environment says.
-    #[allow(clippy::result_large_err)] // EcsError is the boundary's fixed error type.
-    pub fn direct(connect_timeout: Duration, read_timeout: Duration) -> Result<Self, EcsError> {
         let tls = crate::tls::client_config()
             .map_err(|e| EcsError::Config(format!("cannot set up TLS: {e}")))?;
         Ok(Http::Direct(crate::http1::Client::new(
