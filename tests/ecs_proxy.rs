@@ -2,16 +2,16 @@
 //! proxy support), not to the endpoint directly. One test in its own binary, since it sets the
 //! process's environment.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use imagepipeline_operator::ecs::credentials::StaticProvider;
-use imagepipeline_operator::ecs::{
-    ClientConfig, Credentials, EcsClient, PipelineFilter, SharedProvider,
-};
+use imagepipeline_operator::ecs::{ClientConfig, EcsClient};
+
+mod client_sim_support;
+use client_sim_support::{ids, list, read_request};
 
 const PAGE: &str = r#"{"RequestId":"REQ-PROXY","TotalCount":1,"ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-proxied000001","Name":"via-proxy"}]}}"#;
 
@@ -24,14 +24,7 @@ fn proxy(lines: Arc<Mutex<Vec<String>>>) -> String {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
+            let request = read_request(&mut stream).ok().flatten().unwrap_or_default();
             let text = String::from_utf8_lossy(&request);
             lines
                 .lock()
@@ -73,15 +66,8 @@ async fn with_a_proxy_in_the_environment_calls_go_through_it() {
         ..ClientConfig::default()
     })
     .expect("client");
-    let credentials: SharedProvider = Arc::new(StaticProvider::new(
-        "test",
-        Credentials::new("LTAItestkey", "test-secret"),
-    ));
-    let listing = client
-        .list_all(&PipelineFilter::region("cn-hangzhou"), &credentials)
-        .await
-        .expect("listed through the proxy");
-    assert_eq!(listing.items[0].image_pipeline_id, "ip-proxied000001");
+    let listing = list(&client).await.expect("listed through the proxy");
+    assert_eq!(ids(&listing), ["ip-proxied000001"]);
     assert_eq!(
         lines.lock().expect("lock").as_slice(),
         ["POST http://ecs.proxy-test.invalid/ HTTP/1.1"]

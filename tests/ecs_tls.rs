@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use imagepipeline_operator::ecs::credentials::StaticProvider;
-use imagepipeline_operator::ecs::{
-    ClientConfig, Credentials, EcsClient, EcsError, Listing, PipelineFilter, SharedProvider,
-};
+use imagepipeline_operator::ecs::{ClientConfig, EcsClient};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+mod client_sim_support;
+use client_sim_support::{ids, list, read_request};
 
 const PAGE: &str = r#"{"RequestId":"REQ-TLS","TotalCount":1,"MaxResults":500,"ImagePipeline":{"ImagePipelineSet":[{"ImagePipelineId":"ip-tls0000000001","Name":"over-tls"}]}}"#;
 
@@ -38,33 +38,11 @@ fn answer(stream: &mut (impl Read + Write)) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads one HTTP/1.1 request (head and `Content-Length` body) and answers it with [`PAGE`];
-/// false at the end of the connection.
+/// Reads one HTTP/1.1 request and answers it with [`PAGE`]; false at the end of the
+/// connection.
 fn answer_one(stream: &mut (impl Read + Write)) -> std::io::Result<bool> {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        request.extend_from_slice(&chunk[..n]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while request.len() < head_end + length {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        request.extend_from_slice(&chunk[..n]);
+    if read_request(stream)?.is_none() {
+        return Ok(false);
     }
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{PAGE}",
@@ -134,25 +112,6 @@ fn client(endpoint: &str) -> EcsClient {
     .expect("a client builds without reading any roots")
 }
 
-async fn list(client: &EcsClient) -> Result<Listing, EcsError> {
-    let credentials: SharedProvider = Arc::new(StaticProvider::new(
-        "test",
-        Credentials::new("LTAItestkey", "test-secret"),
-    ));
-    client
-        .list_all(&PipelineFilter::region("cn-hangzhou"), &credentials)
-        .await
-        .map_err(|e| e.error)
-}
-
-fn listed_ids(listing: &Listing) -> Vec<&str> {
-    listing
-        .items
-        .iter()
-        .map(|i| i.image_pipeline_id.as_str())
-        .collect()
-}
-
 fn trust(file: &Path) {
     // SAFETY: the only test of this binary; nothing else reads the environment meanwhile.
     unsafe {
@@ -171,7 +130,7 @@ async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
     let listing = list(&client(&plain))
         .await
         .expect("plain HTTP needs no roots");
-    assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+    assert_eq!(ids(&listing), ["ip-tls0000000001"]);
 
     // HTTPS without roots fails the handshake, with the loader's reason.
     let first = client(&secure);
@@ -197,7 +156,7 @@ async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
     trust(&fixture("ca.pem"));
     for client in [client(&secure), first] {
         let listing = list(&client).await.expect("the server's CA is trusted");
-        assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+        assert_eq!(ids(&listing), ["ip-tls0000000001"]);
     }
 
     // A kept-alive TLS connection carries the next call: one handshake for three listings.
@@ -205,7 +164,7 @@ async fn roots_are_read_at_the_first_handshake_and_still_verify_the_server() {
     let before = accepted.load(Ordering::SeqCst);
     for _ in 0..3 {
         let listing = list(&kept).await.expect("over the kept connection");
-        assert_eq!(listed_ids(&listing), ["ip-tls0000000001"]);
+        assert_eq!(ids(&listing), ["ip-tls0000000001"]);
     }
     assert_eq!(accepted.load(Ordering::SeqCst) - before, 1);
 }

@@ -1,14 +1,17 @@
 //! Our ECS client against an in-process `ecs-sim` over HTTP: fixtures shared by `client_sim`
-//! and `faults_ecs`.
+//! and `faults_ecs`, and the listing helpers of the binaries that script a server of their own
+//! (`ecs_http1`, `ecs_tls`, `ecs_proxy`).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imagepipeline_operator::ecs::credentials::StaticProvider;
 use imagepipeline_operator::ecs::{
-    CallObserver, ClientConfig, Credentials, EcsClient, Listing, SharedProvider,
+    CallObserver, ClientConfig, Credentials, EcsClient, EcsError, Listing, PipelineFilter,
+    SharedProvider,
 };
 use imagepipeline_operator::sim::{
     DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Faults, LoggedRequest, SimConfig, SimHandle,
@@ -64,6 +67,46 @@ pub fn provider() -> SharedProvider {
         "sim",
         Credentials::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET),
     ))
+}
+
+/// Every pipeline of [`HANGZHOU`] listed with [`provider`]'s AccessKey; the listing's error as
+/// the client reported it.
+pub async fn list(client: &EcsClient) -> Result<Listing, EcsError> {
+    client
+        .list_all(&PipelineFilter::region(HANGZHOU), &provider())
+        .await
+        .map_err(|e| e.error)
+}
+
+/// Reads one HTTP/1.1 request, head and `Content-Length` body, for a server a test scripts;
+/// `None` when the connection ends first.
+pub fn read_request(stream: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        request.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < head_end + length {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some(request))
 }
 
 /// The listed IDs in listing order.
